@@ -1,0 +1,133 @@
+/**
+ * Loads the native addon and types its whole surface in one place. Nothing else in lib/
+ * touches the addon object directly. The C++ side (native/addon.cc) trusts these shapes:
+ * every value is validated in TypeScript before it gets here.
+ */
+import * as path from 'path';
+import { HdlmError } from './errors';
+
+/** One tensor of a safetensors file, as located by lib/checkpoint.ts (absolute byte offsets). */
+export interface NativeTensorEntry {
+  name: string;
+  dtype: 'F32' | 'BF16' | 'F16';
+  shape: number[];
+  /** absolute offset of the first byte in the file */
+  begin: number;
+  /** absolute offset one past the last byte */
+  end: number;
+}
+
+/** Architecture numbers the native builder needs; derived from the config by lib/config.ts. */
+export interface NativeArchitecture {
+  family: 'epsilon_hybrid';
+  vocabSize: number;
+  hiddenSize: number;
+  nHeads: number;
+  nBlocks: number;
+}
+
+export interface NativeBuildSpec {
+  /** safetensors file holding the weights */
+  weightsPath: string;
+  /** size the header parser saw; the reader re-checks it against the file it opens */
+  fileSize: number;
+  tensors: NativeTensorEntry[];
+  arch: NativeArchitecture;
+  /** the checkpoint's training config, JSON text; stored inside the TorchScript module */
+  configJson: string;
+  /** 'cpu' or 'cuda:N' */
+  device: string;
+  /** where to save the built TorchScript module (written to a temp file, then renamed), or null */
+  cachePath: string | null;
+}
+
+/** What a native model reports about itself (read from the TorchScript module). */
+export interface NativeModelInfo {
+  family: string;
+  configJson: string;
+  device: string;
+  /** number of rows in the embedding table = the model's vocabulary, mask state included */
+  vocabSize: number;
+  formatVersion: number;
+}
+
+export type NativeAlgorithm = 'original' | 'acs' | 'remask' | 'remask_adhoc_shuffle' | 'remdm';
+
+export interface NativeSampleOptions {
+  /** 'full' = upstream full_diff, 'semi' = semi_diff */
+  mode: 'full' | 'semi';
+  alg: NativeAlgorithm;
+  /** prompt ids, one row of promptLength per batch row (batchSize × promptLength), or null */
+  prompt: Int32Array | null;
+  promptLength: number;
+  batchSize: number;
+  steps: number;
+  temperature: number;
+  cfgScale: number;
+  contextLength: number;
+  eps: number;
+  maskId: number;
+  eta: number;
+  blockSize: number;
+  seed: bigint;
+  /** call onStep with a copy of the tokens after every step */
+  stepTokens: boolean;
+}
+
+export type NativeStepCallback = (step: number, total: number, tokens: Int32Array | null) => void;
+
+export interface NativeJob<T> {
+  promise: Promise<T>;
+  /** asks the native loop to stop at the next step boundary; the promise then rejects (code HDLM_ABORTED) */
+  abort(): void;
+}
+
+export interface NativeLogits {
+  data: Float32Array;
+  shape: [number, number, number];
+}
+
+export interface NativeModel {
+  info(): NativeModelInfo;
+  /** tokens: batch × length ids; positions: same shape, or null for 0..length-1 */
+  forward(tokens: Int32Array, batch: number, length: number, positions: Int32Array | null): Promise<NativeLogits>;
+  /** resolves to batchSize × contextLength ids, row-major */
+  sample(options: NativeSampleOptions, onStep: NativeStepCallback | null): NativeJob<Int32Array>;
+  /** frees the module; idempotent; running jobs keep their own reference and finish */
+  dispose(): void;
+  isDisposed(): boolean;
+}
+
+export interface NativeRuntimeInfo {
+  libtorchVersion: string;
+  cudaCompiled: boolean;
+  cudaDeviceCount: number;
+  threads: number;
+}
+
+export interface NativeAddon {
+  runtimeInfo(): NativeRuntimeInfo;
+  setThreads(n: number): void;
+  buildModel(spec: NativeBuildSpec): Promise<NativeModel>;
+  loadTorchScript(path: string, device: string): Promise<NativeModel>;
+}
+
+let cached: NativeAddon | null = null;
+
+/** The addon, loaded once (prebuilds/ first, then build/Release, through node-gyp-build). */
+export function addon(): NativeAddon {
+  if (cached) return cached;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    const load = require('node-gyp-build') as (dir: string) => NativeAddon;
+    cached = load(path.join(__dirname, '..'));
+  } catch (e) {
+    throw new HdlmError(
+      'HDLM_UNSUPPORTED',
+      `hdlm: the native addon could not be loaded (${(e as Error).message}). ` +
+        'Rebuild it with `npm run build:native` (needs libtorch; see README "Install").',
+      { cause: e },
+    );
+  }
+  return cached;
+}

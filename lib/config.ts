@@ -1,0 +1,225 @@
+/**
+ * Checkpoint configuration: reading config.json / config.yaml, detecting the model family and
+ * deriving the architecture numbers (reference §1.1, §1.4, §1.5). Pure functions apart from
+ * readConfigFile.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import * as YAML from 'yaml';
+import type { NativeArchitecture } from './binding';
+import type { SafetensorsHeader } from './checkpoint';
+import { HdlmError, describe, invalidParameterError } from './errors';
+
+export type ModelFamily = 'epsilon_hybrid' | 'gamma_hybrid';
+
+/** Architecture of a checkpoint: what the native builder needs, plus what sampling needs. */
+export interface ModelArchitecture extends Omit<NativeArchitecture, 'family'> {
+  family: ModelFamily;
+  /** `model.length`: the training / default sampling context length */
+  length: number;
+  /** id of the mask (absorbing) state = vocabSize - 1, or -1 when the model has no mask state */
+  maskId: number;
+  /** the model has a mask state (vocabSize = tokens + 1) */
+  hasMask: boolean;
+  /** `tokenizer.tokens` (GPT-2: 50257) */
+  tokens: number;
+  /** `model.cond_dim` (sigma conditioning width; only meaningful for gamma) */
+  condDim: number;
+}
+
+const FAMILIES: readonly ModelFamily[] = ['epsilon_hybrid', 'gamma_hybrid'];
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function kindOf(v: unknown): string {
+  return Array.isArray(v) ? 'an array' : v === null ? 'null' : typeof v;
+}
+
+/**
+ * Reads a checkpoint config. `.yaml` / `.yml` are parsed as YAML, anything else as JSON.
+ * The top level must be an object (HdlmError HDLM_BAD_FILE otherwise). A JSON file whose top
+ * level has an object-valued `"config"` key (PyTorchModelHubMixin convention) yields that
+ * sub-object.
+ */
+export function readConfigFile(filePath: string): Record<string, unknown> {
+  if (typeof filePath !== 'string' || filePath.length === 0) {
+    throw invalidParameterError('filePath', 'a non-empty string', filePath);
+  }
+  const fail = (problem: string, cause?: unknown): HdlmError =>
+    new HdlmError('HDLM_BAD_FILE', `Invalid config file "${filePath}": ${problem}`, cause === undefined ? undefined : { cause });
+  let text: string;
+  try {
+    const st = fs.statSync(filePath);
+    if (st.isDirectory()) throw fail('it is a directory, not a file');
+    if (!st.isFile()) throw fail('it is not a regular file');
+    if (st.size > 64 * 1024 * 1024) throw fail(`it is ${st.size} bytes long, too large for a config`);
+    text = fs.readFileSync(filePath, 'utf8');
+  } catch (e) {
+    if (e instanceof HdlmError) throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    throw fail(code === 'ENOENT' ? 'the file does not exist' : `it cannot be read (${(e as Error).message})`, e);
+  }
+  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+  const ext = path.extname(filePath).toLowerCase();
+  const isYaml = ext === '.yaml' || ext === '.yml';
+  let parsed: unknown;
+  try {
+    parsed = isYaml ? YAML.parse(text, { logLevel: 'error' }) : JSON.parse(text);
+  } catch (e) {
+    throw fail(`it is not valid ${isYaml ? 'YAML' : 'JSON'} (${(e as Error).message.split('\n')[0]})`, e);
+  }
+  if (!isPlainObject(parsed)) throw fail(`the top level must be an object, got ${kindOf(parsed)}`);
+  if (!isYaml && isPlainObject(parsed.config)) return parsed.config;
+  return parsed;
+}
+
+function get(obj: unknown, key: string): unknown {
+  return isPlainObject(obj) && Object.prototype.hasOwnProperty.call(obj, key) ? obj[key] : undefined;
+}
+
+function graphType(cfg: Record<string, unknown>): unknown {
+  return get(cfg.graph, 'type');
+}
+
+/**
+ * The model family (reference §1.5): `requested` wins unless it is 'auto'. Auto: the config's
+ * `model_type` if it names one of the two families; else `graph.type` ∈ {QGamma, gamma} →
+ * gamma_hybrid; else epsilon_hybrid.
+ */
+export function detectFamily(cfg: Record<string, unknown>, requested: 'auto' | ModelFamily): ModelFamily {
+  if (requested !== 'auto' && !FAMILIES.includes(requested)) {
+    throw invalidParameterError('family', "'auto', 'epsilon_hybrid' or 'gamma_hybrid'", requested);
+  }
+  if (requested !== 'auto') return requested;
+  if (!isPlainObject(cfg)) throw invalidParameterError('cfg', 'a config object', cfg);
+  const mt = cfg.model_type;
+  if (typeof mt === 'string' && (FAMILIES as readonly string[]).includes(mt)) return mt as ModelFamily;
+  const gt = graphType(cfg);
+  if (gt === 'QGamma' || gt === 'gamma') return 'gamma_hybrid';
+  return 'epsilon_hybrid';
+}
+
+const DEFAULTS = { hidden_size: 768, n_heads: 12, n_blocks: 12, length: 1024, cond_dim: 128 } as const;
+
+/**
+ * Architecture numbers from a config (reference §1.1 defaults, §1.4 vocabulary rule).
+ * Throws HdlmError HDLM_BAD_FILE naming the config key when a value is unusable.
+ * A gamma_hybrid family is returned as is (loading refuses it later).
+ */
+export function architectureOf(cfg: Record<string, unknown>, family: ModelFamily): ModelArchitecture {
+  if (!isPlainObject(cfg)) throw invalidParameterError('cfg', 'a config object', cfg);
+  if (!FAMILIES.includes(family)) throw invalidParameterError('family', "'epsilon_hybrid' or 'gamma_hybrid'", family);
+  const badKey = (key: string, value: unknown, expected: string): HdlmError =>
+    new HdlmError('HDLM_BAD_FILE', `Invalid model config: ${key} must be ${expected}, got ${describe(value)}`);
+  const positiveInt = (key: string, value: unknown): number => {
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) throw badKey(key, value, 'a positive integer');
+    return value;
+  };
+
+  const model = cfg.model;
+  if (model !== undefined && model !== null && !isPlainObject(model)) throw badKey('model', model, 'an object');
+  const fromModel = (k: keyof typeof DEFAULTS): number => {
+    const v = get(model, k);
+    return positiveInt(`model.${k}`, v === undefined || v === null ? DEFAULTS[k] : v);
+  };
+  const hiddenSize = fromModel('hidden_size');
+  const nHeads = fromModel('n_heads');
+  const nBlocks = fromModel('n_blocks');
+  const length = fromModel('length');
+  const condDim = fromModel('cond_dim');
+  if (hiddenSize % nHeads !== 0) {
+    throw new HdlmError('HDLM_BAD_FILE', `Invalid model config: model.hidden_size (${hiddenSize}) is not a multiple of model.n_heads (${nHeads})`);
+  }
+  if ((hiddenSize / nHeads) % 2 !== 0) {
+    throw new HdlmError(
+      'HDLM_BAD_FILE',
+      `Invalid model config: the head dimension model.hidden_size / model.n_heads = ${hiddenSize / nHeads} must be even (rotary embedding)`,
+    );
+  }
+
+  const tokCfg = get(cfg.tokenizer, 'tokens');
+  const tokenKey = tokCfg !== undefined && tokCfg !== null ? 'tokenizer.tokens' : cfg.tokens !== undefined && cfg.tokens !== null ? 'tokens' : null;
+  const tokens = tokenKey === null ? 50257 : positiveInt(tokenKey, tokenKey === 'tokenizer.tokens' ? tokCfg : cfg.tokens);
+
+  const gt = graphType(cfg);
+  const hasMask = cfg.model_type === 'epsilon_hybrid' || gt === 'absorb' || gt === 'hybrid' || gt === 'QGamma';
+  const vocabSize = hasMask ? tokens + 1 : tokens;
+  const maskId = hasMask ? vocabSize - 1 : -1;
+  return { family, vocabSize, hiddenSize, nHeads, nBlocks, length, maskId, hasMask, tokens, condDim };
+}
+
+type ArchForCheck = Pick<ModelArchitecture, 'family' | 'vocabSize' | 'hiddenSize' | 'nHeads' | 'nBlocks'> & { condDim?: number };
+
+/** The state-dict keys and shapes a checkpoint of this architecture must have (reference §1.4). */
+export function expectedTensorShapes(arch: ArchForCheck): Map<string, number[]> {
+  const V = arch.vocabSize;
+  const D = arch.hiddenSize;
+  const m = new Map<string, number[]>();
+  m.set('vocab_embed.embedding', [V, D]);
+  for (let i = 0; i < arch.nBlocks; i++) {
+    const b = `blocks.${i}.`;
+    m.set(b + 'norm1.weight', [D]);
+    m.set(b + 'attn_qkv.weight', [3 * D, D]);
+    m.set(b + 'attn_out.weight', [D, D]);
+    m.set(b + 'norm2.weight', [D]);
+    m.set(b + 'mlp.0.weight', [4 * D, D]);
+    m.set(b + 'mlp.0.bias', [4 * D]);
+    m.set(b + 'mlp.2.weight', [D, 4 * D]);
+    m.set(b + 'mlp.2.bias', [D]);
+  }
+  m.set('output_layer.norm_final.weight', [D]);
+  m.set('output_layer.linear.weight', [V, D]);
+  m.set('output_layer.linear.bias', [V]);
+  if (arch.family === 'gamma_hybrid') {
+    const C = arch.condDim ?? DEFAULTS.cond_dim;
+    for (let i = 0; i < arch.nBlocks; i++) {
+      m.set(`blocks.${i}.adaLN_modulation.weight`, [6 * D, C]);
+      m.set(`blocks.${i}.adaLN_modulation.bias`, [6 * D]);
+    }
+    m.set('sigma_map.mlp.0.weight', [C, 256]);
+    m.set('sigma_map.mlp.0.bias', [C]);
+    m.set('sigma_map.mlp.2.weight', [C, C]);
+    m.set('sigma_map.mlp.2.bias', [C]);
+  }
+  return m;
+}
+
+/** Optional tensors: checked for shape when present. */
+function optionalTensorShapes(arch: ArchForCheck): Map<string, number[]> {
+  return new Map([['rotary_emb.inv_freq', [arch.hiddenSize / arch.nHeads / 2]]]);
+}
+
+/**
+ * Checks that a safetensors header holds every tensor the architecture needs, with the right
+ * shape (reference §1.4; `rotary_emb.inv_freq` is optional). Extra tensors are allowed.
+ * Throws HdlmError HDLM_BAD_FILE listing missing keys, or naming the first wrong shape.
+ */
+export function checkWeightsAgainstArchitecture(header: SafetensorsHeader, arch: ArchForCheck): void {
+  const where = header.path ? `"${header.path}"` : 'the weights file';
+  const byName = new Map(header.tensors.map((t) => [t.name, t]));
+  const expected = expectedTensorShapes(arch);
+  const missing = [...expected.keys()].filter((k) => !byName.has(k));
+  if (missing.length > 0) {
+    const shown = missing.slice(0, 5).join(', ');
+    const more = missing.length > 5 ? ` and ${missing.length - 5} more` : '';
+    throw new HdlmError(
+      'HDLM_BAD_FILE',
+      `Checkpoint ${where} does not match its config (${arch.family}, hidden ${arch.hiddenSize}, ${arch.nBlocks} blocks, ` +
+        `vocabulary ${arch.vocabSize}): ${missing.length} tensor${missing.length === 1 ? ' is' : 's are'} missing: ${shown}${more}`,
+    );
+  }
+  const all = [...expected, ...optionalTensorShapes(arch)];
+  for (const [name, shape] of all) {
+    const t = byName.get(name);
+    if (!t) continue;
+    if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+      throw new HdlmError(
+        'HDLM_BAD_FILE',
+        `Checkpoint ${where} does not match its config (${arch.family}, hidden ${arch.hiddenSize}, ${arch.nHeads} heads, ` +
+          `vocabulary ${arch.vocabSize}): tensor ${name} has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}]`,
+      );
+    }
+  }
+}

@@ -1,0 +1,25 @@
+/**
+ * hdlm — hybrid diffusion language models (ServiceNow/hdlm) for Node.js.
+ *
+ *   const { model, device } = await smartModelLoader('hdlm-group/hdlm-base-epsilon-0.01');
+ *   const promptIds = tokenizer.encode('The future of artificial intelligence');
+ *   const generated = await fullDiff({ model, prompt: promptIds, alg: 'acs', steps: 512 });
+ *   console.log(tokenizer.decode(generated[0], { skipSpecialTokens: true }));
+ */
+export { smartModelLoader, type LoaderOptions, type LoadedModel, type ModelType } from './loader';
+export { fullDiff, semiDiff, ALGORITHMS, type Algorithm, type FullDiffOptions, type SemiDiffOptions, type StepInfo } from './sampling';
+export { HdlmModel, type Logits } from './model';
+export { tokenizer, encode, decode, EOS_TOKEN_ID, MASK_TOKEN_ID } from './tokenizer';
+export { HdlmError, HdlmArgumentError, AbortError, type HdlmErrorCode } from './errors';
+export { hubCacheDir, listCachedModels, type HubOptions } from './hub';
+export type { ModelFamily } from './config';
+
+import { addon } from './binding';
+
+/** The libtorch this build runs on, and what it sees. */
+export function runtimeInfo(): { libtorchVersion: string; cudaCompiled: boolean; cudaDeviceCount: number; threads: number } {
+  return addon().runtimeInfo();
+}
+
+/** Path of the embedded demo checkpoint (a small HDLM trained on the Brown corpus; writes English-like text offline). */
+export const DEMO_MODEL_PATH: string = require('path').join(__dirname, '..', 'models', 'brown-epsilon');

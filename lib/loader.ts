@@ -1,0 +1,275 @@
+/**
+ * `smartModelLoader`: upstream `hdlm.hf_utils.smart_model_loader`. Resolves a model path (hub
+ * repo id, checkpoint directory, or TorchScript file) to files, picks the family, and has the
+ * native side build (or load the cached) TorchScript module.
+ */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { createHash } from 'crypto';
+import { addon, type NativeModel } from './binding';
+import { findWeightsFile, readSafetensorsHeader } from './checkpoint';
+import { architectureOf, checkWeightsAgainstArchitecture, detectFamily, readConfigFile, type ModelFamily } from './config';
+import { HdlmError, invalidParameterError } from './errors';
+import { looksLikeRepoId, resolveRepoFiles, type HubOptions } from './hub';
+import { HdlmModel, callNative } from './model';
+import * as v from './validate';
+
+export type ModelType = 'auto' | ModelFamily;
+
+export interface LoaderOptions extends HubOptions {
+  /** hub repo id (`hdlm-group/hdlm-base-epsilon-0.01`), checkpoint directory, or TorchScript file */
+  modelPath?: string;
+  /** 'auto' (default: from the config, as upstream), 'epsilon_hybrid' or 'gamma_hybrid' */
+  modelType?: ModelType;
+  /** 'auto' (default: CUDA if available, else CPU), 'cpu', 'cuda' or 'cuda:N' */
+  device?: string;
+  /** folder for built TorchScript modules (default HDLM_CACHE, else ~/.cache/hdlm) */
+  torchscriptCacheDir?: string;
+  /** reuse / write the built TorchScript module (default true) */
+  useCache?: boolean;
+  /** libtorch CPU threads (default HDLM_NUM_THREADS, else the number of CPU cores) */
+  threads?: number;
+}
+
+export interface LoadedModel {
+  model: HdlmModel;
+  /** the checkpoint's training config (upstream `cfg`) */
+  cfg: Record<string, unknown>;
+  /** the device the model runs on: 'cpu' or 'cuda:N' */
+  device: string;
+  /**
+   * Upstream returns the annealing metaschedule here; it is only used by the shifted and gamma
+   * samplers, which this version does not ship yet, so it is always null.
+   */
+  metaschedule: null;
+}
+
+const LOADER_KEYS = [
+  'modelPath', 'modelType', 'device', 'torchscriptCacheDir', 'useCache', 'threads', 'revision', 'token', 'endpoint',
+  'offline', 'cacheDir', 'fetch', 'onProgress',
+] as const;
+
+/** Bumped whenever the native module layout changes, so stale cached modules are never loaded. */
+const BUILDER_VERSION = 1;
+
+let threadsConfigured = false;
+
+export function smartModelLoader(modelPath: string, options?: Omit<LoaderOptions, 'modelPath'>): Promise<LoadedModel>;
+export function smartModelLoader(options: LoaderOptions): Promise<LoadedModel>;
+export async function smartModelLoader(first: unknown, second?: unknown): Promise<LoadedModel> {
+  const options = normalize(first, second);
+  const modelPath = v.nonEmptyString('modelPath', options.modelPath);
+  const modelType = v.isDefined(options.modelType) ? v.oneOf('modelType', options.modelType, ['auto', 'epsilon_hybrid', 'gamma_hybrid'] as const) : 'auto';
+  const useCache = v.isDefined(options.useCache) ? v.boolean('useCache', options.useCache) : true;
+  const cacheRoot = v.isDefined(options.torchscriptCacheDir)
+    ? v.nonEmptyString('torchscriptCacheDir', options.torchscriptCacheDir)
+    : process.env.HDLM_CACHE || path.join(os.homedir(), '.cache', 'hdlm');
+  configureThreads(options.threads);
+  const device = resolveDevice(options.device);
+
+  const source = await locate(modelPath, options);
+  if (source.kind === 'torchscript') return loadTorchScriptFile(source.file, modelType, device);
+
+  const cfg = readConfigFile(source.configFile);
+  const family = detectFamily(cfg, modelType);
+  refuseUnsupported(family, source.configFile);
+  const arch = architectureOf(cfg, family);
+  if (source.weights.format !== 'safetensors') {
+    throw new HdlmError(
+      'HDLM_UNSUPPORTED',
+      `${source.weights.path}: pytorch_model.bin checkpoints are not read by hdlm; convert it once to safetensors ` +
+        `(python -c "import torch, safetensors.torch as s; s.save_file(torch.load('pytorch_model.bin'), 'model.safetensors')")`,
+    );
+  }
+  const header = readSafetensorsHeader(source.weights.path);
+  checkWeightsAgainstArchitecture(header, arch);
+  const configJson = JSON.stringify(cfg);
+  const cachePath = useCache ? cacheFileFor(cacheRoot, source.weights.path, configJson) : null;
+
+  let native: NativeModel | null = null;
+  if (cachePath && fs.existsSync(cachePath)) {
+    native = await callNative(() => addon().loadTorchScript(cachePath, device)).catch(() => {
+      // A cache entry that cannot be read (disk trouble, older libtorch) is rebuilt, not fatal.
+      fs.rmSync(cachePath, { force: true });
+      return null;
+    });
+  }
+  if (!native) {
+    if (cachePath) fs.mkdirSync(path.dirname(cachePath), { recursive: true });
+    native = await callNative(() =>
+      addon().buildModel({
+        weightsPath: source.weights.path,
+        fileSize: header.fileSize,
+        tensors: header.tensors,
+        arch: { family: 'epsilon_hybrid', vocabSize: arch.vocabSize, hiddenSize: arch.hiddenSize, nHeads: arch.nHeads, nBlocks: arch.nBlocks },
+        configJson,
+        device,
+        cachePath,
+      }),
+    );
+  }
+  const model = new HdlmModel(native, {
+    family, device: native.info().device, config: cfg, vocabSize: arch.vocabSize, maskId: arch.maskId, length: arch.length,
+    source: source.description,
+  });
+  return { model, cfg, device: model.device, metaschedule: null };
+}
+
+function normalize(first: unknown, second: unknown): LoaderOptions {
+  if (typeof first === 'string') {
+    if (second !== undefined && !v.isPlainObject(second)) throw invalidParameterError('smartModelLoader options', 'an object', second);
+    const rest = (second ?? {}) as Record<string, unknown>;
+    v.rejectUnknownKeys('smartModelLoader', rest, LOADER_KEYS);
+    if ('modelPath' in rest) throw invalidParameterError('modelPath', 'to be given once (as the first argument)', rest.modelPath);
+    return { ...rest, modelPath: first } as LoaderOptions;
+  }
+  if (!v.isPlainObject(first)) throw invalidParameterError('smartModelLoader argument', 'a model path string or an options object', first);
+  v.rejectUnknownKeys('smartModelLoader', first, LOADER_KEYS);
+  return first as LoaderOptions;
+}
+
+function configureThreads(threads: unknown): void {
+  if (v.isDefined(threads)) {
+    addon().setThreads(v.integer('threads', threads, 1, 4096));
+    threadsConfigured = true;
+    return;
+  }
+  if (threadsConfigured) return;
+  const env = process.env.HDLM_NUM_THREADS;
+  const n = env ? Number(env) : os.availableParallelism();
+  addon().setThreads(Number.isInteger(n) && n >= 1 ? n : os.availableParallelism());
+  threadsConfigured = true;
+}
+
+/** 'auto' → cuda:0 when the addon sees a CUDA device, else cpu. */
+export function resolveDevice(device: unknown): string {
+  const name = v.isDefined(device) ? v.nonEmptyString('device', device) : 'auto';
+  const runtime = addon().runtimeInfo();
+  if (name === 'auto') return runtime.cudaDeviceCount > 0 ? 'cuda:0' : 'cpu';
+  if (name === 'cpu') return 'cpu';
+  const m = /^cuda(?::(\d+))?$/.exec(name);
+  if (!m) throw invalidParameterError('device', "'auto', 'cpu', 'cuda' or 'cuda:N'", device);
+  if (runtime.cudaDeviceCount === 0) {
+    throw new HdlmError(
+      'HDLM_UNSUPPORTED',
+      runtime.cudaCompiled
+        ? `device '${name}' was asked for, but no CUDA device is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES); use device: 'cpu' or 'auto'`
+        : `device '${name}' was asked for, but this hdlm build links a CPU-only libtorch (${runtime.libtorchVersion}); rebuild against a CUDA libtorch (README, "GPU setup") or use device: 'cpu'`,
+    );
+  }
+  const index = m[1] === undefined ? 0 : Number(m[1]);
+  if (index >= runtime.cudaDeviceCount) {
+    throw invalidParameterError('device', `a CUDA device index below ${runtime.cudaDeviceCount}`, device);
+  }
+  return `cuda:${index}`;
+}
+
+function refuseUnsupported(family: ModelFamily, where: string): void {
+  if (family === 'gamma_hybrid') {
+    throw new HdlmError(
+      'HDLM_UNSUPPORTED',
+      `${where}: this is a gamma_hybrid (QGamma) model; hdlm does not support the gamma family yet (only epsilon_hybrid)`,
+    );
+  }
+}
+
+type Source =
+  | { kind: 'checkpoint'; configFile: string; weights: { path: string; format: 'safetensors' | 'pytorch' }; description: string }
+  | { kind: 'torchscript'; file: string };
+
+const TORCHSCRIPT_NAMES = ['model.pt', 'model.torchscript', 'model.ts.pt'];
+
+async function locate(modelPath: string, options: LoaderOptions): Promise<Source> {
+  let stat: fs.Stats | null = null;
+  try {
+    stat = fs.statSync(modelPath);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ELOOP') throw new HdlmError('HDLM_BAD_FILE', `${modelPath}: too many levels of symbolic links`);
+    if (code !== 'ENOENT' && code !== 'ENOTDIR') throw new HdlmError('HDLM_BAD_FILE', `${modelPath}: ${(e as Error).message}`);
+  }
+  if (stat?.isFile()) return { kind: 'torchscript', file: path.resolve(modelPath) };
+  if (stat?.isDirectory()) return locateInDirectory(path.resolve(modelPath));
+  if (stat) throw new HdlmError('HDLM_BAD_FILE', `${modelPath} is neither a file nor a directory`);
+  if (!looksLikeRepoId(modelPath)) {
+    throw new HdlmError(
+      'HDLM_BAD_FILE',
+      `${modelPath} does not exist, and is not a Hugging Face repo id ("owner/name"); give a checkpoint directory, a TorchScript file or a repo id`,
+    );
+  }
+  const hub: HubOptions = {
+    revision: options.revision, token: options.token, endpoint: options.endpoint, offline: options.offline,
+    cacheDir: options.cacheDir, fetch: options.fetch, onProgress: options.onProgress,
+  };
+  // Upstream reads config.yaml first and falls back to config.json.
+  const resolved = await resolveRepoFiles(
+    modelPath,
+    [{ names: ['config.yaml'], optional: true }, { names: ['config.json'], optional: true }, { names: ['model.safetensors', 'pytorch_model.bin'] }],
+    hub,
+  );
+  const configFile = resolved.files['config.yaml'] ?? resolved.files['config.json'];
+  if (!configFile) throw new HdlmError('HDLM_HUB', `${modelPath}: the repo has neither config.yaml nor config.json`);
+  const weightsPath = resolved.files['model.safetensors'] ?? resolved.files['pytorch_model.bin'];
+  return {
+    kind: 'checkpoint',
+    configFile,
+    weights: { path: weightsPath, format: resolved.files['model.safetensors'] ? 'safetensors' : 'pytorch' },
+    description: `${modelPath}@${resolved.commit}`,
+  };
+}
+
+function locateInDirectory(dir: string): Source {
+  const weights = findWeightsFile(dir);
+  if (weights) {
+    const configFile = ['config.yaml', 'config.json'].map((n) => path.join(dir, n)).find((f) => fs.existsSync(f));
+    if (!configFile) throw new HdlmError('HDLM_BAD_FILE', `${dir}: found ${path.basename(weights.path)} but neither config.yaml nor config.json`);
+    return { kind: 'checkpoint', configFile, weights, description: dir };
+  }
+  const ts = TORCHSCRIPT_NAMES.map((n) => path.join(dir, n)).find((f) => fs.existsSync(f));
+  if (ts) return { kind: 'torchscript', file: ts };
+  throw new HdlmError(
+    'HDLM_BAD_FILE',
+    `${dir} holds no model: expected model.safetensors (or pytorch_model.bin) with config.json/config.yaml, or a TorchScript ${TORCHSCRIPT_NAMES.join(' / ')}`,
+  );
+}
+
+async function loadTorchScriptFile(file: string, modelType: ModelType, device: string): Promise<LoadedModel> {
+  const native = await callNative(() => addon().loadTorchScript(file, device));
+  try {
+    const info = native.info();
+    let cfg: Record<string, unknown>;
+    try {
+      const parsed = JSON.parse(info.configJson);
+      if (!v.isPlainObject(parsed)) throw new Error('not an object');
+      cfg = parsed;
+    } catch {
+      throw new HdlmError('HDLM_BAD_FILE', `${file}: its hdlm_config attribute is not a JSON object`);
+    }
+    const family = modelType === 'auto' ? (info.family as ModelFamily) : modelType;
+    if (family !== info.family) {
+      throw new HdlmError('HDLM_BAD_FILE', `${file}: modelType '${modelType}' was asked for, but the file holds a ${info.family} model`);
+    }
+    refuseUnsupported(family, file);
+    if (family !== 'epsilon_hybrid') throw new HdlmError('HDLM_BAD_FILE', `${file}: unknown hdlm_family '${info.family}'`);
+    const arch = architectureOf(cfg, family);
+    const model = new HdlmModel(native, {
+      family, device: info.device, config: cfg, vocabSize: arch.vocabSize, maskId: arch.maskId, length: arch.length, source: file,
+    });
+    return { model, cfg, device: model.device, metaschedule: null };
+  } catch (e) {
+    native.dispose();
+    throw e;
+  }
+}
+
+/** Cache entry name: builder version + the weights file's identity + the config. */
+function cacheFileFor(root: string, weightsPath: string, configJson: string): string {
+  const real = fs.realpathSync(weightsPath);
+  const st = fs.statSync(real);
+  const key = createHash('sha256')
+    .update(JSON.stringify({ builder: BUILDER_VERSION, file: real, size: st.size, mtime: st.mtimeMs, configJson }))
+    .digest('hex')
+    .slice(0, 32);
+  return path.join(root, 'torchscript', `${key}.pt`);
+}

@@ -1,0 +1,112 @@
+/**
+ * `HdlmModel`: a loaded model (the Python `model` of the quick-start). Wraps the native
+ * TorchScript module; `forward` is upstream's `model(x, positions)`.
+ */
+import type { NativeLogits, NativeModel } from './binding';
+import { HdlmError, invalidParameterError } from './errors';
+import { tokenRows } from './validate';
+import type { ModelFamily } from './config';
+
+export interface ModelDescription {
+  family: ModelFamily;
+  /** 'cpu' or 'cuda:N' */
+  device: string;
+  /** the checkpoint's training config (what upstream calls `cfg`) */
+  config: Record<string, unknown>;
+  /** rows of the embedding table, mask state included (50258 for the released models) */
+  vocabSize: number;
+  /** the absorbing mask token id (vocabSize - 1) */
+  maskId: number;
+  /** sequence length the model was trained with (`model.length`): the default and maximum contextLength */
+  length: number;
+  /** where the weights came from (a directory, a TorchScript file, or hub repo@commit) */
+  source: string;
+}
+
+export interface Logits {
+  /** float32 logits, row-major [batch, length, vocab] */
+  data: Float32Array;
+  shape: [number, number, number];
+}
+
+export class HdlmModel {
+  #native: NativeModel | null;
+  readonly family: ModelFamily;
+  readonly device: string;
+  readonly config: Record<string, unknown>;
+  readonly vocabSize: number;
+  readonly maskId: number;
+  readonly length: number;
+  readonly source: string;
+
+  /** @internal created by smartModelLoader */
+  constructor(native: NativeModel, description: ModelDescription) {
+    this.#native = native;
+    this.family = description.family;
+    this.device = description.device;
+    this.config = description.config;
+    this.vocabSize = description.vocabSize;
+    this.maskId = description.maskId;
+    this.length = description.length;
+    this.source = description.source;
+  }
+
+  get disposed(): boolean {
+    return this.#native === null;
+  }
+
+  /** @internal the native module, or a clear error after dispose() */
+  native(): NativeModel {
+    if (!this.#native) throw new HdlmError('HDLM_DISPOSED', 'This HdlmModel has been disposed; load it again with smartModelLoader');
+    return this.#native;
+  }
+
+  /**
+   * Logits for token ids (upstream `model(x, positions)`): `tokens` is one row or a batch of
+   * equal-length rows of ids in [0, vocabSize); `positions` (same shape, default 0..L-1) sets
+   * the rotary positions (upstream uses only the first row).
+   */
+  async forward(tokens: unknown, positions?: unknown): Promise<Logits> {
+    const native = this.native();
+    const x = tokenRows('tokens', tokens, this.vocabSize);
+    if (x.cols === 0) throw invalidParameterError('tokens', 'at least one token id', tokens);
+    let pos: Int32Array | null = null;
+    if (positions !== undefined && positions !== null) {
+      const p = tokenRows('positions', positions, 2 ** 31 - 1);
+      if (p.rows !== x.rows || p.cols !== x.cols) {
+        throw invalidParameterError('positions', `the same shape as tokens ([${x.rows}, ${x.cols}])`, positions);
+      }
+      pos = p.data;
+    }
+    const out: NativeLogits = await callNative(() => native.forward(x.data, x.rows, x.cols, pos));
+    return { data: out.data, shape: out.shape };
+  }
+
+  /** Frees the native model. Idempotent; calls already running finish first. */
+  dispose(): void {
+    if (this.#native) {
+      this.#native.dispose();
+      this.#native = null;
+    }
+  }
+
+  toString(): string {
+    return `HdlmModel(${this.family}, ${this.device}, ${this.source})`;
+  }
+}
+
+/** Turns a native rejection (an Error with a `code`) into an HdlmError. */
+export async function callNative<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (e) {
+    throw toHdlmError(e);
+  }
+}
+
+export function toHdlmError(e: unknown): HdlmError {
+  if (e instanceof HdlmError) return e;
+  const err = e as { code?: string; message?: string };
+  const code = typeof err?.code === 'string' && err.code.startsWith('HDLM_') ? err.code : 'HDLM_NATIVE';
+  return new HdlmError(code as HdlmError['code'], err?.message ?? String(e), { cause: e });
+}

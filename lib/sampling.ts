@@ -1,0 +1,188 @@
+/**
+ * `fullDiff` and `semiDiff`: upstream's epsilon samplers (hdlm/epsilon_hybrid/sample.py
+ * `full_diff`, `semi_diff`) with the same parameters in camelCase. The loop runs natively on a
+ * worker thread; this file only validates options, applies defaults and shapes the result.
+ */
+import { randomBytes } from 'crypto';
+import type { NativeAlgorithm, NativeSampleOptions } from './binding';
+import { AbortError, invalidParameterError } from './errors';
+import { HdlmModel, toHdlmError } from './model';
+import * as v from './validate';
+
+export const ALGORITHMS = ['original', 'acs', 'remask', 'remask_adhoc_shuffle', 'remdm'] as const;
+export type Algorithm = NativeAlgorithm;
+
+export interface StepInfo {
+  /** steps done so far (1-based) */
+  step: number;
+  /** steps in the whole call (semiDiff: blocks × steps) */
+  total: number;
+  /** the current tokens, one row per sample, when `stepTokens` is true; else null */
+  tokens: number[][] | null;
+}
+
+export interface FullDiffOptions {
+  /** the model from smartModelLoader */
+  model: HdlmModel;
+  /** token ids kept at the start of every sample: one row (repeated batchSize times) or one row per sample */
+  prompt?: ArrayLike<number> | ArrayLike<number>[] | null;
+  /** samples to draw (default 1; with a prompt of several rows, the number of rows) */
+  batchSize?: number;
+  /** 'original' | 'acs' | 'remask' | 'remask_adhoc_shuffle' | 'remdm' (default 'original') */
+  alg?: Algorithm;
+  /** denoising steps (default 512); semiDiff: steps per block */
+  steps?: number;
+  /** sampling temperature, >= 0 (0 = greedy) (default 1) */
+  temperature?: number;
+  /** classifier-free guidance scale (default 0 = off); > 0 needs a prompt */
+  cfgScale?: number;
+  /** tokens per sample, prompt included (default: the model's length, 1024 for the released models) */
+  contextLength?: number;
+  /** last time of the grid linspace(1, eps, steps + 1) (default 1e-5) */
+  eps?: number;
+  /** the mask token id (upstream `dim`; default the model's mask id) */
+  dim?: number;
+  /** correction rate of 'acs' / 'remask_adhoc_shuffle' and cap of 'remdm' (default 0.015; semiDiff 0.01) */
+  eta?: number;
+  /** random seed, as torch.manual_seed (default: a random one) */
+  seed?: number | bigint;
+  /** stops the call at the next step; the promise rejects with an AbortError */
+  signal?: AbortSignal;
+  /** called after every step */
+  onStep?: (info: StepInfo) => void;
+  /** pass the current tokens to onStep (costs a copy per step) */
+  stepTokens?: boolean;
+  /** accepted for parity with upstream; must name the model's device (or 'auto') */
+  device?: string;
+}
+
+export interface SemiDiffOptions extends FullDiffOptions {
+  /** tokens per semi-autoregressive block (default 16) */
+  blockSize?: number;
+}
+
+const FULL_KEYS = [
+  'model', 'prompt', 'batchSize', 'alg', 'steps', 'temperature', 'cfgScale', 'contextLength', 'eps', 'dim',
+  'eta', 'seed', 'signal', 'onStep', 'stepTokens', 'device',
+] as const;
+const SEMI_KEYS = [...FULL_KEYS, 'blockSize'] as const;
+
+/** Upstream `full_diff`: every position denoised together over `steps` steps. Resolves to one row of ids per sample. */
+export function fullDiff(options: FullDiffOptions): Promise<number[][]> {
+  return run('fullDiff', 'full', options as SemiDiffOptions, FULL_KEYS);
+}
+
+/** Upstream `semi_diff`: blocks of `blockSize` tokens, left to right, `steps` steps each; the model sees the prefix only. */
+export function semiDiff(options: SemiDiffOptions): Promise<number[][]> {
+  return run('semiDiff', 'semi', options, SEMI_KEYS);
+}
+
+interface Prepared {
+  model: HdlmModel;
+  native: NativeSampleOptions;
+  signal: AbortSignal | null;
+  onStep: ((info: StepInfo) => void) | null;
+}
+
+/** Validates and fills defaults; throws HdlmArgumentError naming the first bad option. */
+export function prepareSampling(fnName: string, mode: 'full' | 'semi', options: unknown, keys: readonly string[]): Prepared {
+  if (!v.isPlainObject(options)) throw invalidParameterError(`${fnName} options`, 'an object', options);
+  v.rejectUnknownKeys(fnName, options, keys);
+  const o = options as unknown as SemiDiffOptions;
+  if (!(o.model instanceof HdlmModel)) throw invalidParameterError('model', 'an HdlmModel from smartModelLoader', o.model);
+  const model = o.model;
+  model.native(); // throws if disposed
+
+  let prompt: Int32Array | null = null;
+  let promptRows = 0;
+  let promptLength = 0;
+  if (v.isDefined(o.prompt)) {
+    const rows = v.tokenRows('prompt', o.prompt, model.vocabSize);
+    if (rows.cols > 0) {
+      prompt = rows.data;
+      promptRows = rows.rows;
+      promptLength = rows.cols;
+    }
+  }
+  const batchSize = v.isDefined(o.batchSize) ? v.integer('batchSize', o.batchSize, 1, 65536) : promptRows > 1 ? promptRows : 1;
+  if (promptRows > 1 && batchSize !== promptRows) {
+    throw invalidParameterError('batchSize', `${promptRows} (the number of prompt rows) or nothing`, o.batchSize);
+  }
+  if (prompt && promptRows === 1 && batchSize > 1) {
+    const repeated = new Int32Array(batchSize * promptLength);
+    for (let b = 0; b < batchSize; b++) repeated.set(prompt, b * promptLength);
+    prompt = repeated;
+  }
+  const alg = v.isDefined(o.alg) ? v.oneOf('alg', o.alg, ALGORITHMS) : 'original';
+  const steps = v.isDefined(o.steps) ? v.integer('steps', o.steps, 1, 1_000_000) : 512;
+  const temperature = v.isDefined(o.temperature) ? v.finiteNumber('temperature', o.temperature, 0) : 1.0;
+  const cfgScale = v.isDefined(o.cfgScale) ? v.finiteNumber('cfgScale', o.cfgScale, 0) : 0;
+  if (cfgScale > 0 && !prompt) throw invalidParameterError('prompt', 'a non-empty prompt when cfgScale > 0 (guidance contrasts with and without it)', o.prompt);
+  const contextLength = v.isDefined(o.contextLength)
+    ? v.integer('contextLength', o.contextLength, Math.max(1, promptLength), model.length)
+    : model.length;
+  if (promptLength > contextLength) {
+    throw invalidParameterError('prompt', `at most contextLength (${contextLength}) tokens`, o.prompt);
+  }
+  const eps = v.isDefined(o.eps) ? v.finiteNumber('eps', o.eps, 0, 1, true) : 1e-5;
+  if (eps >= 1) throw invalidParameterError('eps', 'a finite number > 0 and < 1', o.eps);
+  const maskId = v.isDefined(o.dim) ? v.integer('dim', o.dim, 0, model.vocabSize - 1) : model.maskId;
+  const eta = v.isDefined(o.eta) ? v.finiteNumber('eta', o.eta, 0) : mode === 'semi' ? 0.01 : 0.015;
+  const blockSize = mode === 'semi' && v.isDefined(o.blockSize) ? v.integer('blockSize', o.blockSize, 1, contextLength) : 16;
+  const seed = v.isDefined(o.seed) ? v.seed('seed', o.seed) : randomBytes(8).readBigUInt64LE();
+  const signal = v.isDefined(o.signal) ? v.abortSignal('signal', o.signal) : null;
+  const onStep = v.isDefined(o.onStep) ? v.fn<(info: StepInfo) => void>('onStep', o.onStep) : null;
+  const stepTokens = v.isDefined(o.stepTokens) ? v.boolean('stepTokens', o.stepTokens) : false;
+  if (v.isDefined(o.device)) checkDevice(o.device, model);
+
+  return {
+    model,
+    signal,
+    onStep,
+    native: {
+      mode, alg, prompt, promptLength, batchSize, steps, temperature, cfgScale, contextLength, eps, maskId, eta,
+      blockSize, seed, stepTokens: stepTokens && onStep !== null,
+    },
+  };
+}
+
+function checkDevice(device: unknown, model: HdlmModel): void {
+  const name = v.nonEmptyString('device', device);
+  const ok = name === 'auto' || name === model.device || (name === 'cuda' && model.device.startsWith('cuda:'));
+  if (!ok) throw invalidParameterError('device', `'auto' or the model's device ('${model.device}')`, device);
+}
+
+function rowsOf(flat: Int32Array, batch: number, length: number): number[][] {
+  const rows: number[][] = [];
+  for (let b = 0; b < batch; b++) rows.push(Array.from(flat.subarray(b * length, (b + 1) * length)));
+  return rows;
+}
+
+async function run(fnName: string, mode: 'full' | 'semi', options: SemiDiffOptions, keys: readonly string[]): Promise<number[][]> {
+  const { model, native, signal, onStep } = prepareSampling(fnName, mode, options, keys);
+  if (signal?.aborted) throw new AbortError(`${fnName} was aborted before it started`, { cause: signal.reason });
+  const { batchSize, contextLength } = native;
+  const step = onStep
+    ? (done: number, total: number, tokens: Int32Array | null) =>
+        onStep({ step: done, total, tokens: tokens ? rowsOf(tokens, batchSize, contextLength) : null })
+    : null;
+  let job;
+  try {
+    job = model.native().sample(native, step);
+  } catch (e) {
+    throw toHdlmError(e);
+  }
+  const onAbort = () => job.abort();
+  signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    const flat = await job.promise;
+    return rowsOf(flat, batchSize, contextLength);
+  } catch (e) {
+    const err = toHdlmError(e);
+    if (err.code === 'HDLM_ABORTED') throw new AbortError(`${fnName} was aborted`, { cause: signal?.reason ?? e });
+    throw err;
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+  }
+}
+

@@ -1,0 +1,109 @@
+// The native engine's plain C++ surface: what the N-API glue (addon.cc) sees.
+// No libtorch types here, so addon.cc compiles without <torch/...> headers.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace hdlm {
+
+// Errors the engine throws; addon.cc turns them into JS errors carrying `code`.
+struct EngineError : std::runtime_error {
+  std::string code;  // HDLM_BAD_FILE, HDLM_NATIVE, HDLM_ABORTED, HDLM_INVALID_ARGUMENT, HDLM_UNSUPPORTED
+  EngineError(std::string c, const std::string& message) : std::runtime_error(message), code(std::move(c)) {}
+};
+
+struct TensorEntry {
+  std::string name;
+  std::string dtype;  // F32, BF16, F16
+  std::vector<int64_t> shape;
+  uint64_t begin = 0;  // absolute byte offsets in the file
+  uint64_t end = 0;
+};
+
+struct Architecture {
+  std::string family;  // epsilon_hybrid
+  int64_t vocab_size = 0;
+  int64_t hidden_size = 0;
+  int64_t n_heads = 0;
+  int64_t n_blocks = 0;
+};
+
+struct BuildSpec {
+  std::string weights_path;
+  uint64_t file_size = 0;
+  std::vector<TensorEntry> tensors;
+  Architecture arch;
+  std::string config_json;
+  std::string device;      // "cpu" or "cuda:N"
+  std::string cache_path;  // empty: do not save
+};
+
+struct ModelInfo {
+  std::string family;
+  std::string config_json;
+  std::string device;
+  int64_t vocab_size = 0;
+  int64_t format_version = 0;
+};
+
+enum class Algorithm { Original, Acs, Remask, RemaskAdhocShuffle, Remdm };
+
+struct SampleOptions {
+  bool semi = false;  // false: full_diff, true: semi_diff
+  Algorithm alg = Algorithm::Original;
+  std::vector<int32_t> prompt;  // batch_size × prompt_length, row-major; empty = no prompt
+  int64_t prompt_length = 0;
+  int64_t batch_size = 1;
+  int64_t steps = 512;
+  double temperature = 1.0;
+  double cfg_scale = 0.0;
+  int64_t context_length = 1024;
+  double eps = 1e-5;
+  int64_t mask_id = 50257;
+  double eta = 0.015;
+  int64_t block_size = 16;
+  uint64_t seed = 0;
+  bool step_tokens = false;
+};
+
+// Called after every step (from the sampling thread). `tokens` is empty unless asked for.
+using StepCallback = std::function<void(int64_t step, int64_t total, std::vector<int32_t>&& tokens)>;
+
+struct Logits {
+  std::vector<float> data;
+  int64_t batch = 0, length = 0, vocab = 0;
+};
+
+class Model {
+ public:
+  virtual ~Model() = default;
+  virtual ModelInfo info() const = 0;
+  // tokens: batch × length ids; positions: same size or empty for 0..length-1.
+  virtual Logits forward(const std::vector<int32_t>& tokens, int64_t batch, int64_t length,
+                         const std::vector<int32_t>& positions) = 0;
+  // Returns batch_size × context_length ids. Throws EngineError("HDLM_ABORTED") when `abort` is set.
+  virtual std::vector<int32_t> sample(const SampleOptions& options, const std::atomic<bool>& abort,
+                                      const StepCallback& on_step) = 0;
+};
+
+// Build an epsilon-family model from a safetensors checkpoint; saves it to spec.cache_path if set.
+std::shared_ptr<Model> build_model(const BuildSpec& spec);
+// Load a TorchScript module that follows the hdlm interface (see README "TorchScript interface").
+std::shared_ptr<Model> load_torchscript(const std::string& path, const std::string& device);
+
+struct RuntimeInfo {
+  std::string libtorch_version;
+  bool cuda_compiled = false;
+  int64_t cuda_device_count = 0;
+  int64_t threads = 0;
+};
+RuntimeInfo runtime_info();
+void set_threads(int64_t n);
+
+}  // namespace hdlm
