@@ -32,7 +32,10 @@ function candidates(env) {
     out.push(['CMAKE_PREFIX_PATH', path.join(prefix, 'share', 'cmake', 'Torch')]);
   }
   out.push(['python3 torch', () => pythonTorchDir()]);
-  for (const dir of SYSTEM_DIRS) out.push(['system', dir]);
+  // HDLM_SYSTEM_TORCH_DIRS (path-delimited) replaces the built-in system list; the tests use it.
+  const systemDirs = env.HDLM_SYSTEM_TORCH_DIRS !== undefined
+    ? env.HDLM_SYSTEM_TORCH_DIRS.split(path.delimiter).filter(Boolean) : SYSTEM_DIRS;
+  for (const dir of systemDirs) out.push(['system', dir]);
   return out;
 }
 

@@ -5,14 +5,19 @@ const os = require('os');
 const path = require('path');
 const YAML = require('yaml');
 const { readSafetensorsHeader, findWeightsFile, MAX_HEADER_BYTES } = require('../dist/checkpoint');
-const { readConfigFile, detectFamily, architectureOf, checkWeightsAgainstArchitecture } = require('../dist/config');
+const { readConfigFile, detectFamily, architectureOf, checkWeightsAgainstArchitecture, expectedTensorShapes } = require('../dist/config');
 const { HdlmError } = require('../dist/errors');
 const w = require('./helpers/safetensors-writer');
 
 const FIX = path.join(__dirname, 'fixtures');
+// Config-only fixture directories (their weights are synthesized below).
 const TINY = path.join(FIX, 'tiny-epsilon');
-const BROWN = path.join(FIX, 'brown-epsilon');
 const GAMMA = path.join(FIX, 'tiny-gamma');
+// brown-epsilon: config + reference outputs here; the trained weights ship in models/.
+const BROWN = path.join(FIX, 'brown-epsilon');
+const BROWN_MODEL = path.join(__dirname, '..', 'models', 'brown-epsilon');
+const BROWN_WEIGHTS = path.join(BROWN_MODEL, 'model.safetensors');
+const BROWN_REFERENCE = path.join(BROWN, 'reference.safetensors'); // F32 + I64, written by Python safetensors
 
 function assertBadFile(fn, ...fragments) {
   assert.throws(fn, (e) => {
@@ -43,6 +48,47 @@ after(() => {
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
 });
 
+/**
+ * Synthetic stand-ins for the tiny fixtures' weights (not shipped in the repository): a directory
+ * holding a copy of the fixture's config.json and a model.safetensors with every tensor the config
+ * needs (F32, no __metadata__, like the Python-written originals), made once, on first use.
+ */
+let tinyDirCache = null;
+function tinyEpsilonDir() {
+  if (tinyDirCache) return tinyDirCache;
+  const cfg = readConfigFile(path.join(TINY, 'config.json'));
+  const arch = architectureOf(cfg, 'epsilon_hybrid');
+  const dir = path.join(tmp, 'tiny-epsilon');
+  const made = w.makeEpsilonCheckpoint(dir, {
+    hiddenSize: arch.hiddenSize,
+    nHeads: arch.nHeads,
+    nBlocks: arch.nBlocks,
+    length: arch.length,
+    vocabTokens: arch.tokens,
+    dtype: 'F32',
+    metadata: null,
+  });
+  assert.strictEqual(made.vocabSize, arch.vocabSize);
+  fs.copyFileSync(path.join(TINY, 'config.json'), made.configPath);
+  tinyDirCache = dir;
+  return dir;
+}
+
+let gammaDirCache = null;
+function tinyGammaDir() {
+  if (gammaDirCache) return gammaDirCache;
+  const arch = architectureOf(readConfigFile(path.join(GAMMA, 'config.json')), 'gamma_hybrid');
+  const tensors = {};
+  for (const [name, shape] of expectedTensorShapes(arch)) tensors[name] = { dtype: 'F32', shape, data: w.defaultFill(name, shape) };
+  const inv = w.rotaryInvFreq(arch.hiddenSize / arch.nHeads);
+  tensors['rotary_emb.inv_freq'] = { dtype: 'F32', shape: [inv.length], data: inv };
+  const dir = path.join(tmp, 'tiny-gamma');
+  w.writeSafetensors(path.join(dir, 'model.safetensors'), tensors);
+  fs.copyFileSync(path.join(GAMMA, 'config.json'), path.join(dir, 'config.json'));
+  gammaDirCache = dir;
+  return dir;
+}
+
 /** Writes a file: u64 prefix (given, or the header's length) + header text + data bytes. */
 function rawFile(name, header, { data = Buffer.alloc(0), declared } = {}) {
   const text = Buffer.isBuffer(header) ? header : Buffer.from(typeof header === 'string' ? header : JSON.stringify(header), 'utf8');
@@ -64,9 +110,12 @@ function checkEntries(h) {
 
 describe('checkpoint: safetensors header', () => {
   it('parses tiny-epsilon (F32) with absolute offsets', () => {
-    const p = path.join(TINY, 'model.safetensors');
+    const p = path.join(tinyEpsilonDir(), 'model.safetensors');
     const h = readSafetensorsHeader(p);
     assert.strictEqual(h.fileSize, fs.statSync(p).size);
+    // 1800 bytes: the header length of the Python-written tiny-epsilon checkpoint, which this
+    // synthetic one reproduces exactly (same names, shapes, dtype, no __metadata__).
+    assert.strictEqual(Number(fs.readFileSync(p).readBigUInt64LE(0)), 1800);
     assert.strictEqual(h.dataStart, 8 + 1800);
     assert.strictEqual(h.metadata, null);
     assert.strictEqual(h.path, p);
@@ -78,24 +127,41 @@ describe('checkpoint: safetensors header', () => {
     assert.deepStrictEqual(emb.shape, [50258, 32]);
     assert.strictEqual(emb.end, h.fileSize);
     checkEntries(h);
+    // the offsets address the right bytes
+    assert.deepStrictEqual(Array.from(w.readTensorAsFloat32(p, attnOut)), Array.from(w.defaultFill('blocks.0.attn_out.weight', [32, 32])));
+    assert.deepStrictEqual(Array.from(w.readTensorAsFloat32(p, emb).subarray(-64)), Array.from(w.defaultFill('vocab_embed.embedding', [50258, 32]).subarray(-64)));
   });
 
   it('parses brown-epsilon (BF16 with an F32 inv_freq) and its metadata', () => {
-    const h = readSafetensorsHeader(path.join(BROWN, 'model.safetensors'));
+    const h = readSafetensorsHeader(BROWN_WEIGHTS);
+    assert.strictEqual(h.path, BROWN_WEIGHTS);
+    assert.strictEqual(h.fileSize, fs.statSync(BROWN_WEIGHTS).size);
+    assert.strictEqual(h.dataStart, 8 + Number(fs.readFileSync(BROWN_WEIGHTS).subarray(0, 8).readBigUInt64LE(0)));
     assert.deepStrictEqual(h.metadata, { format: 'pt' });
     assert.strictEqual(h.tensors.length, 5 + 8 * 4);
     const inv = h.tensors.find((t) => t.name === 'rotary_emb.inv_freq');
     assert.deepStrictEqual(inv, { name: 'rotary_emb.inv_freq', dtype: 'F32', shape: [16], begin: h.dataStart, end: h.dataStart + 64 });
     assert.ok(h.tensors.filter((t) => t.name !== 'rotary_emb.inv_freq').every((t) => t.dtype === 'BF16'));
     checkEntries(h);
-    const invVals = w.readTensorAsFloat32(path.join(BROWN, 'model.safetensors'), inv);
+    const invVals = w.readTensorAsFloat32(BROWN_WEIGHTS, inv);
     assert.deepStrictEqual(Array.from(invVals), Array.from(w.rotaryInvFreq(32)));
+    const emb = h.tensors.find((t) => t.name === 'vocab_embed.embedding');
+    assert.deepStrictEqual([emb.dtype, emb.shape, emb.end], ['BF16', [50258, 128], h.fileSize]);
+    // trained norms sit near 1, unlike the zeros a bad offset into padding or another tensor would give
+    const norm = w.readTensorAsFloat32(BROWN_WEIGHTS, h.tensors.find((t) => t.name === 'output_layer.norm_final.weight'));
+    const mean = norm.reduce((a, b) => a + b, 0) / norm.length;
+    assert.ok(mean > 0.2 && mean < 5, `norm_final mean ${mean}`);
   });
 
   it('parses tiny-gamma', () => {
-    const h = readSafetensorsHeader(path.join(GAMMA, 'model.safetensors'));
+    const h = readSafetensorsHeader(path.join(tinyGammaDir(), 'model.safetensors'));
     assert.strictEqual(h.tensors.length, 29);
+    assert.ok(h.tensors.some((t) => t.name === 'sigma_map.mlp.0.weight' && t.shape.join() === '128,256'));
     checkEntries(h);
+  });
+
+  it('refuses the real reference.safetensors (I64 tensors), naming the tensor and the dtype', () => {
+    assertBadFile(() => readSafetensorsHeader(BROWN_REFERENCE), BROWN_REFERENCE, 'tensor "cpu_fp32.argmax"', 'dtype "I64" is not supported');
   });
 
   it('does not read the data (works on a sparse 200 MB file)', () => {
@@ -108,9 +174,13 @@ describe('checkpoint: safetensors header', () => {
 });
 
 describe('checkpoint: safetensors writer (test helper)', () => {
-  for (const name of ['tiny-epsilon', 'brown-epsilon']) {
+  const files = {
+    'tiny-epsilon (F32, no metadata)': () => path.join(tinyEpsilonDir(), 'model.safetensors'),
+    'brown-epsilon (BF16 + F32, Python-written)': () => BROWN_WEIGHTS,
+  };
+  for (const [name, locate] of Object.entries(files)) {
     it(`rewrites ${name} byte for byte`, () => {
-      const p = path.join(FIX, name, 'model.safetensors');
+      const p = locate();
       const h = readSafetensorsHeader(p);
       const file = fs.readFileSync(p);
       const tensors = {};
@@ -119,7 +189,7 @@ describe('checkpoint: safetensors writer (test helper)', () => {
         const copy = b.buffer.slice(b.byteOffset, b.byteOffset + b.length);
         tensors[t.name] = { dtype: t.dtype, shape: t.shape, data: t.dtype === 'F32' ? new Float32Array(copy) : new Uint16Array(copy) };
       }
-      const out = path.join(tmp, `${name}.safetensors`);
+      const out = path.join(tmp, `rewrite-${name.split(' ')[0]}.safetensors`);
       w.writeSafetensors(out, tensors, h.metadata || undefined);
       assert.ok(fs.readFileSync(out).equals(file));
     });
@@ -404,7 +474,10 @@ describe('checkpoint: hostile safetensors files', () => {
 
 describe('checkpoint: findWeightsFile', () => {
   it('prefers model.safetensors, then pytorch_model.bin, else null', () => {
-    assert.deepStrictEqual(findWeightsFile(TINY), { path: path.join(TINY, 'model.safetensors'), format: 'safetensors' });
+    const tiny = tinyEpsilonDir();
+    assert.deepStrictEqual(findWeightsFile(tiny), { path: path.join(tiny, 'model.safetensors'), format: 'safetensors' });
+    assert.deepStrictEqual(findWeightsFile(BROWN_MODEL), { path: BROWN_WEIGHTS, format: 'safetensors' });
+    assert.strictEqual(findWeightsFile(TINY), null); // a config-only fixture directory
     const dir = path.join(tmp, 'weights');
     fs.mkdirSync(dir);
     assert.strictEqual(findWeightsFile(dir), null);
@@ -545,19 +618,28 @@ describe('config', () => {
 
   describe('checkWeightsAgainstArchitecture', () => {
     it('passes on the fixtures', () => {
-      for (const dir of [TINY, BROWN, GAMMA]) {
-        const cfg = readConfigFile(path.join(dir, 'config.json'));
+      const pairs = [
+        [path.join(TINY, 'config.json'), path.join(tinyEpsilonDir(), 'model.safetensors')],
+        [path.join(BROWN, 'config.json'), BROWN_WEIGHTS],
+        [path.join(BROWN_MODEL, 'config.json'), BROWN_WEIGHTS],
+        [path.join(GAMMA, 'config.json'), path.join(tinyGammaDir(), 'model.safetensors')],
+      ];
+      for (const [configPath, weightsPath] of pairs) {
+        const cfg = readConfigFile(configPath);
         const arch = architectureOf(cfg, detectFamily(cfg, 'auto'));
-        checkWeightsAgainstArchitecture(readSafetensorsHeader(path.join(dir, 'model.safetensors')), arch);
+        checkWeightsAgainstArchitecture(readSafetensorsHeader(weightsPath), arch);
       }
       // the gamma checkpoint also holds every epsilon key
       const g = architectureOf(readConfigFile(path.join(GAMMA, 'config.json')), 'epsilon_hybrid');
-      checkWeightsAgainstArchitecture(readSafetensorsHeader(path.join(GAMMA, 'model.safetensors')), g);
+      checkWeightsAgainstArchitecture(readSafetensorsHeader(path.join(tinyGammaDir(), 'model.safetensors')), g);
     });
 
     it('an epsilon checkpoint is not a gamma one', () => {
       const a = architectureOf(readConfigFile(path.join(TINY, 'config.json')), 'gamma_hybrid');
-      assertBadFile(() => checkWeightsAgainstArchitecture(readSafetensorsHeader(path.join(TINY, 'model.safetensors')), a), 'adaLN_modulation', 'missing');
+      assertBadFile(() => checkWeightsAgainstArchitecture(readSafetensorsHeader(path.join(tinyEpsilonDir(), 'model.safetensors')), a), 'adaLN_modulation', 'missing');
+      // nor is the real brown-epsilon one
+      const b = architectureOf(readConfigFile(path.join(BROWN, 'config.json')), 'gamma_hybrid');
+      assertBadFile(() => checkWeightsAgainstArchitecture(readSafetensorsHeader(BROWN_WEIGHTS), b), BROWN_WEIGHTS, '12 tensors are missing', 'blocks.0.adaLN_modulation.weight', 'and 7 more');
     });
 
     it('reports missing keys (first few and the count)', () => {
@@ -566,7 +648,7 @@ describe('config', () => {
       const h = readSafetensorsHeader(made.weightsPath);
       assertBadFile(() => checkWeightsAgainstArchitecture(h, arch), made.weightsPath, '1 tensor is missing', 'blocks.0.attn_out.weight');
       // the config says 3 blocks, the file has 2: 16 missing
-      const tiny = readSafetensorsHeader(path.join(TINY, 'model.safetensors'));
+      const tiny = readSafetensorsHeader(path.join(tinyEpsilonDir(), 'model.safetensors'));
       const arch3 = { ...architectureOf(readConfigFile(path.join(TINY, 'config.json')), 'epsilon_hybrid'), nBlocks: 4 };
       assertBadFile(() => checkWeightsAgainstArchitecture(tiny, arch3), '16 tensors are missing', 'blocks.2.norm1.weight', 'and 11 more');
     });
@@ -584,7 +666,7 @@ describe('config', () => {
     });
 
     it('reports the first wrong shape, with expected and actual', () => {
-      const tiny = readSafetensorsHeader(path.join(TINY, 'model.safetensors'));
+      const tiny = readSafetensorsHeader(path.join(tinyEpsilonDir(), 'model.safetensors'));
       const arch = architectureOf(readConfigFile(path.join(TINY, 'config.json')), 'epsilon_hybrid');
       assertBadFile(
         () => checkWeightsAgainstArchitecture(tiny, { ...arch, hiddenSize: 64 }),

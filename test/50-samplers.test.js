@@ -1,0 +1,243 @@
+'use strict';
+// fullDiff / semiDiff: invariants on the trained demo model, and distributions on a synthetic
+// checkpoint whose logits are known exactly (output weights 0, so logits = output bias).
+const assert = require('assert');
+const fs = require('fs');
+const path = require('path');
+const { smartModelLoader, fullDiff, semiDiff, AbortError, ALGORITHMS } = require('../dist');
+const { makeEpsilonCheckpoint, defaultFill } = require('./helpers/safetensors-writer');
+const { DEMO_MODEL, tempDir } = require('./helpers/reference');
+
+const MASK = 50257;
+const PROMPT = [464, 2003, 286, 11666, 4430];
+
+function countMasks(rows) {
+  return rows.reduce((n, row) => n + row.filter((t) => t === MASK).length, 0);
+}
+
+describe('samplers: invariants on the demo model', function () {
+  let model;
+  let cache;
+  before(async () => {
+    cache = tempDir('ts');
+    ({ model } = await smartModelLoader(DEMO_MODEL, { device: 'cpu', torchscriptCacheDir: cache }));
+  });
+  after(() => {
+    model?.dispose();
+    fs.rmSync(cache, { recursive: true, force: true });
+  });
+
+  for (const [name, sample] of [['fullDiff', fullDiff], ['semiDiff', semiDiff]]) {
+    for (const alg of ALGORITHMS) {
+      it(`${name} ${alg}: shape, prompt kept, ids in range, ${alg === 'remdm' ? 'masks allowed (upstream remdm may keep them)' : 'no mask left'}`, async () => {
+        const opts = { model, prompt: PROMPT, batchSize: 2, alg, steps: 6, contextLength: 24, seed: 3 };
+        if (name === 'semiDiff') opts.blockSize = 8;
+        const out = await sample(opts);
+        assert.strictEqual(out.length, 2);
+        for (const row of out) {
+          assert.strictEqual(row.length, 24);
+          assert.deepStrictEqual(row.slice(0, 5), PROMPT);
+          for (const id of row) assert.ok(Number.isInteger(id) && id >= 0 && id < 50258, `id ${id}`);
+        }
+        if (alg !== 'remdm') assert.strictEqual(countMasks(out), 0);
+      });
+    }
+  }
+
+  it('same seed gives the same tokens; another seed other tokens', async () => {
+    const opts = { model, prompt: PROMPT, alg: 'acs', steps: 8, contextLength: 32 };
+    const a = await fullDiff({ ...opts, seed: 42 });
+    const b = await fullDiff({ ...opts, seed: 42n });
+    const c = await fullDiff({ ...opts, seed: 43 });
+    assert.deepStrictEqual(a, b);
+    assert.notDeepStrictEqual(a, c);
+  });
+
+  it('a prompt per row sets the batch; no prompt samples unconditionally', async () => {
+    const rows = [[464, 2003], [11666, 4430]];
+    const out = await fullDiff({ model, prompt: rows, steps: 4, contextLength: 16, seed: 1 });
+    assert.deepStrictEqual(out.map((r) => r.slice(0, 2)), rows);
+    const free = await fullDiff({ model, batchSize: 3, steps: 4, contextLength: 16, seed: 1 });
+    assert.strictEqual(free.length, 3);
+    assert.strictEqual(countMasks(free), 0);
+  });
+
+  it('contextLength defaults to the model length and temperature 0 is deterministic across seeds', async () => {
+    const a = await fullDiff({ model, prompt: PROMPT, steps: 2, temperature: 0, seed: 1 });
+    assert.strictEqual(a[0].length, 256);
+    const b = await fullDiff({ model, prompt: PROMPT, steps: 2, temperature: 0, seed: 2, contextLength: 256 });
+    // With temperature 0 the chosen token is the argmax; only which positions unmask depends on the seed.
+    const c = await fullDiff({ model, prompt: PROMPT, steps: 1, temperature: 0, seed: 5, contextLength: 24 });
+    const d = await fullDiff({ model, prompt: PROMPT, steps: 1, temperature: 0, seed: 6, contextLength: 24 });
+    assert.deepStrictEqual(c, d);
+    assert.strictEqual(b[0].length, 256);
+  });
+
+  it('cfgScale > 0 guides with the prompt (intended upstream semantics) and keeps it', async () => {
+    const out = await fullDiff({ model, prompt: PROMPT, steps: 4, contextLength: 16, cfgScale: 1.5, seed: 9 });
+    assert.deepStrictEqual(out[0].slice(0, 5), PROMPT);
+    assert.strictEqual(countMasks(out), 0);
+    const plain = await fullDiff({ model, prompt: PROMPT, steps: 4, contextLength: 16, seed: 9 });
+    assert.notDeepStrictEqual(out, plain);
+  });
+
+  it('onStep reports every step, with tokens when asked; semiDiff counts blocks × steps', async () => {
+    const seen = [];
+    const out = await fullDiff({
+      model, prompt: PROMPT, steps: 5, contextLength: 16, seed: 2, stepTokens: true,
+      onStep: (s) => seen.push(s),
+    });
+    assert.deepStrictEqual(seen.map((s) => s.step), [1, 2, 3, 4, 5]);
+    assert.ok(seen.every((s) => s.total === 5 && s.tokens.length === 1 && s.tokens[0].length === 16));
+    assert.deepStrictEqual(seen[4].tokens, out);
+    const masks = seen.map((s) => countMasks(s.tokens));
+    for (let i = 1; i < masks.length; i++) assert.ok(masks[i] <= masks[i - 1], 'original never re-masks');
+    const semi = [];
+    await semiDiff({ model, steps: 3, contextLength: 16, blockSize: 4, seed: 2, onStep: (s) => semi.push(s) });
+    assert.strictEqual(semi.length, 12);
+    assert.ok(semi.every((s) => s.total === 12 && s.tokens === null));
+  });
+
+  it('semiDiff fills blocks left to right', async () => {
+    const snapshots = [];
+    await semiDiff({
+      model, steps: 2, contextLength: 12, blockSize: 4, seed: 4, stepTokens: true,
+      onStep: (s) => snapshots.push(s.tokens[0]),
+    });
+    // after block k (2 steps each) positions < 4(k+1) are filled, later ones still masked
+    for (let k = 0; k < 3; k++) {
+      const row = snapshots[2 * k + 1];
+      assert.ok(row.slice(0, 4 * (k + 1)).every((t) => t !== MASK), `block ${k} filled`);
+      assert.ok(row.slice(4 * (k + 1)).every((t) => t === MASK), `after block ${k} still masked`);
+    }
+  });
+
+  it('an AbortSignal stops sampling within a step; the model stays usable', async () => {
+    const controller = new AbortController();
+    let steps = 0;
+    const p = fullDiff({
+      model, steps: 200, contextLength: 64, seed: 1, signal: controller.signal,
+      onStep: (s) => {
+        steps = s.step;
+        if (s.step === 3) controller.abort(new Error('user stop'));
+      },
+    });
+    await assert.rejects(p, (e) => e instanceof AbortError && e.name === 'AbortError' && e.code === 'HDLM_ABORTED');
+    assert.ok(steps >= 3 && steps <= 5, `stopped after ${steps} steps`);
+    const pre = new AbortController();
+    pre.abort();
+    await assert.rejects(fullDiff({ model, steps: 2, contextLength: 8, signal: pre.signal }), AbortError);
+    const ok = await fullDiff({ model, steps: 2, contextLength: 8, seed: 1 });
+    assert.strictEqual(ok[0].length, 8);
+  });
+
+  it('does not block the event loop while sampling', async () => {
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 5);
+    await fullDiff({ model, steps: 30, contextLength: 128, seed: 1 });
+    clearInterval(timer);
+    assert.ok(ticks >= 5, `only ${ticks} timer ticks ran during sampling`);
+  });
+});
+
+describe('samplers: distributions on a model with known logits', function () {
+  // logits = output bias for every position: a handful of tokens with chosen logits,
+  // everything else (mask included) far below.
+  const CHOICES = [10, 11, 12, 13, 14, 15, 16, 17];
+  const LOGITS = [2.0, 1.0, 0.5, 0.0, -0.5, -1.0, 1.5, 0.2];
+  let dir;
+  let cache;
+  let model;
+
+  before(async () => {
+    dir = tempDir('known');
+    cache = tempDir('ts');
+    makeEpsilonCheckpoint(dir, {
+      hiddenSize: 8, nHeads: 2, nBlocks: 1, length: 64,
+      fill: (name, shape) => {
+        if (name === 'output_layer.linear.weight') return new Float32Array(shape[0] * shape[1]);
+        if (name === 'output_layer.linear.bias') {
+          const b = new Float32Array(shape[0]).fill(-40);
+          CHOICES.forEach((id, i) => { b[id] = LOGITS[i]; });
+          return b;
+        }
+        return defaultFill(name, shape);
+      },
+    });
+    ({ model } = await smartModelLoader(dir, { device: 'cpu', torchscriptCacheDir: cache }));
+  });
+  after(() => {
+    model?.dispose();
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(cache, { recursive: true, force: true });
+  });
+
+  function chiSquare(counts, probs) {
+    const n = counts.reduce((a, b) => a + b, 0);
+    return counts.reduce((s, c, i) => s + (c - n * probs[i]) ** 2 / (n * probs[i]), 0);
+  }
+
+  for (const T of [1.0, 0.7]) {
+    it(`sampled tokens follow softmax(logits / ${T}) (chi-square, 7 dof)`, async () => {
+      const counts = new Array(CHOICES.length).fill(0);
+      for (let seed = 0; seed < 4; seed++) {
+        // steps: 1 → every position is sampled at the single (last) step
+        const out = await fullDiff({ model, batchSize: 8, steps: 1, contextLength: 64, temperature: T, seed });
+        for (const row of out) for (const id of row) {
+          const k = CHOICES.indexOf(id);
+          assert.ok(k >= 0, `sampled id ${id} outside the support`);
+          counts[k]++;
+        }
+      }
+      const w = LOGITS.map((l) => Math.exp(l / T));
+      const z = w.reduce((a, b) => a + b, 0);
+      const chi2 = chiSquare(counts, w.map((x) => x / z));
+      assert.ok(chi2 < 24.32, `chi2 ${chi2.toFixed(2)} >= 24.32 (p < 0.001); counts ${counts}`);
+    });
+  }
+
+  it('temperature 0 is greedy', async () => {
+    const out = await fullDiff({ model, batchSize: 2, steps: 3, contextLength: 32, temperature: 0, seed: 7 });
+    for (const row of out) for (const id of row) assert.strictEqual(id, 10);
+  });
+
+  it('positions unmask at the rate 1 - s/t of the time grid (original)', async () => {
+    const S = 8;
+    const perStep = new Array(S).fill(0);
+    for (let seed = 0; seed < 2; seed++) {
+      let masked = 8 * 64;
+      await fullDiff({
+        model, batchSize: 8, steps: S, contextLength: 64, seed, stepTokens: true,
+        onStep: ({ step, tokens }) => {
+          const now = countMasks(tokens);
+          perStep[step - 1] += masked - now;
+          masked = now;
+        },
+      });
+    }
+    // τ = linspace(1, eps, S + 1): each step unmasks the same expected share 1/S of the positions.
+    const chi2 = chiSquare(perStep, new Array(S).fill(1 / S));
+    assert.ok(chi2 < 24.32, `chi2 ${chi2.toFixed(2)} over ${S} steps: ${perStep}`);
+    assert.strictEqual(perStep.reduce((a, b) => a + b, 0), 2 * 8 * 64);
+  });
+
+  it('remask re-masks a share 1 - p of the positions after every non-final step', async () => {
+    const S = 4;
+    const maskedAfter = new Array(S).fill(0);
+    for (let seed = 0; seed < 2; seed++) {
+      await fullDiff({
+        model, alg: 'remask', batchSize: 8, steps: S, contextLength: 64, seed, stepTokens: true,
+        onStep: ({ step, tokens }) => { maskedAfter[step - 1] += countMasks(tokens); },
+      });
+    }
+    const n = 2 * 8 * 64;
+    // τ[k] = 1 - k(1 - eps)/S; after step i the share masked is 1 - p_i = τ[i+1] / τ[i]
+    const tau = (k) => 1 - (k * (1 - 1e-5)) / S;
+    for (let i = 0; i < S - 1; i++) {
+      const q = tau(i + 1) / tau(i);
+      const sd = Math.sqrt(n * q * (1 - q));
+      assert.ok(Math.abs(maskedAfter[i] - n * q) < 5 * sd, `step ${i + 1}: ${maskedAfter[i]} masked, expected ${n * q}`);
+    }
+    assert.strictEqual(maskedAfter[S - 1], 0);
+  });
+});
