@@ -6,7 +6,7 @@
  *   const generated = await fullDiff({ model, prompt: promptIds, alg: 'acs', steps: 512 });
  *   console.log(tokenizer.decode(generated[0], { skipSpecialTokens: true }));
  */
-export { smartModelLoader, type LoaderOptions, type LoadedModel, type ModelType } from './loader';
+export { smartModelLoader, exportTorchScript, resolveDevice, type LoaderOptions, type LoadedModel, type ModelType } from './loader';
 export { fullDiff, semiDiff, ALGORITHMS, type Algorithm, type FullDiffOptions, type SemiDiffOptions, type StepInfo } from './sampling';
 export { HdlmModel, type Logits } from './model';
 export { tokenizer, encode, decode, EOS_TOKEN_ID, MASK_TOKEN_ID } from './tokenizer';

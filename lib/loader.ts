@@ -32,6 +32,11 @@ export interface LoaderOptions extends HubOptions {
   threads?: number;
 }
 
+interface InternalLoaderOptions extends LoaderOptions {
+  /** write the built module to this file (exportTorchScript) */
+  exportTo?: string;
+}
+
 export interface LoadedModel {
   model: HdlmModel;
   /** the checkpoint's training config (upstream `cfg`) */
@@ -58,7 +63,24 @@ let threadsConfigured = false;
 export function smartModelLoader(modelPath: string, options?: Omit<LoaderOptions, 'modelPath'>): Promise<LoadedModel>;
 export function smartModelLoader(options: LoaderOptions): Promise<LoadedModel>;
 export async function smartModelLoader(first: unknown, second?: unknown): Promise<LoadedModel> {
-  const options = normalize(first, second);
+  return load(normalize(first, second));
+}
+
+/**
+ * Builds the TorchScript module of a checkpoint (hub id or directory) and saves it to `outFile`
+ * (written to a temp file, then renamed). The file follows the documented TorchScript interface
+ * and loads with smartModelLoader(outFile), with no checkpoint and no config next to it.
+ */
+export async function exportTorchScript(modelPath: string, outFile: string, options?: Omit<LoaderOptions, 'modelPath' | 'useCache' | 'torchscriptCacheDir'>): Promise<string> {
+  const opts = normalize(modelPath, options) as InternalLoaderOptions;
+  const target = path.resolve(v.nonEmptyString('outFile', outFile));
+  if (fs.existsSync(target) && fs.statSync(target).isDirectory()) throw invalidParameterError('outFile', 'a file path (not a directory)', outFile);
+  const loaded = await load({ ...opts, exportTo: target, useCache: false });
+  loaded.model.dispose();
+  return target;
+}
+
+async function load(options: InternalLoaderOptions): Promise<LoadedModel> {
   const modelPath = v.nonEmptyString('modelPath', options.modelPath);
   const modelType = v.isDefined(options.modelType) ? v.oneOf('modelType', options.modelType, ['auto', 'epsilon_hybrid', 'gamma_hybrid'] as const) : 'auto';
   const useCache = v.isDefined(options.useCache) ? v.boolean('useCache', options.useCache) : true;
@@ -69,7 +91,10 @@ export async function smartModelLoader(first: unknown, second?: unknown): Promis
   const device = resolveDevice(options.device);
 
   const source = await locate(modelPath, options);
-  if (source.kind === 'torchscript') return loadTorchScriptFile(source.file, modelType, device);
+  if (source.kind === 'torchscript') {
+    if (options.exportTo) throw invalidParameterError('modelPath', 'a checkpoint (directory or hub repo id) to export', modelPath);
+    return loadTorchScriptFile(source.file, modelType, device);
+  }
 
   const cfg = readConfigFile(source.configFile);
   const family = detectFamily(cfg, modelType);
@@ -85,10 +110,10 @@ export async function smartModelLoader(first: unknown, second?: unknown): Promis
   const header = readSafetensorsHeader(source.weights.path);
   checkWeightsAgainstArchitecture(header, arch);
   const configJson = JSON.stringify(cfg);
-  const cachePath = useCache ? cacheFileFor(cacheRoot, source.weights.path, configJson) : null;
+  const cachePath = options.exportTo ?? (useCache ? cacheFileFor(cacheRoot, source.weights.path, configJson) : null);
 
   let native: NativeModel | null = null;
-  if (cachePath && fs.existsSync(cachePath)) {
+  if (cachePath && !options.exportTo && fs.existsSync(cachePath)) {
     native = await callNative(() => addon().loadTorchScript(cachePath, device)).catch(() => {
       // A cache entry that cannot be read (disk trouble, older libtorch) is rebuilt, not fatal.
       fs.rmSync(cachePath, { force: true });
