@@ -37,18 +37,27 @@ export interface NativeBuildSpec {
   configJson: string;
   /** 'cpu' or 'cuda:N' */
   device: string;
+  precision: NativePrecision;
   /** where to save the built TorchScript module (written to a temp file, then renamed), or null */
   cachePath: string | null;
 }
+
+/**
+ * How an epsilon model computes: 'fp32' (CPU), or upstream's CUDA bf16-autocast forward with the
+ * rotary table of precision context 'A' (accelerate fp16 wrapper, logits as fp32: what
+ * upstream's smart_model_loader gives), 'B' (bare model inside a sampler's bf16 autocast) or
+ * 'C' (bare model, no autocast). See docs in README, "CUDA and precision contexts".
+ */
+export type NativePrecision = 'fp32' | 'A' | 'B' | 'C';
 
 /** What a native model reports about itself (read from the TorchScript module). */
 export interface NativeModelInfo {
   family: string;
   configJson: string;
   device: string;
-  /** number of rows in the embedding table = the model's vocabulary, mask state included */
-  vocabSize: number;
   formatVersion: number;
+  /** the precision in use, or 'module' for a TorchScript file that computes its own way */
+  precision: NativePrecision | 'module';
 }
 
 export type NativeAlgorithm = 'original' | 'acs' | 'remask' | 'remask_adhoc_shuffle' | 'remdm';
@@ -109,7 +118,7 @@ export interface NativeAddon {
   runtimeInfo(): NativeRuntimeInfo;
   setThreads(n: number): void;
   buildModel(spec: NativeBuildSpec): Promise<NativeModel>;
-  loadTorchScript(path: string, device: string): Promise<NativeModel>;
+  loadTorchScript(path: string, device: string, precision: NativePrecision): Promise<NativeModel>;
 }
 
 let cached: NativeAddon | null = null;

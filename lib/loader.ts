@@ -7,7 +7,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { createHash } from 'crypto';
-import { addon, type NativeModel } from './binding';
+import { addon, type NativeModel, type NativePrecision } from './binding';
 import { findWeightsFile, readSafetensorsHeader } from './checkpoint';
 import { architectureOf, checkWeightsAgainstArchitecture, detectFamily, readConfigFile, type ModelFamily } from './config';
 import { HdlmError, invalidParameterError } from './errors';
@@ -24,6 +24,13 @@ export interface LoaderOptions extends HubOptions {
   modelType?: ModelType;
   /** 'auto' (default: CUDA if available, else CPU), 'cpu', 'cuda' or 'cuda:N' */
   device?: string;
+  /**
+   * How the model computes. 'auto' (default): 'fp32' on the CPU, 'A' on CUDA. 'fp32': float32
+   * everywhere. 'A' / 'B' / 'C' (CUDA only): upstream's bf16-autocast CUDA forward, bit for bit,
+   * in precision context A (what upstream's smart_model_loader gives: accelerate's fp16 wrapper),
+   * B (a bare model called inside upstream's samplers) or C (a bare model, no autocast).
+   */
+  precision?: 'auto' | NativePrecision;
   /** folder for built TorchScript modules (default HDLM_CACHE, else ~/.cache/hdlm) */
   torchscriptCacheDir?: string;
   /** reuse / write the built TorchScript module (default true) */
@@ -51,12 +58,12 @@ export interface LoadedModel {
 }
 
 const LOADER_KEYS = [
-  'modelPath', 'modelType', 'device', 'torchscriptCacheDir', 'useCache', 'threads', 'revision', 'token', 'endpoint',
+  'modelPath', 'modelType', 'device', 'precision', 'torchscriptCacheDir', 'useCache', 'threads', 'revision', 'token', 'endpoint',
   'offline', 'cacheDir', 'fetch', 'onProgress',
 ] as const;
 
 /** Bumped whenever the native module layout changes, so stale cached modules are never loaded. */
-const BUILDER_VERSION = 1;
+const BUILDER_VERSION = 2;
 
 let threadsConfigured = false;
 
@@ -89,11 +96,16 @@ async function load(options: InternalLoaderOptions): Promise<LoadedModel> {
     : process.env.HDLM_CACHE || path.join(os.homedir(), '.cache', 'hdlm');
   configureThreads(options.threads);
   const device = resolveDevice(options.device);
+  const precisionOption = v.isDefined(options.precision) ? v.oneOf('precision', options.precision, ['auto', 'fp32', 'A', 'B', 'C'] as const) : 'auto';
+  const precision: NativePrecision = precisionOption === 'auto' ? (device === 'cpu' ? 'fp32' : 'A') : precisionOption;
+  if (device === 'cpu' && precision !== 'fp32') {
+    throw invalidParameterError('precision', "'auto' or 'fp32' on the CPU (contexts A, B and C reproduce upstream's CUDA forward)", options.precision);
+  }
 
   const source = await locate(modelPath, options);
   if (source.kind === 'torchscript') {
     if (options.exportTo) throw invalidParameterError('modelPath', 'a checkpoint (directory or hub repo id) to export', modelPath);
-    return loadTorchScriptFile(source.file, modelType, device);
+    return loadTorchScriptFile(source.file, modelType, device, precision);
   }
 
   const cfg = readConfigFile(source.configFile);
@@ -114,7 +126,7 @@ async function load(options: InternalLoaderOptions): Promise<LoadedModel> {
 
   let native: NativeModel | null = null;
   if (cachePath && !options.exportTo && fs.existsSync(cachePath)) {
-    native = await callNative(() => addon().loadTorchScript(cachePath, device)).catch(() => {
+    native = await callNative(() => addon().loadTorchScript(cachePath, device, precision)).catch(() => {
       // A cache entry that cannot be read (disk trouble, older libtorch) is rebuilt, not fatal.
       fs.rmSync(cachePath, { force: true });
       return null;
@@ -130,12 +142,13 @@ async function load(options: InternalLoaderOptions): Promise<LoadedModel> {
         arch: { family: 'epsilon_hybrid', vocabSize: arch.vocabSize, hiddenSize: arch.hiddenSize, nHeads: arch.nHeads, nBlocks: arch.nBlocks },
         configJson,
         device,
+        precision,
         cachePath,
       }),
     );
   }
   const model = new HdlmModel(native, {
-    family, device: native.info().device, config: cfg, vocabSize: arch.vocabSize, maskId: arch.maskId, length: arch.length,
+    family, device: native.info().device, precision: native.info().precision, config: cfg, vocabSize: arch.vocabSize, maskId: arch.maskId, length: arch.length,
     source: source.description,
   });
   return { model, cfg, device: model.device, metaschedule: null };
@@ -259,8 +272,8 @@ function locateInDirectory(dir: string): Source {
   );
 }
 
-async function loadTorchScriptFile(file: string, modelType: ModelType, device: string): Promise<LoadedModel> {
-  const native = await callNative(() => addon().loadTorchScript(file, device));
+async function loadTorchScriptFile(file: string, modelType: ModelType, device: string, precision: NativePrecision): Promise<LoadedModel> {
+  const native = await callNative(() => addon().loadTorchScript(file, device, precision));
   try {
     const info = native.info();
     let cfg: Record<string, unknown>;
@@ -279,7 +292,7 @@ async function loadTorchScriptFile(file: string, modelType: ModelType, device: s
     if (family !== 'epsilon_hybrid') throw new HdlmError('HDLM_BAD_FILE', `${file}: unknown hdlm_family '${info.family}'`);
     const arch = architectureOf(cfg, family);
     const model = new HdlmModel(native, {
-      family, device: info.device, config: cfg, vocabSize: arch.vocabSize, maskId: arch.maskId, length: arch.length, source: file,
+      family, device: info.device, precision: info.precision, config: cfg, vocabSize: arch.vocabSize, maskId: arch.maskId, length: arch.length, source: file,
     });
     return { model, cfg, device: model.device, metaschedule: null };
   } catch (e) {

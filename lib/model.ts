@@ -11,6 +11,8 @@ export interface ModelDescription {
   family: ModelFamily;
   /** 'cpu' or 'cuda:N' */
   device: string;
+  /** how the model computes ('fp32', or upstream's CUDA precision context 'A', 'B', 'C'; 'module' for a foreign TorchScript file) */
+  precision: string;
   /** the checkpoint's training config (what upstream calls `cfg`) */
   config: Record<string, unknown>;
   /** rows of the embedding table, mask state included (50258 for the released models) */
@@ -33,6 +35,7 @@ export class HdlmModel {
   #native: NativeModel | null;
   readonly family: ModelFamily;
   readonly device: string;
+  readonly precision: string;
   readonly config: Record<string, unknown>;
   readonly vocabSize: number;
   readonly maskId: number;
@@ -44,6 +47,7 @@ export class HdlmModel {
     this.#native = native;
     this.family = description.family;
     this.device = description.device;
+    this.precision = description.precision;
     this.config = description.config;
     this.vocabSize = description.vocabSize;
     this.maskId = description.maskId;

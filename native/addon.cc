@@ -27,6 +27,14 @@ Napi::Error make_error(Napi::Env env, const std::string& code, const std::string
 
 Napi::Value get(const Napi::Object& o, const char* key) { return o.Get(key); }
 
+hdlm::Precision to_precision(Napi::Env env, const std::string& name) {
+  if (name == "fp32") return hdlm::Precision::Fp32;
+  if (name == "A") return hdlm::Precision::ContextA;
+  if (name == "B") return hdlm::Precision::ContextB;
+  if (name == "C") return hdlm::Precision::ContextC;
+  throw make_error(env, "HDLM_INVALID_ARGUMENT", "native: expected precision fp32, A, B or C");
+}
+
 double get_number(const Napi::Object& o, const char* key) {
   auto v = get(o, key);
   if (!v.IsNumber()) throw_type(o.Env(), std::string("a number for ") + key);
@@ -163,6 +171,7 @@ Napi::Value ModelWrap::Info(const Napi::CallbackInfo& info) {
   out.Set("configJson", mi.config_json);
   out.Set("device", mi.device);
   out.Set("formatVersion", Napi::Number::New(env, static_cast<double>(mi.format_version)));
+  out.Set("precision", mi.precision);
   return out;
 }
 
@@ -398,15 +407,16 @@ class BuildWorker : public PromiseWorker {
 
 class LoadWorker : public PromiseWorker {
  public:
-  LoadWorker(Napi::Env env, std::string path, std::string device)
-      : PromiseWorker(env), path_(std::move(path)), device_(std::move(device)) {}
+  LoadWorker(Napi::Env env, std::string path, std::string device, hdlm::Precision precision)
+      : PromiseWorker(env), path_(std::move(path)), device_(std::move(device)), precision_(precision) {}
 
  protected:
-  void Run() override { model_ = hdlm::load_torchscript(path_, device_); }
+  void Run() override { model_ = hdlm::load_torchscript(path_, device_, precision_); }
   Napi::Value Result(Napi::Env env) override { return ModelWrap::New(env, std::move(model_)); }
 
  private:
   std::string path_, device_;
+  hdlm::Precision precision_;
   std::shared_ptr<hdlm::Model> model_;
 };
 
@@ -419,6 +429,7 @@ Napi::Value BuildModel(const Napi::CallbackInfo& info) {
   spec.file_size = static_cast<uint64_t>(get_int(o, "fileSize"));
   spec.config_json = get_string(o, "configJson");
   spec.device = get_string(o, "device");
+  spec.precision = to_precision(env, get_string(o, "precision"));
   auto cache = get(o, "cachePath");
   if (cache.IsString()) spec.cache_path = cache.As<Napi::String>().Utf8Value();
   auto arch = get(o, "arch");
@@ -459,8 +470,11 @@ Napi::Value BuildModel(const Napi::CallbackInfo& info) {
 
 Napi::Value LoadTorchScript(const Napi::CallbackInfo& info) {
   auto env = info.Env();
-  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsString()) throw_type(env, "loadTorchScript(path, device)");
-  auto* worker = new LoadWorker(env, info[0].As<Napi::String>().Utf8Value(), info[1].As<Napi::String>().Utf8Value());
+  if (info.Length() < 3 || !info[0].IsString() || !info[1].IsString() || !info[2].IsString()) {
+    throw_type(env, "loadTorchScript(path, device, precision)");
+  }
+  auto* worker = new LoadWorker(env, info[0].As<Napi::String>().Utf8Value(), info[1].As<Napi::String>().Utf8Value(),
+                                to_precision(env, info[2].As<Napi::String>().Utf8Value()));
   auto promise = worker->Promise();
   worker->Queue();
   return promise;

@@ -6,6 +6,7 @@
 #include <torch/version.h>
 #include <torch/cuda.h>
 #include <ATen/Parallel.h>
+#include <torch/csrc/jit/runtime/graph_executor.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -73,9 +74,29 @@ void save_atomically(torch::jit::Module& module, const std::string& path) {
   }
 }
 
+const char* precision_name(Precision p) {
+  switch (p) {
+    case Precision::Fp32: return "fp32";
+    case Precision::ContextA: return "A";
+    case Precision::ContextB: return "B";
+    case Precision::ContextC: return "C";
+  }
+  return "fp32";
+}
+
 class TorchScriptModel : public Model {
  public:
-  TorchScriptModel(torch::jit::Module module, at::Device device) : module_(std::move(module)), device_(device) {}
+  TorchScriptModel(torch::jit::Module module, at::Device device, Precision precision)
+      : module_(std::move(module)), device_(device) {
+    if (module_.hasattr("precision")) {
+      if (precision != Precision::Fp32 && !device_.is_cuda()) {
+        throw EngineError("HDLM_UNSUPPORTED", std::string("precision context ") + precision_name(precision) +
+                                                  " reproduces upstream's CUDA forward and needs a CUDA device");
+      }
+      module_.setattr("precision", static_cast<int64_t>(precision));
+      precision_ = precision_name(precision);
+    }
+  }
 
   ModelInfo info() const override {
     ModelInfo info;
@@ -83,6 +104,7 @@ class TorchScriptModel : public Model {
     info.config_json = module_.attr("hdlm_config").toStringRef();
     info.format_version = module_.attr("hdlm_format").toInt();
     info.device = device_name(device_);
+    info.precision = precision_;
     return info;
   }
 
@@ -116,6 +138,9 @@ class TorchScriptModel : public Model {
 
  private:
   at::Tensor call_forward(const at::Tensor& x, const at::Tensor& pos) {
+    // Run the graph as written: no fusion, no rewrites (fused kernels would change the bits,
+    // and upstream's reference runs had TorchScript GPU fusion off). The flag is per thread.
+    torch::jit::GraphOptimizerEnabledGuard no_rewrites(false);
     auto out = module_.forward({x, pos});
     if (!out.isTensor()) throw EngineError("HDLM_BAD_FILE", "the model's forward did not return a tensor");
     auto logits = out.toTensor();
@@ -131,6 +156,7 @@ class TorchScriptModel : public Model {
   // it are safe (the graph executor locks its own plan cache).
   torch::jit::Module module_;
   at::Device device_;
+  std::string precision_ = "module";
 };
 
 void check_interface(const torch::jit::Module& m, const std::string& path) {
@@ -167,17 +193,17 @@ std::shared_ptr<Model> build_model(const BuildSpec& spec) {
   if (!spec.cache_path.empty()) {
     guarded("HDLM_NATIVE", "saving the TorchScript cache " + spec.cache_path, [&] { save_atomically(module, spec.cache_path); });
   }
-  return std::make_shared<TorchScriptModel>(std::move(module), device);
+  return std::make_shared<TorchScriptModel>(std::move(module), device, spec.precision);
 }
 
-std::shared_ptr<Model> load_torchscript(const std::string& path, const std::string& device_str) {
+std::shared_ptr<Model> load_torchscript(const std::string& path, const std::string& device_str, Precision precision) {
   const auto device = parse_device(device_str);
   auto module = guarded("HDLM_BAD_FILE", path + " could not be read as TorchScript", [&] {
     return torch::jit::load(path, device);
   });
   check_interface(module, path);
   module.eval();
-  return std::make_shared<TorchScriptModel>(std::move(module), device);
+  return std::make_shared<TorchScriptModel>(std::move(module), device, precision);
 }
 
 RuntimeInfo runtime_info() {

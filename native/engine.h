@@ -34,6 +34,11 @@ struct Architecture {
   int64_t n_blocks = 0;
 };
 
+// How the epsilon model computes (see model_epsilon.cc): fp32 on the CPU; on CUDA upstream's
+// bf16-autocast forward, with the rotary table of precision context A, B or C
+// (hdlm-reference §0.3).
+enum class Precision { Fp32 = 0, ContextA = 1, ContextB = 2, ContextC = 3 };
+
 struct BuildSpec {
   std::string weights_path;
   uint64_t file_size = 0;
@@ -41,6 +46,7 @@ struct BuildSpec {
   Architecture arch;
   std::string config_json;
   std::string device;      // "cpu" or "cuda:N"
+  Precision precision = Precision::Fp32;
   std::string cache_path;  // empty: do not save
 };
 
@@ -48,8 +54,8 @@ struct ModelInfo {
   std::string family;
   std::string config_json;
   std::string device;
-  int64_t vocab_size = 0;
   int64_t format_version = 0;
+  std::string precision;  // fp32, A, B, C, or "module" for a TorchScript file without the attribute
 };
 
 enum class Algorithm { Original, Acs, Remask, RemaskAdhocShuffle, Remdm };
@@ -95,7 +101,7 @@ class Model {
 // Build an epsilon-family model from a safetensors checkpoint; saves it to spec.cache_path if set.
 std::shared_ptr<Model> build_model(const BuildSpec& spec);
 // Load a TorchScript module that follows the hdlm interface (see README "TorchScript interface").
-std::shared_ptr<Model> load_torchscript(const std::string& path, const std::string& device);
+std::shared_ptr<Model> load_torchscript(const std::string& path, const std::string& device, Precision precision);
 
 struct RuntimeInfo {
   std::string libtorch_version;

@@ -11,6 +11,15 @@ namespace {
 // NeoX-style halves, q·kᵀ then division by sqrt(head_dim), softmax, tanh-GELU MLP.
 // `attn_mask` is True where a query may NOT attend; a row with every key masked attends
 // uniformly (upstream's guard turns an all -inf row into zeros).
+//
+// `precision` picks the computation (set per loaded model, see Precision in engine.h):
+//   0  fp32 everywhere (CPU; matches upstream's CPU fp32 forward);
+//   1–3 upstream's CUDA forward op for op — the blocks and the head as under bf16 autocast
+//      (bf16 linear/einsum, fp32 LayerNorm, softmax and residual stream), the rotary table in
+//      fp16 (1, context A: accelerate's fp16 wrapper; logits returned as fp32), bf16 (2,
+//      context B: inside a sampler's bf16 autocast) or fp32 (3, context C: no outer autocast).
+//      Same ATen ops with the same operand layouts as upstream, so the same kernels run.
+// dtype constants do not resolve in TorchScript source without Python, hence the int attributes.
 const char* kEpsilonSource = R"JIT(
 def rotate(self, x, cos, sin):
     half = self.head_dim // 2
@@ -18,7 +27,7 @@ def rotate(self, x, cos, sin):
     x2 = x[..., half:]
     return x * cos + torch.cat([-x2, x1], -1) * sin
 
-def forward_with_mask(self, tokens, positions, attn_mask: Optional[Tensor]):
+def forward_fp32(self, tokens, positions, attn_mask: Optional[Tensor]):
     B = tokens.size(0)
     L = tokens.size(1)
     D = self.hidden_size
@@ -48,6 +57,65 @@ def forward_with_mask(self, tokens, positions, attn_mask: Optional[Tensor]):
         h = h + (torch.matmul(z, self.mlp2_w[i].t()) + self.mlp2_b[i])
     u = torch.layer_norm(h, [D], None, None, 1e-5) * self.norm_final
     return torch.matmul(u, self.out_w.t()) + self.out_b
+
+def norm(self, x, w):
+    return torch.layer_norm(x.float(), [self.hidden_size], None, None, 1e-5) * w
+
+def lin(self, x, w, b: Optional[Tensor]):
+    bf16 = self.dtype_bf16
+    if b is None:
+        return torch.linear(x.to(bf16), w.to(bf16), None)
+    return torch.linear(x.to(bf16), w.to(bf16), b.to(bf16))
+
+def rotate_half(self, x):
+    half = x.size(-1) // 2
+    return torch.cat([-x[..., half:], x[..., :half]], -1)
+
+def forward_autocast(self, tokens, positions, attn_mask: Optional[Tensor]):
+    B = tokens.size(0)
+    L = tokens.size(1)
+    D = self.hidden_size
+    H = self.n_heads
+    d = self.head_dim
+    bf16 = self.dtype_bf16
+    h = self.embedding[tokens]
+    t = positions[0].float()
+    if self.precision == 1:
+        freqs = torch.einsum('i,j->ij', [t.to(self.dtype_f16), self.inv_freq.to(self.dtype_f16)])
+    elif self.precision == 2:
+        freqs = torch.einsum('i,j->ij', [t.to(bf16), self.inv_freq.to(bf16)])
+    else:
+        freqs = torch.einsum('i,j->ij', [t, self.inv_freq])
+    emb = torch.cat([freqs, freqs], -1)
+    cos = emb.cos().view(1, L, 1, 1, d).repeat(1, 1, 3, 1, 1)
+    sin = emb.sin().view(1, L, 1, 1, d).repeat(1, 1, 3, 1, 1)
+    cos[:, :, 2].fill_(1.0)
+    sin[:, :, 2].fill_(0.0)
+    c = cos.to(bf16)
+    s = sin.to(bf16)
+    for i in range(self.n_blocks):
+        qkv = self.lin(self.norm(h, self.norm1[i]), self.attn_qkv[i], None).view(B, L, 3, H, d)
+        qkv = (qkv * c) + (self.rotate_half(qkv) * s)
+        qkv_parts = qkv.unbind(2)
+        scores = torch.einsum('bihd,bjhd->bhij', [qkv_parts[0], qkv_parts[1]]) / self.sqrt_head_dim
+        if attn_mask is not None:
+            scores = scores.masked_fill(attn_mask.unsqueeze(1), float('-inf'))
+        all_inf = torch.isinf(scores).all(-1, keepdim=True)
+        scores = torch.where(all_inf, torch.zeros_like(scores), scores)
+        probs = torch.softmax(scores.float(), -1)
+        o = torch.einsum('bhij,bjhd->bihd', [probs.to(bf16), qkv_parts[2]]).reshape(B, L, D)
+        h = h + self.lin(o, self.attn_out[i], None).float()
+        z = torch.gelu(self.lin(self.norm(h, self.norm2[i]), self.mlp0_w[i], self.mlp0_b[i]), approximate='tanh')
+        h = h + self.lin(z, self.mlp2_w[i], self.mlp2_b[i]).float()
+    logits = self.lin(self.norm(h, self.norm_final), self.out_w, self.out_b)
+    if self.precision == 1:
+        return logits.float()
+    return logits
+
+def forward_with_mask(self, tokens, positions, attn_mask: Optional[Tensor]):
+    if self.precision == 0:
+        return self.forward_fp32(tokens, positions, attn_mask)
+    return self.forward_autocast(tokens, positions, attn_mask)
 
 def forward(self, tokens, positions):
     return self.forward_with_mask(tokens, positions, None)
@@ -92,6 +160,9 @@ torch::jit::Module build_epsilon_module(const Architecture& arch, std::unordered
   m.register_attribute("head_dim", c10::IntType::get(), d);
   m.register_attribute("n_blocks", c10::IntType::get(), NB);
   m.register_attribute("sqrt_head_dim", c10::FloatType::get(), std::sqrt(static_cast<double>(d)));
+  m.register_attribute("precision", c10::IntType::get(), static_cast<int64_t>(0));
+  m.register_attribute("dtype_bf16", c10::IntType::get(), static_cast<int64_t>(at::kBFloat16));
+  m.register_attribute("dtype_f16", c10::IntType::get(), static_cast<int64_t>(at::kHalf));
 
   m.register_attribute("embedding", c10::TensorType::get(), named("vocab_embed.embedding", {V, D}));
   at::Tensor inv_freq;
