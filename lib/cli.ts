@@ -227,9 +227,9 @@ function out(text: string): void {
 // ---------------------------------------------------------------------------------------------
 // help
 
-const HUB_HELP = `  --revision <rev>       hub branch, tag or commit (default main)
-  --token <token>        hub access token (default HF_TOKEN, or the huggingface-cli login token)
-  --offline              use only the local Hugging Face cache (also HF_HUB_OFFLINE=1)`;
+const HUB_HELP = `  --revision <rev>            hub branch, tag or commit (default main)
+  --token <token>             hub access token (default HF_TOKEN, or the huggingface-cli login token)
+  --offline                   use only the local Hugging Face cache (also HF_HUB_OFFLINE=1)`;
 
 const HELP: Record<string, string> = {
   main: `hdlm ${'$VERSION'} — hybrid diffusion language models (HDLM) on libtorch

@@ -86,6 +86,7 @@ export function createProgress(stream: ProgressStream, label: string, total: num
   const start = Date.now();
   let lastDraw = 0;
   let drawn = false;
+  let dirty = false;
   let finished = false;
   let state = { done: 0, extra: '', total };
 
@@ -103,7 +104,7 @@ export function createProgress(stream: ProgressStream, label: string, total: num
     const tail = [count, formatDuration(elapsed), rate, extra].filter((s) => s !== '').join('  ');
     const columns = stream.columns && stream.columns > 0 ? stream.columns : 80;
     const room = columns - 1; // never touch the last column: some terminals wrap there
-    const barWidth = tot ? Math.min(30, room - label.length - tail.length - 6) : 0;
+    const barWidth = tot ? Math.min(30, room - Array.from(label).length - tail.length - 7) : 0;
     const pct = tot ? `${String(Math.floor((Math.min(done, tot) / tot) * 100)).padStart(3)}%` : '';
     const line = barWidth >= 5
       ? `${label} ${pct} ${bar(done / (tot as number), barWidth)} ${tail}`
@@ -114,6 +115,7 @@ export function createProgress(stream: ProgressStream, label: string, total: num
   const draw = (): void => {
     stream.write(`\r${render()}\x1b[K`);
     drawn = true;
+    dirty = false;
     lastDraw = Date.now();
   };
 
@@ -127,6 +129,7 @@ export function createProgress(stream: ProgressStream, label: string, total: num
     update(done: number, extra = '', newTotal?: number | null): void {
       if (!active || finished) return;
       state = { done, extra, total: newTotal === undefined ? state.total : newTotal };
+      dirty = true;
       const complete = state.total !== null && state.total > 0 && done >= state.total;
       if (!drawn || complete || Date.now() - lastDraw >= throttleMs) draw();
     },
@@ -134,7 +137,7 @@ export function createProgress(stream: ProgressStream, label: string, total: num
       if (!active || finished) return;
       finished = true;
       if (keep) {
-        draw();
+        if (dirty || !drawn) draw();
         stream.write('\n');
         drawn = false;
       } else {

@@ -16,6 +16,9 @@ const VERSION = require('../package.json').version;
 // Small, fast generations: the prompt "The future" is GPT-2 ids [464, 2003].
 const GEN = ['generate', 'The future', '--steps', '8', '--context-length', '32', '--seed', '1'];
 
+/** stdout of the plain GEN run, compared against other ways of getting the same sample */
+let plainOutput = null;
+
 const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'hdlm-cli-'));
 const tsCache = path.join(tmpRoot, 'torchscript-cache');
 const hubCache = path.join(tmpRoot, 'hub');
@@ -140,6 +143,7 @@ describe('cli: hdlm', function () {
       assert.ok(plain.stdout.endsWith('\n'));
       assert.ok(plain.stdout.trim().length > 'The future'.length + 10, plain.stdout);
       assert.equal(plain.stderr, '');
+      plainOutput = plain.stdout;
     });
 
     it('the same seed gives the same text', async () => {
@@ -231,6 +235,7 @@ describe('cli: hdlm', function () {
       const g = await cli([...GEN.slice(0, 2), '--model', out, ...GEN.slice(2)]);
       expectExit(g, 0);
       assert.ok(g.stdout.startsWith('The future'), g.stdout);
+      if (plainOutput !== null) assert.equal(g.stdout, plainOutput, 'the exported module samples what the checkpoint samples');
     });
 
     it('missing arguments are a usage error', async () => {
@@ -261,6 +266,46 @@ describe('cli: hdlm', function () {
       expectExit(r, 0);
       assert.match(r.stdout, /libtorch\s+\d+\.\d+/);
       assert.ok(r.stdout.includes(hubCache));
+    });
+  });
+
+  describe('progress bar (lib/progress)', () => {
+    const { createProgress } = require('../dist/progress');
+    const sink = (isTTY) => {
+      const s = { isTTY, columns: 60, text: '', write: (c) => (s.text += c) };
+      return s;
+    };
+
+    it('draws nothing when the stream is not a terminal', () => {
+      const s = sink(false);
+      const p = createProgress(s, 'denoising', 8, { unit: 'step' });
+      p.update(3);
+      p.done(true);
+      assert.equal(s.text, '');
+      assert.equal(p.active, false);
+    });
+
+    it('on a terminal: one redrawn line with count, time and ms/step, cleared by done()', () => {
+      const s = sink(true);
+      const p = createProgress(s, 'denoising', 8, { unit: 'step', throttleMs: 0 });
+      p.update(4);
+      assert.match(s.text, /^\rdenoising\s+50% .* 4\/8 {2}\d+\.\ds {2}[\d.]+ ms\/step\x1b\[K$/);
+      for (const line of s.text.split('\r')) assert.ok(Array.from(line.replace('\x1b[K', '')).length < 60, line);
+      p.update(8);
+      p.done();
+      assert.ok(s.text.endsWith('\r\x1b[K'), JSON.stringify(s.text));
+      const before = s.text;
+      p.update(9);
+      assert.equal(s.text, before, 'nothing after done()');
+    });
+
+    it('byte counts with an unknown total', () => {
+      const s = sink(true);
+      const p = createProgress(s, 'model.safetensors', null, { unit: 'byte' });
+      p.update(2_500_000);
+      assert.match(s.text, /model\.safetensors 2\.5 MB/);
+      p.done(true);
+      assert.ok(s.text.endsWith('\n'));
     });
   });
 
