@@ -31,6 +31,7 @@
         "native/engine.cc",
         "native/checkpoint.cc",
         "native/model_epsilon.cc",
+        "native/fast_forward.cc",
         "native/sampler.cc"
       ],
       "include_dirs": [

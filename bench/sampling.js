@@ -1,14 +1,16 @@
 #!/usr/bin/env node
 'use strict';
 // Sampling speed: builds a model of the given size with random weights (no download), then
-// times fullDiff per algorithm and batch size. Prints a table and, with --json, JSON.
+// times fullDiff in reference and fast mode, per algorithm and batch size, in one process.
+// Prints a table (ms/step, samples/s, peak GPU memory, fast/reference speed-up) and JSON.
 //   node bench/sampling.js [--size base|brown|tiny] [--device auto|cpu|cuda] [--precision A|B|C|fp32]
-//                          [--batch 1,8] [--steps 64] [--algs acs,original] [--length L] [--json]
+//                          [--batch 1,8,32] [--steps 512] [--algs acs,original] [--modes reference,fast]
+//                          [--length L] [--json]
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { parseArgs } = require('util');
-const { smartModelLoader, fullDiff, runtimeInfo } = require('..');
+const { smartModelLoader, fullDiff, runtimeInfo, cudaMemory } = require('..');
 const { makeEpsilonCheckpoint } = require('../test/helpers/safetensors-writer');
 
 const SIZES = {
@@ -23,8 +25,9 @@ async function main() {
       size: { type: 'string', default: 'base' },
       device: { type: 'string', default: 'auto' },
       precision: { type: 'string', default: 'auto' },
-      batch: { type: 'string', default: '1' },
-      steps: { type: 'string', default: '64' },
+      batch: { type: 'string', default: '1,8,32' },
+      steps: { type: 'string', default: '512' },
+      modes: { type: 'string', default: 'reference,fast' },
       algs: { type: 'string', default: 'acs,original' },
       length: { type: 'string' },
       json: { type: 'boolean', default: false },
@@ -44,22 +47,38 @@ async function main() {
     const contextLength = values.length ? Number(values.length) : size.length;
     const steps = Number(values.steps);
     const rows = [];
+    const cudaIndex = device.startsWith('cuda') ? Number(device.split(':')[1] || 0) : -1;
     for (const alg of values.algs.split(',')) {
       for (const batchSize of values.batch.split(',').map(Number)) {
-        await fullDiff({ model, alg, batchSize, steps: 2, contextLength, seed: 0 }); // warm-up
-        t = process.hrtime.bigint();
-        await fullDiff({ model, alg, batchSize, steps, contextLength, seed: 1 });
-        const ms = Number(process.hrtime.bigint() - t) / 1e6;
-        rows.push({ alg, batchSize, contextLength, steps, msPerStep: +(ms / steps).toFixed(3), samplesPerSecond: +((batchSize * 1000) / ms).toFixed(3) });
+        for (const mode of values.modes.split(',')) {
+          const reference = mode === 'reference';
+          await fullDiff({ model, alg, batchSize, steps: 4, contextLength, seed: 0, reference }); // warm-up (and CUDA graph capture)
+          if (cudaIndex >= 0) cudaMemory(cudaIndex, true);
+          t = process.hrtime.bigint();
+          await fullDiff({ model, alg, batchSize, steps, contextLength, seed: 1, reference });
+          const ms = Number(process.hrtime.bigint() - t) / 1e6;
+          const peak = cudaIndex >= 0 ? cudaMemory(cudaIndex, false).peakAllocated : null;
+          rows.push({
+            alg, mode, batchSize, contextLength, steps, msPerStep: +(ms / steps).toFixed(3),
+            samplesPerSecond: +((batchSize * 1000) / ms).toFixed(3), peakGiB: peak === null ? null : +(peak / 2 ** 30).toFixed(2),
+          });
+        }
       }
+    }
+    for (const r of rows) {
+      const refRow = rows.find((q) => q.alg === r.alg && q.batchSize === r.batchSize && q.mode === 'reference');
+      r.speedup = refRow ? +(refRow.msPerStep / r.msPerStep).toFixed(2) : null;
     }
     const result = { runtime: runtimeInfo(), size: values.size, ...size, device, precision: model.precision, writeMs, loadMs, rows };
     model.dispose();
     if (values.json) console.log(JSON.stringify(result));
     else {
       console.log(`# ${values.size} model (${size.hiddenSize}/${size.nHeads}/${size.nBlocks}), ${device}, precision ${result.precision}, libtorch ${result.runtime.libtorchVersion}, load ${loadMs} ms`);
-      console.log('| alg | batch | L | steps | ms/step | samples/s |\n|---|---|---|---|---|---|');
-      for (const r of rows) console.log(`| ${r.alg} | ${r.batchSize} | ${r.contextLength} | ${r.steps} | ${r.msPerStep} | ${r.samplesPerSecond} |`);
+      console.log('| alg | mode | batch | L | steps | ms/step | samples/s | peak GPU GiB | speed-up vs reference |\n|---|---|---|---|---|---|---|---|---|');
+      for (const r of rows) {
+        console.log(`| ${r.alg} | ${r.mode} | ${r.batchSize} | ${r.contextLength} | ${r.steps} | ${r.msPerStep} | ${r.samplesPerSecond} | ${r.peakGiB ?? '-'} | ${r.speedup ?? '-'} |`);
+      }
+      console.log(JSON.stringify(result));
     }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });

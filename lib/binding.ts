@@ -81,6 +81,8 @@ export interface NativeSampleOptions {
   seed: bigint;
   /** call onStep with a copy of the tokens after every step */
   stepTokens: boolean;
+  /** true: upstream's exact semantics and random stream; false: the fast path (same distribution) */
+  reference: boolean;
 }
 
 export type NativeStepCallback = (step: number, total: number, tokens: Int32Array | null) => void;
@@ -98,8 +100,8 @@ export interface NativeLogits {
 
 export interface NativeModel {
   info(): NativeModelInfo;
-  /** tokens: batch × length ids; positions: same shape, or null for 0..length-1 */
-  forward(tokens: Int32Array, batch: number, length: number, positions: Int32Array | null): Promise<NativeLogits>;
+  /** tokens: batch × length ids; positions: same shape, or null for 0..length-1; fast: the fast path's forward (positions null) */
+  forward(tokens: Int32Array, batch: number, length: number, positions: Int32Array | null, fast: boolean): Promise<NativeLogits>;
   /** resolves to batchSize × contextLength ids, row-major */
   sample(options: NativeSampleOptions, onStep: NativeStepCallback | null): NativeJob<Int32Array>;
   /** frees the module; idempotent; running jobs keep their own reference and finish */
@@ -117,6 +119,8 @@ export interface NativeRuntimeInfo {
 export interface NativeAddon {
   runtimeInfo(): NativeRuntimeInfo;
   setThreads(n: number): void;
+  /** CUDA caching-allocator bytes of one device (zeros without CUDA); resetPeak starts a new peak window */
+  cudaMemory(deviceIndex: number, resetPeak: boolean): { allocated: number; peakAllocated: number; reserved: number };
   buildModel(spec: NativeBuildSpec): Promise<NativeModel>;
   loadTorchScript(path: string, device: string, precision: NativePrecision): Promise<NativeModel>;
 }

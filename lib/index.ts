@@ -21,5 +21,10 @@ export function runtimeInfo(): { libtorchVersion: string; cudaCompiled: boolean;
   return addon().runtimeInfo();
 }
 
+/** Bytes held by libtorch's CUDA caching allocator on a device (all zero without CUDA). `resetPeak` starts a new peak window. */
+export function cudaMemory(deviceIndex = 0, resetPeak = false): { allocated: number; peakAllocated: number; reserved: number } {
+  return addon().cudaMemory(deviceIndex, resetPeak);
+}
+
 /** Path of the embedded demo checkpoint (a small HDLM trained on the Brown corpus; writes English-like text offline). */
 export const DEMO_MODEL_PATH: string = require('path').join(__dirname, '..', 'models', 'brown-epsilon');

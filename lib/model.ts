@@ -4,6 +4,7 @@
  */
 import type { NativeLogits, NativeModel } from './binding';
 import { HdlmError, invalidParameterError } from './errors';
+import * as v from './validate';
 import { tokenRows } from './validate';
 import type { ModelFamily } from './config';
 
@@ -68,10 +69,18 @@ export class HdlmModel {
   /**
    * Logits for token ids (upstream `model(x, positions)`): `tokens` is one row or a batch of
    * equal-length rows of ids in [0, vocabSize); `positions` (same shape, default 0..L-1) sets
-   * the rotary positions (upstream uses only the first row).
+   * the rotary positions (upstream uses only the first row). `{ reference: false }` returns the
+   * fast path's logits (bf16 on CUDA; positions must be left out).
    */
-  async forward(tokens: unknown, positions?: unknown): Promise<Logits> {
+  async forward(tokens: unknown, positions?: unknown, options?: { reference?: boolean }): Promise<Logits> {
     const native = this.native();
+    let fast = false;
+    if (v.isDefined(options)) {
+      if (!v.isPlainObject(options)) throw invalidParameterError('forward options', 'an object', options);
+      v.rejectUnknownKeys('forward', options, ['reference']);
+      if (v.isDefined(options.reference)) fast = !v.boolean('reference', options.reference);
+    }
+    if (fast && this.precision === 'module') throw invalidParameterError('reference', 'true for a TorchScript module not built by hdlm', false);
     const x = tokenRows('tokens', tokens, this.vocabSize);
     if (x.cols === 0) throw invalidParameterError('tokens', 'at least one token id', tokens);
     let pos: Int32Array | null = null;
@@ -81,8 +90,9 @@ export class HdlmModel {
         throw invalidParameterError('positions', `the same shape as tokens ([${x.rows}, ${x.cols}])`, positions);
       }
       pos = p.data;
+      if (fast) throw invalidParameterError('positions', 'nothing in fast mode (it always uses 0..L-1)', positions);
     }
-    const out: NativeLogits = await callNative(() => native.forward(x.data, x.rows, x.cols, pos));
+    const out: NativeLogits = await callNative(() => native.forward(x.data, x.rows, x.cols, pos, fast));
     return { data: out.data, shape: out.shape };
   }
 

@@ -54,6 +54,14 @@ export interface FullDiffOptions {
   stepTokens?: boolean;
   /** accepted for parity with upstream; must name the model's device (or 'auto') */
   device?: string;
+  /**
+   * true: reference mode — upstream's exact computation and random stream (on CUDA with the
+   * same seed, the same tokens as upstream). false: fast mode — the same algorithms and the
+   * same distribution, faster (forward skipped when nothing changed, output head only on the
+   * sampled rows, bf16 and CUDA graphs on CUDA), another random stream.
+   * Default: false (fast), except for TorchScript modules not built by hdlm.
+   */
+  reference?: boolean;
 }
 
 export interface SemiDiffOptions extends FullDiffOptions {
@@ -63,7 +71,7 @@ export interface SemiDiffOptions extends FullDiffOptions {
 
 const FULL_KEYS = [
   'model', 'prompt', 'batchSize', 'alg', 'steps', 'temperature', 'cfgScale', 'contextLength', 'eps', 'dim',
-  'eta', 'seed', 'signal', 'onStep', 'stepTokens', 'device',
+  'eta', 'seed', 'signal', 'onStep', 'stepTokens', 'device', 'reference',
 ] as const;
 const SEMI_KEYS = [...FULL_KEYS, 'blockSize'] as const;
 
@@ -134,6 +142,11 @@ export function prepareSampling(fnName: string, mode: 'full' | 'semi', options: 
   const onStep = v.isDefined(o.onStep) ? v.fn<(info: StepInfo) => void>('onStep', o.onStep) : null;
   const stepTokens = v.isDefined(o.stepTokens) ? v.boolean('stepTokens', o.stepTokens) : false;
   if (v.isDefined(o.device)) checkDevice(o.device, model);
+  const foreign = model.precision === 'module';
+  const reference = v.isDefined(o.reference) ? v.boolean('reference', o.reference) : foreign;
+  if (!reference && foreign) {
+    throw invalidParameterError('reference', 'true for a TorchScript module not built by hdlm (fast mode needs the hdlm layout)', o.reference);
+  }
 
   return {
     model,
@@ -141,7 +154,7 @@ export function prepareSampling(fnName: string, mode: 'full' | 'semi', options: 
     onStep,
     native: {
       mode, alg, prompt, promptLength, batchSize, steps, temperature, cfgScale, contextLength, eps, maskId, eta,
-      blockSize, seed, stepTokens: stepTokens && onStep !== null,
+      blockSize, seed, stepTokens: stepTokens && onStep !== null, reference,
     },
   };
 }

@@ -178,12 +178,12 @@ Napi::Value ModelWrap::Info(const Napi::CallbackInfo& info) {
 class ForwardWorker : public PromiseWorker {
  public:
   ForwardWorker(Napi::Env env, std::shared_ptr<hdlm::Model> model, std::vector<int32_t> tokens, int64_t batch,
-                int64_t length, std::vector<int32_t> positions)
+                int64_t length, std::vector<int32_t> positions, bool fast)
       : PromiseWorker(env), model_(std::move(model)), tokens_(std::move(tokens)), positions_(std::move(positions)),
-        batch_(batch), length_(length) {}
+        batch_(batch), length_(length), fast_(fast) {}
 
  protected:
-  void Run() override { logits_ = model_->forward(tokens_, batch_, length_, positions_); }
+  void Run() override { logits_ = model_->forward(tokens_, batch_, length_, positions_, fast_); }
   Napi::Value Result(Napi::Env env) override {
     auto data = Napi::Float32Array::New(env, logits_.data.size());
     if (!logits_.data.empty()) std::memcpy(data.Data(), logits_.data.data(), logits_.data.size() * sizeof(float));
@@ -201,6 +201,7 @@ class ForwardWorker : public PromiseWorker {
   std::shared_ptr<hdlm::Model> model_;
   std::vector<int32_t> tokens_, positions_;
   int64_t batch_, length_;
+  bool fast_;
   hdlm::Logits logits_;
 };
 
@@ -215,11 +216,12 @@ Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
   const auto length = info[2].As<Napi::Number>().Int64Value();
   std::vector<int32_t> positions;
   if (!info[3].IsNull() && !info[3].IsUndefined()) positions = to_int32_vector(env, info[3], "positions");
+  const bool fast = info.Length() > 4 && info[4].ToBoolean();
   if (batch < 1 || length < 1 || static_cast<int64_t>(tokens.size()) != batch * length ||
-      (!positions.empty() && positions.size() != tokens.size())) {
-    throw_type(env, "tokens (and positions) of batch × length elements");
+      (!positions.empty() && positions.size() != tokens.size()) || (fast && !positions.empty())) {
+    throw_type(env, "tokens (and positions) of batch × length elements; no positions in fast mode");
   }
-  auto* worker = new ForwardWorker(env, std::move(model), std::move(tokens), batch, length, std::move(positions));
+  auto* worker = new ForwardWorker(env, std::move(model), std::move(tokens), batch, length, std::move(positions), fast);
   auto promise = worker->Promise();
   worker->Queue();
   return promise;
@@ -348,6 +350,7 @@ hdlm::SampleOptions read_sample_options(Napi::Env env, const Napi::Object& o) {
   s.seed = seed.As<Napi::BigInt>().Uint64Value(&lossless);
   if (!lossless) throw_type(env, "a seed in [0, 2^64)");
   s.step_tokens = get(o, "stepTokens").ToBoolean();
+  s.fast = !get(o, "reference").ToBoolean();
   // Shape sanity that would otherwise index out of bounds natively.
   if (s.batch_size < 1 || s.steps < 1 || s.context_length < 1 || s.block_size < 1 || s.prompt_length < 0 ||
       s.prompt_length > s.context_length ||
@@ -491,6 +494,22 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
   return out;
 }
 
+Napi::Value CudaMemory(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsBoolean()) throw_type(env, "cudaMemory(deviceIndex, resetPeak)");
+  hdlm::CudaMemory m;
+  try {
+    m = hdlm::cuda_memory(info[0].As<Napi::Number>().Int64Value(), info[1].As<Napi::Boolean>().Value());
+  } catch (const EngineError& e) {
+    throw make_error(env, e.code, e.what());
+  }
+  auto out = Napi::Object::New(env);
+  out.Set("allocated", Napi::Number::New(env, static_cast<double>(m.allocated)));
+  out.Set("peakAllocated", Napi::Number::New(env, static_cast<double>(m.peak_allocated)));
+  out.Set("reserved", Napi::Number::New(env, static_cast<double>(m.reserved)));
+  return out;
+}
+
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   if (info.Length() < 1 || !info[0].IsNumber()) throw_type(env, "setThreads(n)");
@@ -512,6 +531,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("loadTorchScript", Napi::Function::New(env, LoadTorchScript));
   exports.Set("runtimeInfo", Napi::Function::New(env, RuntimeInfo));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
+  exports.Set("cudaMemory", Napi::Function::New(env, CudaMemory));
   return exports;
 }
 

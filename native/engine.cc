@@ -7,14 +7,19 @@
 #include <torch/cuda.h>
 #include <ATen/Parallel.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
+#ifdef HDLM_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
 
 #include <cstdio>
 #include <filesystem>
+#include <mutex>
 #include <random>
 
 #include <unistd.h>
 
 #include "checkpoint.h"
+#include "fast_forward.h"
 #include "model_epsilon.h"
 #include "sampler.h"
 
@@ -109,14 +114,22 @@ class TorchScriptModel : public Model {
   }
 
   Logits forward(const std::vector<int32_t>& tokens, int64_t batch, int64_t length,
-                 const std::vector<int32_t>& positions) override {
+                 const std::vector<int32_t>& positions, bool fast) override {
     return guarded("HDLM_NATIVE", "forward", [&] {
       c10::InferenceMode guard;
       const auto opts = at::TensorOptions().dtype(at::kLong).device(device_);
       auto x = at::tensor(tokens, at::kInt).view({batch, length}).to(opts);
-      auto pos = positions.empty() ? at::arange(length, opts).unsqueeze(0).expand({batch, length}).contiguous()
-                                   : at::tensor(positions, at::kInt).view({batch, length}).to(opts);
-      auto logits = call_forward(x, pos).to(at::kFloat).cpu().contiguous();
+      at::Tensor logits;
+      if (fast) {
+        auto& f = fast_forward();
+        auto h = f.hidden(x);
+        logits = f.head(h.reshape({-1, h.size(-1)})).view({batch, length, -1});
+      } else {
+        auto pos = positions.empty() ? at::arange(length, opts).unsqueeze(0).expand({batch, length}).contiguous()
+                                     : at::tensor(positions, at::kInt).view({batch, length}).to(opts);
+        logits = call_forward(x, pos);
+      }
+      logits = logits.to(at::kFloat).cpu().contiguous();
       Logits out;
       out.batch = logits.size(0);
       out.length = logits.size(1);
@@ -130,13 +143,32 @@ class TorchScriptModel : public Model {
                               const StepCallback& on_step) override {
     return guarded("HDLM_NATIVE", "sampling", [&] {
       c10::InferenceMode guard;
-      auto fwd = [this](const at::Tensor& x, const at::Tensor& pos) { return call_forward(x, pos); };
-      auto x = run_sampler(fwd, options, device_, abort, on_step).to(at::kInt).contiguous();
+      at::Tensor x;
+      if (options.fast) {
+        x = run_fast_sampler(fast_forward(), options, device_, abort, on_step);
+      } else {
+        auto fwd = [this](const at::Tensor& x, const at::Tensor& pos) { return call_forward(x, pos); };
+        x = run_sampler(fwd, options, device_, abort, on_step);
+      }
+      x = x.to(at::kInt).contiguous();
       return std::vector<int32_t>(x.data_ptr<int32_t>(), x.data_ptr<int32_t>() + x.numel());
     });
   }
 
  private:
+  // Built on first use: a second copy of the weights in the device's compute dtype.
+  FastForward& fast_forward() {
+    std::lock_guard<std::mutex> lock(fast_mutex_);
+    if (!fast_) {
+      fast_ = FastForward::from_module(module_, device_);
+      if (!fast_) {
+        throw EngineError("HDLM_UNSUPPORTED",
+                          "fast mode needs a model built by hdlm (this TorchScript module has another layout); use reference mode");
+      }
+    }
+    return *fast_;
+  }
+
   at::Tensor call_forward(const at::Tensor& x, const at::Tensor& pos) {
     // Run the graph as written: no fusion, no rewrites (fused kernels would change the bits,
     // and upstream's reference runs had TorchScript GPU fusion off). The flag is per thread.
@@ -157,6 +189,8 @@ class TorchScriptModel : public Model {
   torch::jit::Module module_;
   at::Device device_;
   std::string precision_ = "module";
+  std::mutex fast_mutex_;
+  std::unique_ptr<FastForward> fast_;
 };
 
 void check_interface(const torch::jit::Module& m, const std::string& path) {
@@ -216,6 +250,21 @@ RuntimeInfo runtime_info() {
 #endif
   info.threads = at::get_num_threads();
   return info;
+}
+
+CudaMemory cuda_memory(int64_t device_index, bool reset_peak) {
+  CudaMemory out;
+#ifdef HDLM_WITH_CUDA
+  guarded("HDLM_INVALID_ARGUMENT", "cuda memory", [&] {
+    const auto index = static_cast<c10::DeviceIndex>(device_index);
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index);
+    out.allocated = stats.allocated_bytes[0].current;  // [0]: the aggregate over pool kinds
+    out.peak_allocated = stats.allocated_bytes[0].peak;
+    out.reserved = stats.reserved_bytes[0].current;
+    if (reset_peak) c10::cuda::CUDACachingAllocator::resetPeakStats(index);
+  });
+#endif
+  return out;
 }
 
 void set_threads(int64_t n) {

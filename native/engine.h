@@ -76,6 +76,7 @@ struct SampleOptions {
   int64_t block_size = 16;
   uint64_t seed = 0;
   bool step_tokens = false;
+  bool fast = false;  // fast mode (same distribution, another random stream); see sampler.h
 };
 
 // Called after every step (from the sampling thread). `tokens` is empty unless asked for.
@@ -91,8 +92,9 @@ class Model {
   virtual ~Model() = default;
   virtual ModelInfo info() const = 0;
   // tokens: batch × length ids; positions: same size or empty for 0..length-1.
+  // fast: the fast path's forward (positions must be empty: 0..length-1).
   virtual Logits forward(const std::vector<int32_t>& tokens, int64_t batch, int64_t length,
-                         const std::vector<int32_t>& positions) = 0;
+                         const std::vector<int32_t>& positions, bool fast) = 0;
   // Returns batch_size × context_length ids. Throws EngineError("HDLM_ABORTED") when `abort` is set.
   virtual std::vector<int32_t> sample(const SampleOptions& options, const std::atomic<bool>& abort,
                                       const StepCallback& on_step) = 0;
@@ -111,5 +113,11 @@ struct RuntimeInfo {
 };
 RuntimeInfo runtime_info();
 void set_threads(int64_t n);
+
+// CUDA caching-allocator statistics of one device, in bytes (all zero without CUDA).
+struct CudaMemory {
+  int64_t allocated = 0, peak_allocated = 0, reserved = 0;
+};
+CudaMemory cuda_memory(int64_t device_index, bool reset_peak);
 
 }  // namespace hdlm

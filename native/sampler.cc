@@ -1,5 +1,5 @@
-// Semantics follow hdlm-reference §4.0–§4.3 exactly, including the order of random draws
-// (all float64 uniforms from one generator seeded like torch.manual_seed) and the fp32
+// Semantics follow hdlm-reference §4.0–§4.3 exactly in reference mode, including the order of
+// random draws (float64 uniforms from one generator seeded like torch.manual_seed) and the fp32
 // arithmetic of the thresholds. This file is compiled with -ffp-contract=off so that the
 // host-side fp32 expressions round once per operation, as PyTorch's kernels do.
 #include "sampler.h"
@@ -11,6 +11,8 @@
 #include <ATen/cuda/CUDAGeneratorImpl.h>
 #endif
 #include <ATen/CPUGeneratorImpl.h>
+
+#include "fast_forward.h"
 
 namespace hdlm {
 namespace {
@@ -28,134 +30,68 @@ at::Generator make_generator(const at::Device& device, uint64_t seed) {
   return at::make_generator<at::CPUGeneratorImpl>(seed);
 }
 
-struct Sampler {
-  const ForwardFn& forward;
-  const SampleOptions& o;
-  at::Device device;
-  at::Generator gen;
-  at::Tensor prompt;  // [B, P] int64 on device, or undefined
+// Where a step gets its logits from. Reference: the full [B, n, V] logits of this step's
+// forward. Fast: hidden states, recomputed only when x changed, and the head on demand.
+class Logits {
+ public:
+  virtual ~Logits() = default;
+  // Called at the start of every step with the current prefix x [B, n].
+  virtual void begin_step(const at::Tensor& x) = 0;
+  // Logits [N, V] of the positions where `sel` [B, n] is true (row-major order).
+  virtual at::Tensor rows(const at::Tensor& sel) = 0;
+  // Tells the source that x was modified (the fast source then recomputes on next use).
+  virtual void changed() = 0;
+};
 
-  at::Tensor uniform(at::IntArrayRef shape) {
-    return at::rand(shape, gen, at::TensorOptions().dtype(at::kDouble).device(device));
-  }
+struct Thresholds {
+  float p, one_minus_p, eta;  // p = 1 - s/t in fp32 (exactly 1 on the last step)
+};
 
-  // Gumbel-max in float64: argmax exp(l) / (-ln u)^T, one draw of N×V uniforms (§4.0).
-  at::Tensor gumbel_argmax(const at::Tensor& rows) {
-    if (rows.size(0) == 0) return at::empty({0}, at::TensorOptions().dtype(at::kLong).device(device));
-    auto l = rows.to(at::kDouble);
-    auto u = uniform(l.sizes());
-    auto g = (-u.log()).pow(o.temperature);
-    return (l.exp() / g).argmax(-1);
-  }
+class Sampler {
+ public:
+  Sampler(const SampleOptions& o, const at::Device& device, bool fast)
+      : o_(o), device_(device), fast_(fast), gen_(make_generator(device, o.seed)) {}
 
-  at::Tensor logits_for(const at::Tensor& x, const at::Tensor& positions) {
-    if (o.cfg_scale <= 0) return forward(x, positions);
-    // Classifier-free guidance as upstream intends it (§4.2): the unconditional copy has the
-    // prompt positions masked; both go through the model as one batch of 2B.
-    auto un_x = x.clone();
-    un_x.index_put_({Slice(), Slice(0, o.prompt_length)}, o.mask_id);
-    auto both = forward(at::cat({x, un_x}), at::cat({positions, positions}));
-    auto parts = both.chunk(2, 0);
-    return parts[1] + (o.cfg_scale + 1.0) * (parts[0] - parts[1]);
-  }
-
-  // One step of `alg` on the prefix x (B × n). in_block restricts selections (semi_diff);
-  // undefined for full_diff.
-  void step(at::Tensor x, const at::Tensor& logits, const at::Tensor& masked, const at::Tensor& unmasked,
-            const at::Tensor& in_block, bool last, float t, float s) {
-    const int64_t B = x.size(0), n = x.size(1);
-    // p = 1 - s/t in fp32, exactly 1 on the last step; thresholds derived from it in fp32.
-    const float p = last ? 1.0f : 1.0f - s / t;
-    const float one_minus_p = last ? 0.0f : 1.0f - p;
-    const float eta_threshold = last ? 0.0f : static_cast<float>(o.eta) * one_minus_p;
-    auto restrict = [&](at::Tensor sel) { return in_block.defined() ? sel & in_block : sel; };
-
-    switch (o.alg) {
-      case Algorithm::Original: {
-        auto sel_m = restrict((uniform({B, n}) < static_cast<double>(p)) & masked);
-        x.index_put_({sel_m}, gumbel_argmax(logits.index({sel_m})));
-        break;
-      }
-      case Algorithm::Acs: {
-        auto u1 = uniform({B, n});
-        auto u2 = uniform({B, n});
-        auto sel_m = restrict((u1 < static_cast<double>(p)) & masked);
-        auto sel_u = restrict((u2 < static_cast<double>(eta_threshold)) & unmasked);
-        auto a = gumbel_argmax(logits.index({sel_m}));
-        auto b = gumbel_argmax(logits.index({sel_u}));
-        x.index_put_({sel_m}, a);
-        x.index_put_({sel_u}, b);
-        break;
-      }
-      case Algorithm::Remask: {
-        x.index_put_({masked}, gumbel_argmax(logits.index({masked})));
-        x.index_put_({uniform({B, n}) < static_cast<double>(one_minus_p)}, o.mask_id);
-        break;
-      }
-      case Algorithm::RemaskAdhocShuffle: {
-        auto sel_u = restrict((uniform({B, n}) < static_cast<double>(eta_threshold)) & unmasked);
-        auto a = gumbel_argmax(logits.index({masked}));
-        auto b = gumbel_argmax(logits.index({sel_u}));
-        x.index_put_({masked}, a);
-        x.index_put_({sel_u}, b);
-        x.index_put_({uniform({B, n}) < static_cast<double>(one_minus_p)}, o.mask_id);
-        break;
-      }
-      case Algorithm::Remdm: {
-        const double alpha_t = 1.0 - static_cast<double>(t), alpha_s = 1.0 - static_cast<double>(s);
-        const double sigma = alpha_t > 0 ? std::min(o.eta, (1.0 - alpha_s) / alpha_t) : o.eta;
-        auto q = at::softmax(logits, -1) * (1.0 - sigma);
-        q.index_put_({"...", o.mask_id}, sigma);
-        auto z = (q + 1e-8).log();
-        auto chosen = gumbel_argmax(z.reshape({-1, z.size(-1)})).view({B, n});
-        x.index_put_({masked}, chosen.index({masked}));
-        break;
-      }
-    }
-  }
-
-  void impose_prompt(at::Tensor& x) {
-    if (prompt.defined()) x.index_put_({Slice(), Slice(0, o.prompt_length)}, prompt);
-  }
-
-  at::Tensor run(const std::atomic<bool>& abort, const StepCallback& on_step) {
-    const int64_t B = o.batch_size, L = o.context_length;
-    const auto long_opts = at::TensorOptions().dtype(at::kLong).device(device);
-    auto x = at::full({B, L}, o.mask_id, long_opts);
-    if (o.prompt_length > 0) {
-      prompt = at::tensor(o.prompt, at::TensorOptions().dtype(at::kInt)).view({B, o.prompt_length}).to(long_opts);
+  at::Tensor run(Logits& logits, const std::atomic<bool>& abort, const StepCallback& on_step) {
+    const int64_t B = o_.batch_size, L = o_.context_length;
+    const auto long_opts = at::TensorOptions().dtype(at::kLong).device(device_);
+    auto x = at::full({B, L}, o_.mask_id, long_opts);
+    if (o_.prompt_length > 0) {
+      prompt_ = at::tensor(o_.prompt, at::TensorOptions().dtype(at::kInt)).view({B, o_.prompt_length}).to(long_opts);
       impose_prompt(x);
     }
-    auto positions = at::arange(L, long_opts).unsqueeze(0).expand({B, L}).contiguous();
     // τ = linspace(1, eps, steps + 1) in fp32 on the sampling device (upstream: on CUDA).
-    auto tau_t = at::linspace(1.0, o.eps, o.steps + 1, at::TensorOptions().dtype(at::kFloat).device(device)).cpu();
-    std::vector<float> tau(tau_t.data_ptr<float>(), tau_t.data_ptr<float>() + tau_t.numel());
+    auto tau_t = at::linspace(1.0, o_.eps, o_.steps + 1, at::TensorOptions().dtype(at::kFloat).device(device_)).cpu();
+    const std::vector<float> tau(tau_t.data_ptr<float>(), tau_t.data_ptr<float>() + tau_t.numel());
 
-    const int64_t n_blocks = o.semi ? (L + o.block_size - 1) / o.block_size : 1;
-    const int64_t total = n_blocks * o.steps;
+    const int64_t n_blocks = o_.semi ? (L + o_.block_size - 1) / o_.block_size : 1;
+    const int64_t total = n_blocks * o_.steps;
     int64_t done = 0;
     for (int64_t blk = 0; blk < n_blocks; ++blk) {
-      const int64_t start = o.semi ? blk * o.block_size : 0;
-      const int64_t end = o.semi ? std::min(start + o.block_size, L) : L;
+      const int64_t start = o_.semi ? blk * o_.block_size : 0;
+      const int64_t end = o_.semi ? std::min(start + o_.block_size, L) : L;
       at::Tensor in_block;
-      if (o.semi) {
+      if (o_.semi) {
         in_block = at::zeros({B, end}, long_opts.dtype(at::kBool));
         in_block.index_put_({Slice(), Slice(start, end)}, true);
       }
-      auto pos = positions.index({Slice(), Slice(0, end)}).contiguous();
-      for (int64_t i = 0; i < o.steps; ++i) {
+      for (int64_t i = 0; i < o_.steps; ++i) {
         if (abort.load(std::memory_order_relaxed)) throw EngineError("HDLM_ABORTED", "sampling was aborted");
-        auto xs = o.semi ? x.index({Slice(), Slice(0, end)}).contiguous() : x;
-        auto masked = xs == o.mask_id;
-        auto unmasked = masked.logical_not();
-        auto logits = logits_for(xs, pos);
-        step(xs, logits, masked, unmasked, in_block, i == o.steps - 1, tau[i], tau[i + 1]);
-        if (o.semi) x.index_put_({Slice(), Slice(0, end)}, xs);
+        auto xs = o_.semi ? x.index({Slice(), Slice(0, end)}).contiguous() : x;
+        logits.begin_step(xs);
+        const bool last = i == o_.steps - 1;
+        // Upstream: p = 1 - s/t on fp32 tensors, exactly 1 on the last step; eta·(1 - p) in fp32.
+        Thresholds th;
+        th.p = last ? 1.0f : 1.0f - tau[i + 1] / tau[i];
+        th.one_minus_p = last ? 0.0f : 1.0f - th.p;
+        th.eta = last ? 0.0f : static_cast<float>(o_.eta) * th.one_minus_p;
+        step(xs, logits, in_block, th, tau[i], tau[i + 1]);
+        if (o_.semi) x.index_put_({Slice(), Slice(0, end)}, xs);
         impose_prompt(x);
         ++done;
         if (on_step) {
           std::vector<int32_t> tokens;
-          if (o.step_tokens) {
+          if (o_.step_tokens) {
             auto cpu = x.to(at::kInt).cpu().contiguous();
             tokens.assign(cpu.data_ptr<int32_t>(), cpu.data_ptr<int32_t>() + cpu.numel());
           }
@@ -165,14 +101,182 @@ struct Sampler {
     }
     return x.cpu();
   }
+
+ private:
+  at::Tensor uniform(at::IntArrayRef shape) {
+    return at::rand(shape, gen_, at::TensorOptions().dtype(fast_ ? at::kFloat : at::kDouble).device(device_));
+  }
+
+  // A sample from softmax(l / T) per row (argmax for T = 0). Reference: upstream's float64
+  // exp(l) / (-ln u)^T with one uniform per logit. Fast: argmax(l / T - ln(-ln u)) in float32.
+  at::Tensor gumbel_argmax(const at::Tensor& rows) {
+    if (rows.size(0) == 0) return at::empty({0}, at::TensorOptions().dtype(at::kLong).device(device_));
+    if (!fast_) {
+      auto l = rows.to(at::kDouble);
+      auto g = (-uniform(l.sizes()).log()).pow(o_.temperature);
+      return (l.exp() / g).argmax(-1);
+    }
+    auto l = rows.to(at::kFloat);
+    if (o_.temperature == 0) return l.argmax(-1);
+    return (l / o_.temperature - (-uniform(l.sizes()).log()).log()).argmax(-1);
+  }
+
+  void write(at::Tensor& x, const at::Tensor& sel, const at::Tensor& values, Logits& logits) {
+    if (values.numel() == 0) return;
+    x.index_put_({sel}, values);
+    logits.changed();
+  }
+
+  // Re-masks the selected positions (none on the last step, where 1 - p = 0).
+  void remask(at::Tensor& x, const at::Tensor& sel, double one_minus_p, Logits& logits) {
+    if (one_minus_p <= 0) return;
+    x.index_put_({sel}, o_.mask_id);
+    logits.changed();
+  }
+
+  void step(at::Tensor& x, Logits& logits, const at::Tensor& in_block, const Thresholds& th, float t, float s) {
+    const int64_t B = x.size(0), n = x.size(1);
+    auto masked = x == o_.mask_id;
+    auto unmasked = masked.logical_not();
+    auto restrict = [&](at::Tensor sel) { return in_block.defined() ? sel & in_block : sel; };
+    const double p = th.p, one_minus_p = th.one_minus_p, eta = th.eta;
+
+    switch (o_.alg) {
+      case Algorithm::Original: {
+        auto sel_m = restrict((uniform({B, n}) < p) & masked);
+        write(x, sel_m, gumbel_argmax(logits.rows(sel_m)), logits);
+        break;
+      }
+      case Algorithm::Acs: {
+        auto u1 = uniform({B, n});
+        auto u2 = uniform({B, n});
+        auto sel_m = restrict((u1 < p) & masked);
+        auto sel_u = restrict((u2 < eta) & unmasked);
+        auto a = gumbel_argmax(logits.rows(sel_m));
+        auto b = gumbel_argmax(logits.rows(sel_u));
+        write(x, sel_m, a, logits);
+        write(x, sel_u, b, logits);
+        break;
+      }
+      case Algorithm::Remask: {
+        write(x, masked, gumbel_argmax(logits.rows(masked)), logits);
+        remask(x, uniform({B, n}) < one_minus_p, one_minus_p, logits);
+        break;
+      }
+      case Algorithm::RemaskAdhocShuffle: {
+        auto sel_u = restrict((uniform({B, n}) < eta) & unmasked);
+        auto a = gumbel_argmax(logits.rows(masked));
+        auto b = gumbel_argmax(logits.rows(sel_u));
+        write(x, masked, a, logits);
+        write(x, sel_u, b, logits);
+        remask(x, uniform({B, n}) < one_minus_p, one_minus_p, logits);
+        break;
+      }
+      case Algorithm::Remdm: {
+        const double alpha_t = 1.0 - static_cast<double>(t), alpha_s = 1.0 - static_cast<double>(s);
+        const double sigma = alpha_t > 0 ? std::min(o_.eta, (1.0 - alpha_s) / alpha_t) : o_.eta;
+        // Reference: Gumbel over every row (one B·n·V draw), kept on masked rows only, as
+        // upstream does. Fast: the masked rows only.
+        auto sel = fast_ ? masked : at::ones_like(masked);
+        auto q = at::softmax(logits.rows(sel), -1) * (1.0 - sigma);
+        q.index_put_({"...", o_.mask_id}, sigma);
+        auto chosen = gumbel_argmax((q + 1e-8).log());
+        if (!fast_) chosen = chosen.view({B, n}).index({masked});
+        write(x, masked, chosen, logits);
+        break;
+      }
+    }
+  }
+
+  void impose_prompt(at::Tensor& x) {
+    if (prompt_.defined()) x.index_put_({Slice(), Slice(0, o_.prompt_length)}, prompt_);
+  }
+
+  const SampleOptions& o_;
+  at::Device device_;
+  bool fast_;
+  at::Generator gen_;
+  at::Tensor prompt_;  // [B, P] int64 on the device, or undefined
+};
+
+// Classifier-free guidance as upstream intends it (§4.2): the unconditional copy has the prompt
+// positions masked; both go through the model as one batch of 2B.
+at::Tensor with_guidance(const SampleOptions& o, const at::Tensor& x) {
+  auto un_x = x.clone();
+  un_x.index_put_({Slice(), Slice(0, o.prompt_length)}, o.mask_id);
+  return at::cat({x, un_x});
+}
+
+at::Tensor guided(const SampleOptions& o, const at::Tensor& both) {
+  auto parts = both.chunk(2, 0);
+  return parts[1] + (o.cfg_scale + 1.0) * (parts[0] - parts[1]);
+}
+
+class ReferenceLogits : public Logits {
+ public:
+  ReferenceLogits(const ForwardFn& forward, const SampleOptions& o, const at::Device& device)
+      : forward_(forward), o_(o), device_(device) {}
+  void begin_step(const at::Tensor& x) override {
+    const int64_t B = x.size(0), n = x.size(1);
+    auto pos = at::arange(n, at::TensorOptions().dtype(at::kLong).device(device_)).unsqueeze(0).expand({B, n}).contiguous();
+    if (o_.cfg_scale > 0) {
+      logits_ = guided(o_, forward_(with_guidance(o_, x), at::cat({pos, pos})));
+    } else {
+      logits_ = forward_(x, pos);
+    }
+  }
+  at::Tensor rows(const at::Tensor& sel) override { return logits_.index({sel}); }
+  void changed() override {}
+
+ private:
+  const ForwardFn& forward_;
+  const SampleOptions& o_;
+  at::Device device_;
+  at::Tensor logits_;
+};
+
+class FastLogits : public Logits {
+ public:
+  FastLogits(FastForward& model, const SampleOptions& o) : model_(model), o_(o) {}
+  void begin_step(const at::Tensor& x) override {
+    if (!x_.defined() || x_.sizes() != x.sizes()) stale_ = true;  // semi_diff: the prefix grew
+    x_ = x;
+  }
+  at::Tensor rows(const at::Tensor& sel) override {
+    auto idx = sel.flatten().nonzero().squeeze(1);
+    if (idx.numel() == 0) return at::empty({0, model_.vocab_size()}, at::TensorOptions().dtype(at::kFloat).device(x_.device()));
+    if (stale_) {
+      hidden_ = model_.hidden(o_.cfg_scale > 0 ? with_guidance(o_, x_) : x_);
+      hidden_ = hidden_.reshape({-1, hidden_.size(-1)});
+      stale_ = false;
+    }
+    if (o_.cfg_scale <= 0) return model_.head(hidden_.index_select(0, idx));
+    const int64_t half = hidden_.size(0) / 2;
+    auto cond = model_.head(hidden_.index_select(0, idx));
+    auto uncond = model_.head(hidden_.index_select(0, idx + half));
+    return uncond + (o_.cfg_scale + 1.0) * (cond - uncond);
+  }
+  void changed() override { stale_ = true; }
+
+ private:
+  FastForward& model_;
+  const SampleOptions& o_;
+  at::Tensor x_, hidden_;
+  bool stale_ = true;
 };
 
 }  // namespace
 
 at::Tensor run_sampler(const ForwardFn& forward, const SampleOptions& options, const at::Device& device,
                        const std::atomic<bool>& abort, const StepCallback& on_step) {
-  Sampler sampler{forward, options, device, make_generator(device, options.seed), {}};
-  return sampler.run(abort, on_step);
+  ReferenceLogits logits(forward, options, device);
+  return Sampler(options, device, false).run(logits, abort, on_step);
+}
+
+at::Tensor run_fast_sampler(FastForward& model, const SampleOptions& options, const at::Device& device,
+                            const std::atomic<bool>& abort, const StepCallback& on_step) {
+  FastLogits logits(model, options);
+  return Sampler(options, device, true).run(logits, abort, on_step);
 }
 
 }  // namespace hdlm

@@ -1,5 +1,12 @@
-// Upstream's epsilon samplers (hdlm/epsilon_hybrid/sample.py: full_diff, semi_diff), natively.
-// Independent of N-API and of how the model is run: it only needs a forward function.
+// Upstream's epsilon samplers (hdlm/epsilon_hybrid/sample.py: full_diff, semi_diff), natively,
+// in two modes:
+//   reference — upstream's exact semantics: full logits every step, float64 Gumbel-max
+//               exp(l) / (-ln u)^T, every uniform drawn in upstream's order and shapes;
+//   fast      — the same algorithms and the same distribution from another random stream:
+//               the forward is skipped when no token changed since the last one (exact for the
+//               epsilon family, which has no time input), the output head runs only on the rows
+//               sampled this step, and Gumbel-max runs in float32 as argmax(l/T + G).
+// Independent of N-API.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -11,11 +18,17 @@
 
 namespace hdlm {
 
+class FastForward;
+
 // logits [B, L, V] for tokens [B, L] (int64) and positions [B, L] (int64).
 using ForwardFn = std::function<at::Tensor(const at::Tensor& tokens, const at::Tensor& positions)>;
 
-// Runs full_diff or semi_diff (options.semi) on `device`; returns int64 [B, L] on the CPU.
+// Reference mode; returns int64 [B, L] on the CPU.
 at::Tensor run_sampler(const ForwardFn& forward, const SampleOptions& options, const at::Device& device,
                        const std::atomic<bool>& abort, const StepCallback& on_step);
+
+// Fast mode; returns int64 [B, L] on the CPU.
+at::Tensor run_fast_sampler(FastForward& model, const SampleOptions& options, const at::Device& device,
+                            const std::atomic<bool>& abort, const StepCallback& on_step);
 
 }  // namespace hdlm

@@ -27,10 +27,10 @@ describe('samplers: invariants on the demo model', function () {
     fs.rmSync(cache, { recursive: true, force: true });
   });
 
-  for (const [name, sample] of [['fullDiff', fullDiff], ['semiDiff', semiDiff]]) {
+  for (const reference of [true, false]) for (const [name, sample] of [['fullDiff', fullDiff], ['semiDiff', semiDiff]]) {
     for (const alg of ALGORITHMS) {
-      it(`${name} ${alg}: shape, prompt kept, ids in range, ${alg === 'remdm' ? 'masks allowed (upstream remdm may keep them)' : 'no mask left'}`, async () => {
-        const opts = { model, prompt: PROMPT, batchSize: 2, alg, steps: 6, contextLength: 24, seed: 3 };
+      it(`${name} ${alg} (${reference ? 'reference' : 'fast'}): shape, prompt kept, ids in range, ${alg === 'remdm' ? 'masks allowed (upstream remdm may keep them)' : 'no mask left'}`, async () => {
+        const opts = { model, prompt: PROMPT, batchSize: 2, alg, steps: 6, contextLength: 24, seed: 3, reference };
         if (name === 'semiDiff') opts.blockSize = 8;
         const out = await sample(opts);
         assert.strictEqual(out.length, 2);
@@ -44,13 +44,57 @@ describe('samplers: invariants on the demo model', function () {
     }
   }
 
-  it('same seed gives the same tokens; another seed other tokens', async () => {
-    const opts = { model, prompt: PROMPT, alg: 'acs', steps: 8, contextLength: 32 };
-    const a = await fullDiff({ ...opts, seed: 42 });
-    const b = await fullDiff({ ...opts, seed: 42n });
-    const c = await fullDiff({ ...opts, seed: 43 });
-    assert.deepStrictEqual(a, b);
-    assert.notDeepStrictEqual(a, c);
+  for (const reference of [true, false]) {
+    it(`same seed gives the same tokens; another seed other tokens (${reference ? 'reference' : 'fast'})`, async () => {
+      const opts = { model, prompt: PROMPT, alg: 'acs', steps: 8, contextLength: 32, reference };
+      const a = await fullDiff({ ...opts, seed: 42 });
+      const b = await fullDiff({ ...opts, seed: 42n });
+      const c = await fullDiff({ ...opts, seed: 43 });
+      assert.deepStrictEqual(a, b);
+      assert.notDeepStrictEqual(a, c);
+    });
+  }
+
+  it('fast logits agree with reference logits (argmax on >= 97% of positions)', async () => {
+    const x = [Array.from({ length: 64 }, (_, i) => (i % 3 === 0 ? 50257 : PROMPT[i % 5]))];
+    const ref = await model.forward(x);
+    const fast = await model.forward(x, undefined, { reference: false });
+    assert.deepStrictEqual(fast.shape, ref.shape);
+    const V = ref.shape[2];
+    let same = 0;
+    for (let r = 0; r < 64; r++) {
+      let a = 0;
+      let b = 0;
+      for (let j = 1; j < V; j++) {
+        if (ref.data[r * V + j] > ref.data[r * V + a]) a = j;
+        if (fast.data[r * V + j] > fast.data[r * V + b]) b = j;
+      }
+      if (a === b) same++;
+    }
+    assert.ok(same / 64 >= 0.97, `argmax agreement ${same}/64`);
+  });
+
+  it('fast and reference modes draw the same per-position token distribution (two-sample chi-square)', async () => {
+    // Many samples of a short continuation; per position, a chi-square two-sample test on the
+    // tokens both modes produced (categories seen < 5 times pooled merged). Positions are
+    // dependent, so instead of one combined p-value the share of positions rejecting at 1 %
+    // must stay near the nominal 1 %.
+    const common = { model, prompt: PROMPT, batchSize: 48, alg: 'acs', steps: 8, contextLength: 12 };
+    const runs = async (reference) => {
+      const rows = [];
+      for (let seed = 0; seed < 3; seed++) rows.push(...(await fullDiff({ ...common, reference, seed: 100 + seed })));
+      return rows;
+    };
+    const [a, b] = [await runs(true), await runs(false)];
+    const { chiSquareTwoSample } = require('./helpers/stats');
+    let rejected = 0;
+    const positions = [];
+    for (let pos = 5; pos < 12; pos++) {
+      const r = chiSquareTwoSample(a.map((row) => row[pos]), b.map((row) => row[pos]));
+      positions.push(r.p.toFixed(3));
+      if (r.p < 0.01) rejected++;
+    }
+    assert.ok(rejected <= 1, `positions rejecting at 1%: ${rejected}/7 (p = ${positions})`);
   });
 
   it('a prompt per row sets the batch; no prompt samples unconditionally', async () => {
@@ -115,8 +159,9 @@ describe('samplers: invariants on the demo model', function () {
   it('an AbortSignal stops sampling within a step; the model stays usable', async () => {
     const controller = new AbortController();
     let steps = 0;
+    // Reference mode: steps long enough that progress reaches JS before the next one ends.
     const p = fullDiff({
-      model, steps: 200, contextLength: 64, seed: 1, signal: controller.signal,
+      model, steps: 200, contextLength: 64, seed: 1, signal: controller.signal, reference: true,
       onStep: (s) => {
         steps = s.step;
         if (s.step === 3) controller.abort(new Error('user stop'));
@@ -129,6 +174,11 @@ describe('samplers: invariants on the demo model', function () {
     await assert.rejects(fullDiff({ model, steps: 2, contextLength: 8, signal: pre.signal }), AbortError);
     const ok = await fullDiff({ model, steps: 2, contextLength: 8, seed: 1 });
     assert.strictEqual(ok[0].length, 8);
+    // Fast mode: an abort during the run rejects too.
+    const fastController = new AbortController();
+    const fast = fullDiff({ model, steps: 100000, contextLength: 64, seed: 1, signal: fastController.signal });
+    setTimeout(() => fastController.abort(), 50);
+    await assert.rejects(fast, AbortError);
   });
 
   it('does not block the event loop while sampling', async () => {
@@ -177,12 +227,12 @@ describe('samplers: distributions on a model with known logits', function () {
     return counts.reduce((s, c, i) => s + (c - n * probs[i]) ** 2 / (n * probs[i]), 0);
   }
 
-  for (const T of [1.0, 0.7]) {
-    it(`sampled tokens follow softmax(logits / ${T}) (chi-square, 7 dof)`, async () => {
+  for (const reference of [true, false]) for (const T of [1.0, 0.7]) {
+    it(`sampled tokens follow softmax(logits / ${T}) (chi-square, 7 dof; ${reference ? 'reference' : 'fast'})`, async () => {
       const counts = new Array(CHOICES.length).fill(0);
       for (let seed = 0; seed < 4; seed++) {
         // steps: 1 → every position is sampled at the single (last) step
-        const out = await fullDiff({ model, batchSize: 8, steps: 1, contextLength: 64, temperature: T, seed });
+        const out = await fullDiff({ model, batchSize: 8, steps: 1, contextLength: 64, temperature: T, seed, reference });
         for (const row of out) for (const id of row) {
           const k = CHOICES.indexOf(id);
           assert.ok(k >= 0, `sampled id ${id} outside the support`);
@@ -196,18 +246,20 @@ describe('samplers: distributions on a model with known logits', function () {
     });
   }
 
-  it('temperature 0 is greedy', async () => {
-    const out = await fullDiff({ model, batchSize: 2, steps: 3, contextLength: 32, temperature: 0, seed: 7 });
-    for (const row of out) for (const id of row) assert.strictEqual(id, 10);
+  it('temperature 0 is greedy (both modes)', async () => {
+    for (const reference of [true, false]) {
+      const out = await fullDiff({ model, batchSize: 2, steps: 3, contextLength: 32, temperature: 0, seed: 7, reference });
+      for (const row of out) for (const id of row) assert.strictEqual(id, 10);
+    }
   });
 
-  it('positions unmask at the rate 1 - s/t of the time grid (original)', async () => {
+  for (const reference of [true, false]) it(`positions unmask at the rate 1 - s/t of the time grid (original, ${reference ? 'reference' : 'fast'})`, async () => {
     const S = 8;
     const perStep = new Array(S).fill(0);
     for (let seed = 0; seed < 2; seed++) {
       let masked = 8 * 64;
       await fullDiff({
-        model, batchSize: 8, steps: S, contextLength: 64, seed, stepTokens: true,
+        model, batchSize: 8, steps: S, contextLength: 64, seed, stepTokens: true, reference,
         onStep: ({ step, tokens }) => {
           const now = countMasks(tokens);
           perStep[step - 1] += masked - now;
@@ -221,12 +273,12 @@ describe('samplers: distributions on a model with known logits', function () {
     assert.strictEqual(perStep.reduce((a, b) => a + b, 0), 2 * 8 * 64);
   });
 
-  it('remask re-masks a share 1 - p of the positions after every non-final step', async () => {
+  for (const reference of [true, false]) it(`remask re-masks a share 1 - p of the positions after every non-final step (${reference ? 'reference' : 'fast'})`, async () => {
     const S = 4;
     const maskedAfter = new Array(S).fill(0);
     for (let seed = 0; seed < 2; seed++) {
       await fullDiff({
-        model, alg: 'remask', batchSize: 8, steps: S, contextLength: 64, seed, stepTokens: true,
+        model, alg: 'remask', batchSize: 8, steps: S, contextLength: 64, seed, stepTokens: true, reference,
         onStep: ({ step, tokens }) => { maskedAfter[step - 1] += countMasks(tokens); },
       });
     }

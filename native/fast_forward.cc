@@ -1,0 +1,152 @@
+#include "fast_forward.h"
+
+#include <torch/version.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <string>
+
+#include "engine.h"
+
+#ifdef HDLM_WITH_CUDA
+#include <ATen/cuda/CUDAEvent.h>
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
+
+namespace hdlm {
+
+struct FastForward::Graph {
+  int calls = 0;
+  at::Tensor tokens, out;
+#ifdef HDLM_WITH_CUDA
+  std::unique_ptr<at::cuda::CUDAGraph> graph;
+#endif
+};
+
+// Eager calls before a shape is captured: the first ones initialise cuBLAS workspaces and
+// the caching allocator, which must not happen inside a capture.
+constexpr int kWarmupCalls = 2;
+
+FastForward::~FastForward() = default;
+
+std::unique_ptr<FastForward> FastForward::from_module(const torch::jit::Module& m, const at::Device& device) {
+  for (const char* name : {"embedding", "inv_freq", "norm1", "attn_qkv", "attn_out", "norm2", "mlp0_w", "mlp0_b",
+                           "mlp2_w", "mlp2_b", "norm_final", "out_w", "out_b", "hidden_size", "n_heads", "head_dim"}) {
+    if (!m.hasattr(name)) return nullptr;
+  }
+  std::unique_ptr<FastForward> f(new FastForward());
+  f->device_ = device;
+  // bf16 activations and weights on CUDA (fp32 accumulation in the GEMMs); the CPU stays fp32.
+  f->dtype_ = device.is_cuda() ? at::kBFloat16 : at::kFloat;
+  f->hidden_size_ = m.attr("hidden_size").toInt();
+  f->n_heads_ = m.attr("n_heads").toInt();
+  f->head_dim_ = m.attr("head_dim").toInt();
+  auto cast = [&](const at::Tensor& t) { return t.to(device, f->dtype_).contiguous(); };
+  auto list = [&](const char* name) {
+    std::vector<at::Tensor> out;
+    for (const auto& t : m.attr(name).toTensorList()) out.push_back(cast(t));
+    return out;
+  };
+  f->embedding_ = cast(m.attr("embedding").toTensor());
+  f->inv_freq_ = m.attr("inv_freq").toTensor().to(device, at::kFloat);
+  f->norm1_ = list("norm1");
+  f->qkv_ = list("attn_qkv");
+  f->attn_out_ = list("attn_out");
+  f->norm2_ = list("norm2");
+  f->mlp0_w_ = list("mlp0_w");
+  f->mlp0_b_ = list("mlp0_b");
+  f->mlp2_w_ = list("mlp2_w");
+  f->mlp2_b_ = list("mlp2_b");
+  f->norm_final_ = cast(m.attr("norm_final").toTensor());
+  f->out_w_ = cast(m.attr("out_w").toTensor());
+  f->out_b_ = cast(m.attr("out_b").toTensor());
+  return f;
+}
+
+std::pair<at::Tensor, at::Tensor> FastForward::rotary(int64_t length) {
+  auto it = rotary_cache_.find(length);
+  if (it != rotary_cache_.end()) return it->second;
+  auto positions = at::arange(length, at::TensorOptions().dtype(at::kFloat).device(device_));
+  auto ang = at::outer(positions, inv_freq_);
+  auto emb = at::cat({ang, ang}, -1);
+  // [1, L, 1, 1, d]: broadcasts over batch, {q, k} and heads.
+  auto cos = emb.cos().to(dtype_).view({1, length, 1, 1, head_dim_});
+  auto sin = emb.sin().to(dtype_).view({1, length, 1, 1, head_dim_});
+  return rotary_cache_[length] = {cos, sin};
+}
+
+at::Tensor FastForward::run(const at::Tensor& tokens) {
+  const int64_t B = tokens.size(0), L = tokens.size(1), D = hidden_size_, H = n_heads_, d = head_dim_;
+  const auto [cos, sin] = rotary(L);
+  auto h = at::embedding(embedding_, tokens);
+  for (size_t i = 0; i < qkv_.size(); ++i) {
+    auto a = at::layer_norm(h, {D}, norm1_[i], {}, 1e-5);
+    auto qkv = at::linear(a, qkv_[i]).view({B, L, 3, H, d});
+    auto qk = qkv.narrow(2, 0, 2);
+    auto half1 = qk.narrow(-1, 0, d / 2), half2 = qk.narrow(-1, d / 2, d / 2);
+    auto rotated = qk * cos + at::cat({half2.neg(), half1}, -1) * sin;
+    auto q = rotated.select(2, 0).transpose(1, 2);
+    auto k = rotated.select(2, 1).transpose(1, 2);
+    auto v = qkv.select(2, 2).transpose(1, 2);
+#if TORCH_VERSION_MAJOR >= 2
+    auto o = at::scaled_dot_product_attention(q, k, v);
+#else
+    auto o = at::matmul(at::softmax(at::matmul(q, k.transpose(-1, -2)) / std::sqrt(static_cast<double>(d)), -1), v);
+#endif
+    h = h + at::linear(o.transpose(1, 2).reshape({B, L, D}), attn_out_[i]);
+    auto m = at::layer_norm(h, {D}, norm2_[i], {}, 1e-5);
+    h = h + at::linear(at::gelu(at::linear(m, mlp0_w_[i], mlp0_b_[i]), "tanh"), mlp2_w_[i], mlp2_b_[i]);
+  }
+  return h;
+}
+
+at::Tensor FastForward::hidden(const at::Tensor& tokens) {
+  std::lock_guard<std::mutex> lock(mutex_);
+#ifdef HDLM_WITH_CUDA
+  static const bool graphs_enabled = [] {
+    const char* env = std::getenv("HDLM_CUDA_GRAPHS");
+    return !(env && std::string(env) == "0");
+  }();
+  if (device_.is_cuda() && graphs_enabled) {
+    auto& slot = graphs_[{tokens.size(0), tokens.size(1)}];
+    if (!slot) slot = std::make_unique<Graph>();
+    Graph& g = *slot;
+    if (g.graph) {
+      g.tokens.copy_(tokens);
+      g.graph->replay();
+      return g.out.clone();
+    }
+    if (++g.calls <= kWarmupCalls) return run(tokens);
+    // Capture on a side stream (capture is illegal on the legacy default stream), ordered after
+    // the current stream's pending work.
+    g.tokens = tokens.clone();
+    auto current = c10::cuda::getCurrentCUDAStream(device_.index());
+    auto side = c10::cuda::getStreamFromPool(false, device_.index());
+    at::cuda::CUDAEvent before_capture;
+    before_capture.record(current);
+    before_capture.block(side);
+    {
+      c10::cuda::CUDAStreamGuard guard(side);
+      g.graph = std::make_unique<at::cuda::CUDAGraph>();
+      g.graph->capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
+      g.out = run(g.tokens);
+      g.graph->capture_end();
+    }
+    at::cuda::CUDAEvent after_capture;
+    after_capture.record(side);
+    after_capture.block(current);
+    g.graph->replay();
+    return g.out.clone();
+  }
+#endif
+  return run(tokens);
+}
+
+at::Tensor FastForward::head(const at::Tensor& rows) const {
+  auto u = at::layer_norm(rows, {hidden_size_}, norm_final_, {}, 1e-5);
+  return at::linear(u, out_w_, out_b_).to(at::kFloat);
+}
+
+}  // namespace hdlm
