@@ -92,7 +92,7 @@ for (const name of ['tiny-epsilon', 'brown-epsilon']) {
             const sample = s.fn === 'semi_diff' ? semiDiff : fullDiff;
             const opts = {
               model, prompt: s.prompt, batchSize: s.prompt ? undefined : s.batch_size, alg: s.alg, steps: s.steps,
-              temperature: s.temperature, contextLength: s.context_length, eps: s.eps, eta: s.eta, seed: s.seed,
+              temperature: s.temperature, contextLength: s.context_length, eps: s.eps, eta: s.eta, seed: s.seed, reference: true,
             };
             if (s.fn === 'semi_diff') opts.blockSize = s.block_size;
             const out = await sample(opts);
