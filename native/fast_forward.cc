@@ -71,22 +71,25 @@ std::pair<at::Tensor, at::Tensor> FastForward::rotary(int64_t length) {
   auto positions = at::arange(length, at::TensorOptions().dtype(at::kFloat).device(device_));
   auto ang = at::outer(positions, inv_freq_);
   auto emb = at::cat({ang, ang}, -1);
-  // [1, L, 1, 1, d]: broadcasts over batch, {q, k} and heads.
+  // [1, L, 1, 1, d]: broadcasts over batch, {q, k} and heads. The sine's first half is negated
+  // so that rotate_half(x)·sin becomes roll(x, d/2)·sin_signed.
+  auto sin = ang.sin();
   auto cos = emb.cos().to(dtype_).view({1, length, 1, 1, head_dim_});
-  auto sin = emb.sin().to(dtype_).view({1, length, 1, 1, head_dim_});
-  return rotary_cache_[length] = {cos, sin};
+  auto sin_signed = at::cat({sin.neg(), sin}, -1).to(dtype_).view({1, length, 1, 1, head_dim_});
+  return rotary_cache_[length] = {cos, sin_signed};
 }
 
 at::Tensor FastForward::run(const at::Tensor& tokens) {
+  // Few, large kernels: at B = 1 the step is bound by kernel count, not by FLOPs.
   const int64_t B = tokens.size(0), L = tokens.size(1), D = hidden_size_, H = n_heads_, d = head_dim_;
-  const auto [cos, sin] = rotary(L);
-  auto h = at::embedding(embedding_, tokens);
+  const auto [cos, sin_signed] = rotary(L);
+  auto h = at::embedding(embedding_, tokens).view({B * L, D});
   for (size_t i = 0; i < qkv_.size(); ++i) {
     auto a = at::layer_norm(h, {D}, norm1_[i], {}, 1e-5);
-    auto qkv = at::linear(a, qkv_[i]).view({B, L, 3, H, d});
+    auto qkv = at::mm(a, qkv_[i].t()).view({B, L, 3, H, d});
+    // rotate_half(x)·sin = roll(x, d/2)·[-sin, sin] (NeoX halves): q and k in three kernels.
     auto qk = qkv.narrow(2, 0, 2);
-    auto half1 = qk.narrow(-1, 0, d / 2), half2 = qk.narrow(-1, d / 2, d / 2);
-    auto rotated = qk * cos + at::cat({half2.neg(), half1}, -1) * sin;
+    auto rotated = at::addcmul(qk * cos, qk.roll(d / 2, -1), sin_signed);
     auto q = rotated.select(2, 0).transpose(1, 2);
     auto k = rotated.select(2, 1).transpose(1, 2);
     auto v = qkv.select(2, 2).transpose(1, 2);
@@ -95,11 +98,17 @@ at::Tensor FastForward::run(const at::Tensor& tokens) {
 #else
     auto o = at::matmul(at::softmax(at::matmul(q, k.transpose(-1, -2)) / std::sqrt(static_cast<double>(d)), -1), v);
 #endif
-    h = h + at::linear(o.transpose(1, 2).reshape({B, L, D}), attn_out_[i]);
+    h = at::addmm(h, o.transpose(1, 2).reshape({B * L, D}), attn_out_[i].t());
     auto m = at::layer_norm(h, {D}, norm2_[i], {}, 1e-5);
-    h = h + at::linear(at::gelu(at::linear(m, mlp0_w_[i], mlp0_b_[i]), "tanh"), mlp2_w_[i], mlp2_b_[i]);
+#if TORCH_VERSION_MAJOR >= 2
+    // GEMM with the bias and tanh-GELU in its epilogue.
+    auto z = at::_addmm_activation(mlp0_b_[i], m, mlp0_w_[i].t(), 1, 1, /*use_gelu=*/true);
+#else
+    auto z = at::gelu(at::linear(m, mlp0_w_[i], mlp0_b_[i]), "tanh");
+#endif
+    h = at::addmm(h, z, mlp2_w_[i].t()).add_(mlp2_b_[i]);
   }
-  return h;
+  return h.view({B, L, D});
 }
 
 at::Tensor FastForward::hidden(const at::Tensor& tokens) {

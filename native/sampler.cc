@@ -58,6 +58,7 @@ class Sampler {
     auto x = at::full({B, L}, o_.mask_id, long_opts);
     if (o_.prompt_length > 0) {
       prompt_ = at::tensor(o_.prompt, at::TensorOptions().dtype(at::kInt)).view({B, o_.prompt_length}).to(long_opts);
+      prompt_has_mask_ = std::find(o_.prompt.begin(), o_.prompt.end(), o_.mask_id) != o_.prompt.end();
       impose_prompt(x);
     }
     // τ = linspace(1, eps, steps + 1) in fp32 on the sampling device (upstream: on CUDA).
@@ -118,7 +119,9 @@ class Sampler {
     }
     auto l = rows.to(at::kFloat);
     if (o_.temperature == 0) return l.argmax(-1);
-    return (l / o_.temperature - (-uniform(l.sizes()).log()).log()).argmax(-1);
+    // argmax(l/T + Gumbel) = argmax(l - T·ln E) with E ~ Exp(1).
+    auto log_e = at::empty(l.sizes(), l.options()).exponential_(1.0, gen_).log_();
+    return at::sub(l, log_e, o_.temperature).argmax(-1);
   }
 
   void write(at::Tensor& x, const at::Tensor& sel, const at::Tensor& values, Logits& logits) {
@@ -137,7 +140,8 @@ class Sampler {
   void step(at::Tensor& x, Logits& logits, const at::Tensor& in_block, const Thresholds& th, float t, float s) {
     const int64_t B = x.size(0), n = x.size(1);
     auto masked = x == o_.mask_id;
-    auto unmasked = masked.logical_not();
+    at::Tensor unmasked;
+    if (o_.alg == Algorithm::Acs || o_.alg == Algorithm::RemaskAdhocShuffle) unmasked = masked.logical_not();
     auto restrict = [&](at::Tensor sel) { return in_block.defined() ? sel & in_block : sel; };
     const double p = th.p, one_minus_p = th.one_minus_p, eta = th.eta;
 
@@ -188,8 +192,16 @@ class Sampler {
     }
   }
 
+  // Restores the prompt. Only acs, remask and remask_adhoc_shuffle can write to unmasked (and
+  // so prompt) positions; otherwise the write would change nothing and is skipped.
   void impose_prompt(at::Tensor& x) {
-    if (prompt_.defined()) x.index_put_({Slice(), Slice(0, o_.prompt_length)}, prompt_);
+    if (!prompt_.defined()) return;
+    const bool touches_unmasked = o_.alg == Algorithm::Acs || o_.alg == Algorithm::Remask ||
+                                  o_.alg == Algorithm::RemaskAdhocShuffle;
+    if (touches_unmasked || prompt_has_mask_ || !prompt_imposed_) {
+      x.index_put_({Slice(), Slice(0, o_.prompt_length)}, prompt_);
+      prompt_imposed_ = true;
+    }
   }
 
   const SampleOptions& o_;
@@ -197,6 +209,7 @@ class Sampler {
   bool fast_;
   at::Generator gen_;
   at::Tensor prompt_;  // [B, P] int64 on the device, or undefined
+  bool prompt_has_mask_ = false, prompt_imposed_ = false;
 };
 
 // Classifier-free guidance as upstream intends it (§4.2): the unconditional copy has the prompt
