@@ -171,7 +171,7 @@ export function loadNative(dir: string): { addon: NativeAddon; binary: NativeBin
   } catch (e) {
     throw new HdlmError(
       'HDLM_UNSUPPORTED',
-      `hdlm: there is no native addon: it was not built (build/Release/hdlm.node) and the package has no prebuilt binary ` +
+      `there is no native addon for hdlm: it was not built (build/Release/hdlm.node) and the package has no prebuilt binary ` +
         `for ${process.platform}-${process.arch}. Build it with \`npm rebuild hdlm --build-from-source\` ` +
         '(needs cmake, a C++17 compiler and libtorch; see README "Install").',
       { cause: e },
@@ -190,7 +190,7 @@ export function loadNative(dir: string): { addon: NativeAddon; binary: NativeBin
   } catch (e) {
     throw new HdlmError(
       'HDLM_UNSUPPORTED',
-      `hdlm: the native addon ${file} could not be loaded (${(e as Error).message}). ` +
+      `the native addon of hdlm ${file} could not be loaded (${(e as Error).message}). ` +
         (info.kind === 'prebuild'
           ? 'Build it from source instead: `npm rebuild hdlm --build-from-source` (needs libtorch; see README "Install").'
           : 'Rebuild it with `npm run build:native` (needs libtorch; see README "Install").'),

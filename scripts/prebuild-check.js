@@ -235,7 +235,7 @@ function checkPrebuild(file, env = process.env) {
   const fail = (why, extra = {}, fix = null) => ({
     ok: false,
     reason: `${rel}: ${why}`,
-    message: `hdlm: the prebuilt binary ${rel} cannot be used: ${why}. ${fix ? `${fix}, or ${FROM_SOURCE_HINT}` : `Instead, ${FROM_SOURCE_HINT}`}.`,
+    message: `the prebuilt hdlm binary ${path.resolve(file)} cannot be used: ${why}. ${fix ? `${fix}, or ${FROM_SOURCE_HINT}` : `Instead, ${FROM_SOURCE_HINT}`}.`,
     ...extra,
   });
   let meta;
