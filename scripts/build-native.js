@@ -33,10 +33,11 @@ if (!fromSourceAsked && fs.existsSync(built)) {
 }
 
 const tried = [];
+const why = forced ? '--force' : truthy(env.HDLM_BUILD_FROM_SOURCE) ? 'HDLM_BUILD_FROM_SOURCE' : fromSourceAsked ? '--build-from-source' : null;
 
 // 1. prebuilt binary
 if (fromSourceAsked) {
-  tried.push(`prebuilt binary: not considered (${forced ? '--force' : truthy(env.HDLM_BUILD_FROM_SOURCE) ? 'HDLM_BUILD_FROM_SOURCE' : '--build-from-source'})`);
+  tried.push(`prebuilt binary: not considered (${why})`);
 } else if (gitCheckout) {
   tried.push('prebuilt binary: not considered in a git checkout (building from source)');
 } else {
@@ -99,7 +100,7 @@ function giveUp(extra) {
 
 if (missing.length) giveUp(`${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} missing`);
 
-console.log(`hdlm: building from source against libtorch from ${torch.found} (${torch.cmakeDir}${torch.cuda ? ', CUDA' : ', CPU'}); ${cmake}; ${compiler}`);
+console.log(`hdlm: building from source${why ? ` (asked by ${why})` : gitCheckout ? ' (a git checkout)' : ''} against libtorch from ${torch.found} (${torch.cmakeDir}${torch.cuda ? ', CUDA' : ', CPU'}); ${cmake}; ${compiler}`);
 const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
 const jobs = String(Math.max(1, require('os').availableParallelism?.() ?? require('os').cpus().length));
 const result = spawnSync(process.execPath, [cmakeJs, 'compile', '-d', root, '-p', jobs, `--CDTorch_DIR=${torch.cmakeDir}`], {

@@ -17,7 +17,7 @@ const { execFileSync } = require('child_process');
 const META_FILE = 'hdlm.libtorch.json';
 const FROM_SOURCE_HINT =
   'build hdlm from source against the libtorch you have: `npm rebuild hdlm --build-from-source` ' +
-  '(or `HDLM_BUILD_FROM_SOURCE=1 npm install hdlm`; it needs cmake, a C++17 compiler and libtorch, see README "Install")';
+  '(or `HDLM_BUILD_FROM_SOURCE=1 npm rebuild hdlm`; it needs cmake, a C++17 compiler and libtorch, see README "Install")';
 
 // ---------------------------------------------------------------------------------------------
 // ELF: DT_NEEDED and DT_RUNPATH / DT_RPATH of a shared object (64- and 32-bit, little/big endian)
