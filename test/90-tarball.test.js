@@ -8,7 +8,8 @@
 // that error gives) builds from source and works.
 //
 // Slow (npm install from the registry, a native build): runs only with HDLM_TEST_TARBALL=1,
-// which .ci/run sets for this file after `npm test`.
+// which .ci/run sets for this file after `npm test` and the prebuild (with
+// HDLM_TARBALL_EXPECT_PREBUILD=1: the tarball must then ship the prebuild).
 const assert = require('assert');
 const fs = require('fs');
 const os = require('os');
@@ -60,6 +61,10 @@ describe('tarball: npm pack, install into an empty project, run the quick-start'
     assert.ok(fs.existsSync(tarball), tarball);
     const files = info.files.map((f) => f.path);
     hasPrebuild = files.some((f) => /^prebuilds\/linux-x64\/hdlm\.node$/.test(f));
+    if (process.env.HDLM_TARBALL_EXPECT_PREBUILD === '1') {
+      assert.ok(hasPrebuild, 'the tarball ships prebuilds/linux-x64/hdlm.node (.ci/run builds it first)');
+      assert.ok(files.includes('prebuilds/linux-x64/hdlm.libtorch.json'), 'with its libtorch record');
+    }
     assert.ok(!files.some((f) => /^(test|build|bench)\//.test(f)), 'no tests or build tree');
     console.log(`      ${info.filename}: ${(info.size / 1e6).toFixed(1)} MB, ${files.length} files, prebuild: ${hasPrebuild ? 'yes' : 'no'}`);
   });
