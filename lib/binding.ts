@@ -125,22 +125,111 @@ export interface NativeAddon {
   loadTorchScript(path: string, device: string, precision: NativePrecision): Promise<NativeModel>;
 }
 
-let cached: NativeAddon | null = null;
+/** Which binary was loaded, and the libtorch it runs on (hdlm info, runtimeInfo). */
+export interface NativeBinaryInfo {
+  /** absolute path of the loaded .node file */
+  path: string;
+  /** 'prebuild': prebuilds/<platform>-<arch> (checked against the libtorch found); 'source': built here */
+  kind: 'prebuild' | 'source';
+  /** for a prebuild: the libtorch it was built for (its hdlm.libtorch.json) */
+  builtFor: { version: string | null; cuda: boolean; cudaVersion: string | null; cxx11Abi: boolean | null } | null;
+}
 
-/** The addon, loaded once (prebuilds/ first, then build/Release, through node-gyp-build). */
-export function addon(): NativeAddon {
-  if (cached) return cached;
+/** The libtorch shared library this process has loaded (from /proc/self/maps), described. */
+export interface LoadedLibtorch {
+  /** the libtorch_cpu library file in use */
+  file: string;
+  dir: string;
+  version: string | null;
+  cuda: boolean;
+  cudaVersion: string | null;
+  cxx11Abi: boolean | null;
+}
+
+interface PrebuildCheck {
+  checkPrebuild(file: string): { ok: boolean; message?: string; meta?: { libtorch: NativeBinaryInfo['builtFor'] } };
+  isPrebuild(file: string): boolean;
+  describeLibtorch(dir: string): Omit<LoadedLibtorch, 'file'> | null;
+}
+
+// scripts/ ships with the package (the install script uses the same check).
+const root = path.join(__dirname, '..');
+// eslint-disable-next-line @typescript-eslint/no-var-requires
+const prebuildCheck = (): PrebuildCheck => require(path.join(root, 'scripts', 'prebuild-check.js')) as PrebuildCheck;
+
+let cached: NativeAddon | null = null;
+let binary: NativeBinaryInfo | null = null;
+
+/**
+ * Loads the addon of the package in `dir` the way node-gyp-build picks it (build/Release, a
+ * build from source, first; else prebuilds/<platform>-<arch>). A prebuild is checked against the
+ * libtorch the dynamic loader would give it and refused on a mismatch (HDLM_UNSUPPORTED) before
+ * it is loaded. Exported for the tests; everything else uses addon().
+ */
+export function loadNative(dir: string): { addon: NativeAddon; binary: NativeBinaryInfo } {
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const load = require('node-gyp-build') as { resolve(dir: string): string };
+  let file: string;
   try {
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
-    const load = require('node-gyp-build') as (dir: string) => NativeAddon;
-    cached = load(path.join(__dirname, '..'));
+    file = load.resolve(dir);
   } catch (e) {
     throw new HdlmError(
       'HDLM_UNSUPPORTED',
-      `hdlm: the native addon could not be loaded (${(e as Error).message}). ` +
-        'Rebuild it with `npm run build:native` (needs libtorch; see README "Install").',
+      `there is no native addon for hdlm: it was not built (build/Release/hdlm.node) and the package has no prebuilt binary ` +
+        `for ${process.platform}-${process.arch}. Build it with \`npm rebuild hdlm --build-from-source\` ` +
+        '(needs cmake, a C++17 compiler and libtorch; see README "Install").',
       { cause: e },
     );
   }
+  const check = prebuildCheck();
+  let info: NativeBinaryInfo = { path: file, kind: 'source', builtFor: null };
+  if (check.isPrebuild(file)) {
+    const r = check.checkPrebuild(file);
+    if (!r.ok) throw new HdlmError('HDLM_UNSUPPORTED', r.message as string);
+    info = { path: file, kind: 'prebuild', builtFor: r.meta?.libtorch ?? null };
+  }
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    return { addon: require(file) as NativeAddon, binary: info };
+  } catch (e) {
+    throw new HdlmError(
+      'HDLM_UNSUPPORTED',
+      `the native addon of hdlm ${file} could not be loaded (${(e as Error).message}). ` +
+        (info.kind === 'prebuild'
+          ? 'Build it from source instead: `npm rebuild hdlm --build-from-source` (needs libtorch; see README "Install").'
+          : 'Rebuild it with `npm run build:native` (needs libtorch; see README "Install").'),
+      { cause: e },
+    );
+  }
+}
+
+/** The addon, loaded once (build/Release first, then a checked prebuild, as node-gyp-build orders them). */
+export function addon(): NativeAddon {
+  if (cached) return cached;
+  const r = loadNative(root);
+  cached = r.addon;
+  binary = r.binary;
   return cached;
+}
+
+/** Which binary addon() loaded (loads it when needed). */
+export function nativeBinary(): NativeBinaryInfo {
+  addon();
+  return binary as NativeBinaryInfo;
+}
+
+/** The libtorch library in use by this process (Linux: /proc/self/maps), or null where that cannot be read. */
+export function loadedLibtorch(): LoadedLibtorch | null {
+  addon();
+  let maps: string;
+  try {
+    maps = require('fs').readFileSync('/proc/self/maps', 'utf8') as string;
+  } catch {
+    return null;
+  }
+  const m = /\s(\/\S*\/libtorch_cpu\.[^\s/]*)$/m.exec(maps);
+  if (!m) return null;
+  const file = m[1];
+  const d = prebuildCheck().describeLibtorch(path.dirname(file));
+  return { file, dir: path.dirname(file), version: d?.version ?? null, cuda: d?.cuda ?? false, cudaVersion: d?.cudaVersion ?? null, cxx11Abi: d?.cxx11Abi ?? null };
 }

@@ -313,8 +313,11 @@ ${HUB_HELP}
 
   info: `Usage: hdlm info [--json]
 
-Shows the libtorch version, CUDA support and devices, CPU threads, the Hugging Face cache and the
-models in it, and the TorchScript cache (HDLM_CACHE, else ~/.cache/hdlm).
+Shows the libtorch in use (its version and the library file this process loaded), whether the
+addon is a prebuilt binary (and the libtorch it was built for) or built from source, CUDA support
+and devices, CPU threads, the Hugging Face cache and the models in it, and the TorchScript cache
+(HDLM_CACHE, else ~/.cache/hdlm). A prebuilt binary that does not match the libtorch found is
+refused with an error saying how to build from source.
 
 Options:
   --json                      print one JSON object
@@ -727,6 +730,7 @@ async function infoCommand(args: string[]): Promise<number> {
   }
   const hdlm = lib();
   const rt = hdlm.runtimeInfo();
+  const native = hdlm.nativeInfo();
   const hubDir = hdlm.hubCacheDir();
   const tsDir = process.env.HDLM_CACHE || path.join(os.homedir(), '.cache', 'hdlm');
   const ts = dirSize(path.join(tsDir, 'torchscript'));
@@ -736,6 +740,9 @@ async function infoCommand(args: string[]): Promise<number> {
     node: process.version,
     platform: `${process.platform}-${process.arch}`,
     libtorchVersion: rt.libtorchVersion,
+    // the libtorch library loaded by this process, and the addon binary that loaded it
+    libtorch: native.libtorch,
+    binary: native.binary,
     cudaCompiled: rt.cudaCompiled,
     cudaDeviceCount: rt.cudaDeviceCount,
     defaultDevice: rt.cudaDeviceCount > 0 ? 'cuda:0' : 'cpu',
@@ -757,7 +764,8 @@ async function infoCommand(args: string[]): Promise<number> {
     : 'not compiled in (CPU-only libtorch)';
   const lines = [
     `hdlm ${info.version} (node ${info.node}, ${info.platform})`,
-    `libtorch           ${rt.libtorchVersion}`,
+    `libtorch           ${rt.libtorchVersion}${native.libtorch ? ` (${native.libtorch.file}${native.libtorch.cuda ? ', CUDA' : ', CPU'}${native.libtorch.cxx11Abi === false ? ', pre-C++11 ABI' : ''})` : ''}`,
+    `addon              ${native.binary.kind === 'prebuild' ? `prebuilt binary for libtorch ${native.binary.builtFor?.version ?? '?'}` : 'built from source'} (${native.binary.path})`,
     `CUDA               ${cuda}`,
     `default device     ${info.defaultDevice}`,
     `CPU threads        ${info.threads}${process.env.HDLM_NUM_THREADS ? ' (HDLM_NUM_THREADS)' : ''}`,

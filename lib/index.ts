@@ -14,7 +14,8 @@ export { HdlmError, HdlmArgumentError, AbortError, type HdlmErrorCode } from './
 export { hubCacheDir, listCachedModels, type HubOptions } from './hub';
 export type { ModelFamily } from './config';
 
-import { addon } from './binding';
+import { addon, nativeBinary, loadedLibtorch, type NativeBinaryInfo, type LoadedLibtorch } from './binding';
+export type { NativeBinaryInfo, LoadedLibtorch };
 
 /** The libtorch this build runs on, and what it sees. */
 export function runtimeInfo(): { libtorchVersion: string; cudaCompiled: boolean; cudaDeviceCount: number; threads: number } {
@@ -24,6 +25,16 @@ export function runtimeInfo(): { libtorchVersion: string; cudaCompiled: boolean;
 /** Bytes held by libtorch's CUDA caching allocator on a device (all zero without CUDA). `resetPeak` starts a new peak window. */
 export function cudaMemory(deviceIndex = 0, resetPeak = false): { allocated: number; peakAllocated: number; reserved: number } {
   return addon().cudaMemory(deviceIndex, resetPeak);
+}
+
+/**
+ * The native binary in use and the libtorch this process runs on: `binary` says whether a
+ * prebuilt binary (and for which libtorch it was built) or a build from source was loaded;
+ * `libtorch` is the libtorch library actually loaded (its file, version, CUDA, C++ ABI; null
+ * where /proc/self/maps cannot be read).
+ */
+export function nativeInfo(): { binary: NativeBinaryInfo; libtorch: LoadedLibtorch | null } {
+  return { binary: nativeBinary(), libtorch: loadedLibtorch() };
 }
 
 /** Path of the embedded demo checkpoint (a small HDLM trained on the Brown corpus; writes English-like text offline). */

@@ -259,12 +259,20 @@ describe('cli: hdlm', function () {
       assert.equal(info.hubCacheDir, hubCache);
       assert.equal(info.torchscriptCacheDir, tsCache);
       assert.ok(Array.isArray(info.cachedModels));
+      // the libtorch library this process loaded, and the addon binary (a checkout builds from source)
+      assert.ok(info.libtorch && fs.existsSync(info.libtorch.file), JSON.stringify(info.libtorch));
+      assert.match(path.basename(info.libtorch.file), /^libtorch_cpu\.so/);
+      assert.equal(info.libtorch.version.split('.').slice(0, 2).join('.'), info.libtorchVersion.split('.').slice(0, 2).join('.'));
+      assert.equal(info.libtorch.cuda, info.cudaCompiled);
+      assert.equal(info.binary.kind, 'source');
+      assert.equal(info.binary.path, path.join(__dirname, '..', 'build', 'Release', 'hdlm.node'));
     });
 
     it('prints a readable summary', async () => {
       const r = await cli(['info']);
       expectExit(r, 0);
-      assert.match(r.stdout, /libtorch\s+\d+\.\d+/);
+      assert.match(r.stdout, /libtorch\s+\d+\.\d+\.\d+ \(\/\S*libtorch_cpu\.so[^,]*, (CPU|CUDA)/);
+      assert.match(r.stdout, /addon\s+built from source \(/);
       assert.ok(r.stdout.includes(hubCache));
     });
   });
