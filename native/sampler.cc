@@ -41,6 +41,8 @@ class Logits {
   virtual at::Tensor rows(const at::Tensor& sel) = 0;
   // Tells the source that x was modified (the fast source then recomputes on next use).
   virtual void changed() = 0;
+  // Flat indices of the rows of the last rows() call (fast source), or undefined.
+  virtual at::Tensor last_index() const { return {}; }
 };
 
 struct Thresholds {
@@ -124,9 +126,15 @@ class Sampler {
     return at::sub(l, log_e, o_.temperature).argmax(-1);
   }
 
+  // Writes the tokens sampled for the rows of the last logits.rows(sel) call.
   void write(at::Tensor& x, const at::Tensor& sel, const at::Tensor& values, Logits& logits) {
     if (values.numel() == 0) return;
-    x.index_put_({sel}, values);
+    auto idx = logits.last_index();
+    if (idx.defined()) {
+      x.view(-1).index_put_({idx}, values);  // no second nonzero (and host sync) for the mask
+    } else {
+      x.index_put_({sel}, values);
+    }
     logits.changed();
   }
 
@@ -156,6 +164,11 @@ class Sampler {
         auto u2 = uniform({B, n});
         auto sel_m = restrict((u1 < p) & masked);
         auto sel_u = restrict((u2 < eta) & unmasked);
+        if (fast_) {  // disjoint sets, one pass
+          auto sel = sel_m | sel_u;
+          write(x, sel, gumbel_argmax(logits.rows(sel)), logits);
+          break;
+        }
         auto a = gumbel_argmax(logits.rows(sel_m));
         auto b = gumbel_argmax(logits.rows(sel_u));
         write(x, sel_m, a, logits);
@@ -169,10 +182,15 @@ class Sampler {
       }
       case Algorithm::RemaskAdhocShuffle: {
         auto sel_u = restrict((uniform({B, n}) < eta) & unmasked);
-        auto a = gumbel_argmax(logits.rows(masked));
-        auto b = gumbel_argmax(logits.rows(sel_u));
-        write(x, masked, a, logits);
-        write(x, sel_u, b, logits);
+        if (fast_) {  // disjoint sets, one pass
+          auto sel = masked | sel_u;
+          write(x, sel, gumbel_argmax(logits.rows(sel)), logits);
+        } else {
+          auto a = gumbel_argmax(logits.rows(masked));
+          auto b = gumbel_argmax(logits.rows(sel_u));
+          write(x, masked, a, logits);
+          write(x, sel_u, b, logits);
+        }
         remask(x, uniform({B, n}) < one_minus_p, one_minus_p, logits);
         break;
       }
@@ -255,8 +273,9 @@ class FastLogits : public Logits {
     if (!x_.defined() || x_.sizes() != x.sizes()) stale_ = true;  // semi_diff: the prefix grew
     x_ = x;
   }
+  at::Tensor last_index() const override { return idx_; }
   at::Tensor rows(const at::Tensor& sel) override {
-    auto idx = sel.flatten().nonzero().squeeze(1);
+    auto idx = idx_ = sel.flatten().nonzero().squeeze(1);
     if (idx.numel() == 0) return at::empty({0, model_.vocab_size()}, at::TensorOptions().dtype(at::kFloat).device(x_.device()));
     if (stale_) {
       hidden_ = model_.hidden(o_.cfg_scale > 0 ? with_guidance(o_, x_) : x_);
@@ -274,7 +293,7 @@ class FastLogits : public Logits {
  private:
   FastForward& model_;
   const SampleOptions& o_;
-  at::Tensor x_, hidden_;
+  at::Tensor x_, hidden_, idx_;
   bool stale_ = true;
 };
 
