@@ -17,7 +17,7 @@ export type { ModelFamily } from './config';
 import { addon } from './binding';
 
 /** The libtorch this build runs on, and what it sees. */
-export function runtimeInfo(): { libtorchVersion: string; cudaCompiled: boolean; cudaDeviceCount: number; threads: number } {
+export function runtimeInfo(): { libtorchVersion: string; cudaCompiled: boolean; cudaDeviceCount: number; threads: number; workerThreads: number } {
   return addon().runtimeInfo();
 }
 
