@@ -125,6 +125,8 @@ export interface NativeRuntimeInfo {
 export interface NativeAddon {
   runtimeInfo(): NativeRuntimeInfo;
   setThreads(n: number): void;
+  /** CUDA caching-allocator bytes of one device (allocated by live tensors, reserved incl. cache); null without CUDA */
+  cudaMemory(deviceIndex: number): { allocated: number; reserved: number } | null;
   buildModel(spec: NativeBuildSpec): Promise<NativeModel>;
   loadTorchScript(path: string, device: string, precision: NativePrecision): Promise<NativeModel>;
 }

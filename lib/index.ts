@@ -15,6 +15,7 @@ export { hubCacheDir, listCachedModels, type HubOptions } from './hub';
 export type { ModelFamily } from './config';
 
 import { addon } from './binding';
+import { invalidParameterError } from './errors';
 
 /** The libtorch this build runs on, and what it sees. */
 export function runtimeInfo(): { libtorchVersion: string; cudaCompiled: boolean; cudaDeviceCount: number; threads: number; workerThreads: number } {
@@ -23,3 +24,15 @@ export function runtimeInfo(): { libtorchVersion: string; cudaCompiled: boolean;
 
 /** Path of the embedded demo checkpoint (a small HDLM trained on the Brown corpus; writes English-like text offline). */
 export const DEMO_MODEL_PATH: string = require('path').join(__dirname, '..', 'models', 'brown-epsilon');
+
+/**
+ * Bytes the CUDA caching allocator of device `deviceIndex` holds for live tensors (`allocated`)
+ * and in all (`reserved`, cache included); null without CUDA. For leak checks: `allocated`
+ * returns to its earlier value once the models created since are disposed and their calls ended.
+ */
+export function cudaMemory(deviceIndex = 0): { allocated: number; reserved: number } | null {
+  if (!Number.isInteger(deviceIndex) || deviceIndex < 0) {
+    throw invalidParameterError('deviceIndex', 'a non-negative integer', deviceIndex);
+  }
+  return addon().cudaMemory(deviceIndex);
+}

@@ -773,6 +773,17 @@ Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+Napi::Value CudaMemory(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) throw_type(env, "cudaMemory(deviceIndex)");
+  const auto m = hdlm::cuda_memory(info[0].As<Napi::Number>().Int64Value());
+  if (m.allocated < 0) return env.Null();
+  auto out = Napi::Object::New(env);
+  out.Set("allocated", Napi::Number::New(env, static_cast<double>(m.allocated)));
+  out.Set("reserved", Napi::Number::New(env, static_cast<double>(m.reserved)));
+  return out;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
   data->model_constructor = Napi::Persistent(ModelWrap::Define(env));
@@ -782,6 +793,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("loadTorchScript", Napi::Function::New(env, LoadTorchScript));
   exports.Set("runtimeInfo", Napi::Function::New(env, RuntimeInfo));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
+  exports.Set("cudaMemory", Napi::Function::New(env, CudaMemory));
   return exports;
 }
 

@@ -5,6 +5,9 @@
 #include <torch/script.h>
 #include <torch/version.h>
 #include <torch/cuda.h>
+#ifdef HDLM_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
 #include <ATen/Parallel.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
 
@@ -216,6 +219,19 @@ RuntimeInfo runtime_info() {
 #endif
   info.threads = at::get_num_threads();
   return info;
+}
+
+CudaMemory cuda_memory(int64_t device_index) {
+  CudaMemory m;
+#ifdef HDLM_WITH_CUDA
+  if (device_index >= 0 && device_index < static_cast<int64_t>(torch::cuda::device_count())) {
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(device_index));
+    // index 0 of every StatArray is StatType::AGGREGATE (all pools)
+    m.allocated = static_cast<int64_t>(stats.allocated_bytes[0].current);
+    m.reserved = static_cast<int64_t>(stats.reserved_bytes[0].current);
+  }
+#endif
+  return m;
 }
 
 void set_threads(int64_t n) {
