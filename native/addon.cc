@@ -309,6 +309,7 @@ class PromiseTask : public Task {
 struct AddonData {
   Napi::FunctionReference model_constructor;
   std::unique_ptr<Pool> pool;
+  std::shared_ptr<hdlm::Model> constructing;  // handed from ModelWrap::New to the constructor
 };
 
 Pool& pool_of(Napi::Env env) { return *env.GetInstanceData<AddonData>()->pool; }
@@ -343,12 +344,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   // Wraps an engine model in a new JS object (main thread only).
   static Napi::Object New(Napi::Env env, std::shared_ptr<hdlm::Model> model);
 
-  explicit ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
-    if (info.Length() != 1 || !info[0].IsExternal()) {
-      throw make_error(info.Env(), "HDLM_INVALID_ARGUMENT", "NativeModel cannot be constructed from JavaScript");
-    }
-    model_ = *info[0].As<Napi::External<std::shared_ptr<hdlm::Model>>>().Data();
-  }
+  // Takes the model ModelWrap::New left in the addon data: no napi_external (whose finalizer
+  // record lingers until a GC that may never come; valgrind showed it lost at exit).
+  explicit ModelWrap(const Napi::CallbackInfo& info);
 
   // Main thread: a call of this model finished (its promise settles now).
   void CallDone() { --pending_; }
@@ -387,10 +385,23 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
 
 Napi::Object ModelWrap::New(Napi::Env env, std::shared_ptr<hdlm::Model> model) {
   auto* data = env.GetInstanceData<AddonData>();
-  auto holder = Napi::External<std::shared_ptr<hdlm::Model>>::New(
-      env, new std::shared_ptr<hdlm::Model>(std::move(model)),
-      [](Napi::Env, std::shared_ptr<hdlm::Model>* p) { delete p; });
-  return data->model_constructor.New({holder});
+  data->constructing = std::move(model);
+  try {
+    auto obj = data->model_constructor.New({});
+    data->constructing.reset();
+    return obj;
+  } catch (...) {
+    data->constructing.reset();
+    throw;
+  }
+}
+
+ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
+  auto* data = info.Env().GetInstanceData<AddonData>();
+  if (!data->constructing) {
+    throw make_error(info.Env(), "HDLM_INVALID_ARGUMENT", "NativeModel cannot be constructed from JavaScript");
+  }
+  model_ = std::move(data->constructing);
 }
 
 Napi::Value ModelWrap::Info(const Napi::CallbackInfo& info) {
