@@ -1,7 +1,7 @@
 'use strict';
 // The subset run under valgrind (see README, "Robustness"): load, a short fullDiff, forward, an
 // abort, dispose with a call running, and exit with the pool idle. Run:
-//   valgrind --error-exitcode=99 --track-origins=no --suppressions=test/valgrind.supp node test/valgrind-subset.js
+//   npm run test:valgrind   (valgrind with test/valgrind.supp: only findings outside hdlm are suppressed)
 const path = require('path');
 const { smartModelLoader, fullDiff } = require('../dist');
 const { makeEpsilonCheckpoint } = require('./helpers/safetensors-writer');
