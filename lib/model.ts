@@ -5,10 +5,10 @@
 import type { NativeLogits, NativeModel } from './binding';
 import { HdlmError, invalidParameterError } from './errors';
 import { tokenRows } from './validate';
-
-/** Largest logits tensor a call may ask for (2^31 float32 values = 8 GiB). */
-const MAX_LOGITS_ELEMENTS = 2 ** 31;
 import type { ModelFamily } from './config';
+
+/** Largest logits tensor a call may ask for (2^31 float32 values = 8 GiB); sampling.ts has the same bound. */
+const MAX_LOGITS_ELEMENTS = 2 ** 31;
 
 export interface ModelDescription {
   family: ModelFamily;

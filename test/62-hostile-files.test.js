@@ -242,4 +242,26 @@ describe('hostile files: clear errors, no crash, no stray or partial files', fun
     const loadedCheckpoints = cases.filter((c, k) => results[k].ok && !c.path.endsWith('.pt')).length;
     assert.strictEqual(entries.length, loadedCheckpoints);
   });
+
+  it('an unusable cache folder (a file, or a directory where an entry should be) means loading without the cache', async () => {
+    const { smartModelLoader } = require('../dist');
+    const dir = path.join(tmp, 'base');
+    const notADir = path.join(tmp, 'cache-is-a-file');
+    fs.writeFileSync(notADir, 'x');
+    const { model } = await smartModelLoader(dir, { device: 'cpu', torchscriptCacheDir: notADir });
+    await model.forward([[1, 2]]);
+    model.dispose();
+    assert.strictEqual(fs.readFileSync(notADir, 'utf8'), 'x');
+    // a directory squatting on the cache entry's name: loads, and leaves the directory alone
+    const cache2 = path.join(tmp, 'cache2');
+    const { model: m1 } = await smartModelLoader(dir, { device: 'cpu', torchscriptCacheDir: cache2 });
+    m1.dispose();
+    const [entry] = fs.readdirSync(path.join(cache2, 'torchscript'));
+    fs.rmSync(path.join(cache2, 'torchscript', entry));
+    fs.mkdirSync(path.join(cache2, 'torchscript', entry, 'inside'), { recursive: true });
+    const { model: m2 } = await smartModelLoader(dir, { device: 'cpu', torchscriptCacheDir: cache2 });
+    await m2.forward([[1, 2]]);
+    m2.dispose();
+    assert.ok(fs.statSync(path.join(cache2, 'torchscript', entry)).isDirectory());
+  });
 });
