@@ -104,9 +104,15 @@ export interface NativeModel {
   forward(tokens: Int32Array, batch: number, length: number, positions: Int32Array | null, fast: boolean): Promise<NativeLogits>;
   /** resolves to batchSize × contextLength ids, row-major */
   sample(options: NativeSampleOptions, onStep: NativeStepCallback | null): NativeJob<Int32Array>;
-  /** frees the module; idempotent; running jobs keep their own reference and finish */
+  /**
+   * frees the module; idempotent. Calls not started yet reject with HDLM_DISPOSED, running
+   * samples stop at their next step and reject with HDLM_DISPOSED, a running forward finishes;
+   * the module's memory is returned when the last running call ends.
+   */
   dispose(): void;
   isDisposed(): boolean;
+  /** calls of this model whose promise has not settled yet */
+  pendingCalls(): number;
 }
 
 export interface NativeRuntimeInfo {
@@ -114,13 +120,15 @@ export interface NativeRuntimeInfo {
   cudaCompiled: boolean;
   cudaDeviceCount: number;
   threads: number;
+  /** threads the addon owns for model work (HDLM_WORKER_THREADS, default 2); libuv's pool is left to fs, dns, zlib */
+  workerThreads: number;
 }
 
 export interface NativeAddon {
   runtimeInfo(): NativeRuntimeInfo;
   setThreads(n: number): void;
-  /** CUDA caching-allocator bytes of one device (zeros without CUDA); resetPeak starts a new peak window */
-  cudaMemory(deviceIndex: number, resetPeak: boolean): { allocated: number; peakAllocated: number; reserved: number };
+  /** CUDA caching-allocator bytes of one device (allocated by live tensors, peak since the last reset, reserved incl. cache); null without CUDA */
+  cudaMemory(deviceIndex: number, resetPeak: boolean): { allocated: number; peakAllocated: number; reserved: number } | null;
   buildModel(spec: NativeBuildSpec): Promise<NativeModel>;
   loadTorchScript(path: string, device: string, precision: NativePrecision): Promise<NativeModel>;
 }

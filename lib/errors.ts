@@ -31,9 +31,15 @@ export class HdlmArgumentError extends HdlmError {
 
 /** Rejection of a call stopped by its AbortSignal (name 'AbortError', as fetch() uses). */
 export class AbortError extends HdlmError {
-  constructor(message = 'The operation was aborted', options?: { cause?: unknown }) {
+  /** denoising steps that had run when the loop stopped (undefined if it never started) */
+  readonly stepsDone?: number;
+  /** steps that had run when abort was asked for: the loop stops within one step of it */
+  readonly stepsAtAbort?: number;
+  constructor(message = 'The operation was aborted', options?: { cause?: unknown; stepsDone?: number; stepsAtAbort?: number }) {
     super('HDLM_ABORTED', message, options);
     this.name = 'AbortError';
+    if (options?.stepsDone !== undefined) this.stepsDone = options.stepsDone;
+    if (options?.stepsAtAbort !== undefined) this.stepsAtAbort = options.stepsAtAbort;
   }
 }
 

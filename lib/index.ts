@@ -16,15 +16,11 @@ export type { ModelFamily } from './config';
 
 import { addon, nativeBinary, loadedLibtorch, type NativeBinaryInfo, type LoadedLibtorch } from './binding';
 export type { NativeBinaryInfo, LoadedLibtorch };
+import { invalidParameterError } from './errors';
 
 /** The libtorch this build runs on, and what it sees. */
-export function runtimeInfo(): { libtorchVersion: string; cudaCompiled: boolean; cudaDeviceCount: number; threads: number } {
+export function runtimeInfo(): { libtorchVersion: string; cudaCompiled: boolean; cudaDeviceCount: number; threads: number; workerThreads: number } {
   return addon().runtimeInfo();
-}
-
-/** Bytes held by libtorch's CUDA caching allocator on a device (all zero without CUDA). `resetPeak` starts a new peak window. */
-export function cudaMemory(deviceIndex = 0, resetPeak = false): { allocated: number; peakAllocated: number; reserved: number } {
-  return addon().cudaMemory(deviceIndex, resetPeak);
 }
 
 /**
@@ -39,3 +35,17 @@ export function nativeInfo(): { binary: NativeBinaryInfo; libtorch: LoadedLibtor
 
 /** Path of the embedded demo checkpoint (a small HDLM trained on the Brown corpus; writes English-like text offline). */
 export const DEMO_MODEL_PATH: string = require('path').join(__dirname, '..', 'models', 'brown-epsilon');
+
+/**
+ * Bytes the CUDA caching allocator of device `deviceIndex` holds for live tensors (`allocated`),
+ * at most since the last reset (`peakAllocated`; `resetPeak: true` starts a new window) and in all
+ * (`reserved`, cache included); null without CUDA. For leak checks: `allocated` returns to its
+ * earlier value once the models created since are disposed and their calls ended.
+ */
+export function cudaMemory(deviceIndex = 0, resetPeak = false): { allocated: number; peakAllocated: number; reserved: number } | null {
+  if (!Number.isInteger(deviceIndex) || deviceIndex < 0) {
+    throw invalidParameterError('deviceIndex', 'a non-negative integer', deviceIndex);
+  }
+  if (typeof resetPeak !== 'boolean') throw invalidParameterError('resetPeak', 'a boolean', resetPeak);
+  return addon().cudaMemory(deviceIndex, resetPeak);
+}

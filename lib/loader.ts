@@ -122,18 +122,32 @@ async function load(options: InternalLoaderOptions): Promise<LoadedModel> {
   const header = readSafetensorsHeader(source.weights.path);
   checkWeightsAgainstArchitecture(header, arch);
   const configJson = JSON.stringify(cfg);
-  const cachePath = options.exportTo ?? (useCache ? cacheFileFor(cacheRoot, source.weights.path, configJson) : null);
+  let cachePath = options.exportTo ?? (useCache ? cacheFileFor(cacheRoot, source.weights.path, configJson) : null);
 
   let native: NativeModel | null = null;
   if (cachePath && !options.exportTo && fs.existsSync(cachePath)) {
-    native = await callNative(() => addon().loadTorchScript(cachePath, device, precision)).catch(() => {
+    const cached = cachePath;
+    native = await callNative(() => addon().loadTorchScript(cached, device, precision)).catch(() => {
       // A cache entry that cannot be read (disk trouble, older libtorch) is rebuilt, not fatal.
-      fs.rmSync(cachePath, { force: true });
+      try {
+        fs.rmSync(cached, { force: true });
+      } catch {
+        // not a file we can remove (a directory?): build without the cache
+        cachePath = null;
+      }
       return null;
     });
   }
   if (!native) {
-    if (cachePath) fs.mkdirSync(path.dirname(cachePath), { recursive: true });
+    if (cachePath) {
+      try {
+        fs.mkdirSync(path.dirname(cachePath), { recursive: true });
+      } catch (e) {
+        if (options.exportTo) throw new HdlmError('HDLM_BAD_FILE', `cannot create ${path.dirname(cachePath)}: ${(e as Error).message}`, { cause: e });
+        // The cache only saves time: an unusable cache folder means building without it.
+        cachePath = null;
+      }
+    }
     native = await callNative(() =>
       addon().buildModel({
         weightsPath: source.weights.path,

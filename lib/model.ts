@@ -8,6 +8,9 @@ import * as v from './validate';
 import { tokenRows } from './validate';
 import type { ModelFamily } from './config';
 
+/** Largest logits tensor a call may ask for (2^31 float32 values = 8 GiB); sampling.ts has the same bound. */
+const MAX_LOGITS_ELEMENTS = 2 ** 31;
+
 export interface ModelDescription {
   family: ModelFamily;
   /** 'cpu' or 'cuda:N' */
@@ -34,6 +37,7 @@ export interface Logits {
 
 export class HdlmModel {
   #native: NativeModel | null;
+  #pending = 0;
   readonly family: ModelFamily;
   readonly device: string;
   readonly precision: string;
@@ -60,6 +64,11 @@ export class HdlmModel {
     return this.#native === null;
   }
 
+  /** forward / fullDiff / semiDiff calls of this model whose promise has not settled yet (0 after dispose() once they have) */
+  get pendingCalls(): number {
+    return this.#pending;
+  }
+
   /** @internal the native module, or a clear error after dispose() */
   native(): NativeModel {
     if (!this.#native) throw new HdlmError('HDLM_DISPOSED', 'This HdlmModel has been disposed; load it again with smartModelLoader');
@@ -83,6 +92,10 @@ export class HdlmModel {
     if (fast && this.precision === 'module') throw invalidParameterError('reference', 'true for a TorchScript module not built by hdlm', false);
     const x = tokenRows('tokens', tokens, this.vocabSize);
     if (x.cols === 0) throw invalidParameterError('tokens', 'at least one token id', tokens);
+    if (x.cols > this.length) throw invalidParameterError('tokens', `rows of at most ${this.length} ids (the model's length)`, tokens);
+    if (x.rows * x.cols * this.vocabSize > MAX_LOGITS_ELEMENTS) {
+      throw invalidParameterError('tokens', `at most ${MAX_LOGITS_ELEMENTS} logits (rows × length × ${this.vocabSize})`, tokens);
+    }
     let pos: Int32Array | null = null;
     if (positions !== undefined && positions !== null) {
       const p = tokenRows('positions', positions, 2 ** 31 - 1);
@@ -92,16 +105,29 @@ export class HdlmModel {
       pos = p.data;
       if (fast) throw invalidParameterError('positions', 'nothing in fast mode (it always uses 0..L-1)', positions);
     }
-    const out: NativeLogits = await callNative(() => native.forward(x.data, x.rows, x.cols, pos, fast));
+    const out: NativeLogits = await this.track(callNative(() => native.forward(x.data, x.rows, x.cols, pos, fast)));
     return { data: out.data, shape: out.shape };
   }
 
-  /** Frees the native model. Idempotent; calls already running finish first. */
+  /**
+   * Frees the native model. Idempotent. Calls not started yet reject with HDLM_DISPOSED; a
+   * running fullDiff/semiDiff stops at its next step and rejects with HDLM_DISPOSED; a running
+   * forward finishes. The memory is returned when the last running call ends. Later calls
+   * throw HDLM_DISPOSED.
+   */
   dispose(): void {
     if (this.#native) {
       this.#native.dispose();
       this.#native = null;
     }
+  }
+
+  /** @internal counts a call until its promise settles */
+  track<T>(p: Promise<T>): Promise<T> {
+    this.#pending++;
+    return p.finally(() => {
+      this.#pending--;
+    });
   }
 
   toString(): string {

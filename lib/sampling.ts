@@ -69,6 +69,9 @@ export interface SemiDiffOptions extends FullDiffOptions {
   blockSize?: number;
 }
 
+/** Largest logits tensor a call may ask for (2^31 float32 values = 8 GiB). */
+export const MAX_LOGITS_ELEMENTS = 2 ** 31;
+
 const FULL_KEYS = [
   'model', 'prompt', 'batchSize', 'alg', 'steps', 'temperature', 'cfgScale', 'contextLength', 'eps', 'dim',
   'eta', 'seed', 'signal', 'onStep', 'stepTokens', 'device', 'reference',
@@ -132,6 +135,17 @@ export function prepareSampling(fnName: string, mode: 'full' | 'semi', options: 
   if (promptLength > contextLength) {
     throw invalidParameterError('prompt', `at most contextLength (${contextLength}) tokens`, o.prompt);
   }
+  // One step's logits are batch × contextLength × vocab floats (twice that with guidance): refuse
+  // what could only end in an out-of-memory kill instead of an error.
+  const logitsElements = batchSize * (cfgScale > 0 ? 2 : 1) * contextLength * model.vocabSize;
+  if (logitsElements > MAX_LOGITS_ELEMENTS) {
+    throw invalidParameterError(
+      'batchSize',
+      `at most ${Math.max(1, Math.floor(MAX_LOGITS_ELEMENTS / ((cfgScale > 0 ? 2 : 1) * contextLength * model.vocabSize)))} at contextLength ${contextLength} ` +
+        `(batchSize × contextLength × vocabSize logits must stay within ${MAX_LOGITS_ELEMENTS} floats)`,
+      batchSize,
+    );
+  }
   const eps = v.isDefined(o.eps) ? v.finiteNumber('eps', o.eps, 0, 1, true) : 1e-5;
   if (eps >= 1) throw invalidParameterError('eps', 'a finite number > 0 and < 1', o.eps);
   const maskId = v.isDefined(o.dim) ? v.integer('dim', o.dim, 0, model.vocabSize - 1) : model.maskId;
@@ -188,11 +202,14 @@ async function run(fnName: string, mode: 'full' | 'semi', options: SemiDiffOptio
   const onAbort = () => job.abort();
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
-    const flat = await job.promise;
+    const flat = await model.track(job.promise);
     return rowsOf(flat, batchSize, contextLength);
   } catch (e) {
     const err = toHdlmError(e);
-    if (err.code === 'HDLM_ABORTED') throw new AbortError(`${fnName} was aborted`, { cause: signal?.reason ?? e });
+    if (err.code === 'HDLM_ABORTED') {
+      const { stepsDone, stepsAtAbort } = e as { stepsDone?: number; stepsAtAbort?: number };
+      throw new AbortError(`${fnName} was aborted after ${stepsDone ?? 0} of its steps`, { cause: signal?.reason ?? e, stepsDone, stepsAtAbort });
+    }
     throw err;
   } finally {
     signal?.removeEventListener('abort', onAbort);

@@ -89,6 +89,13 @@ export function seed(name: string, value: unknown): bigint {
   throw invalidParameterError(name, 'a non-negative integer or bigint', value);
 }
 
+const typedArrayTag = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Int8Array.prototype), Symbol.toStringTag)!.get!;
+
+/** The real kind of a typed array ('Int32Array', ...), or undefined (a DataView; a spoofed constructor does not count). */
+export function typedArrayKind(value: unknown): string | undefined {
+  return typedArrayTag.call(value) as string | undefined;
+}
+
 const ID_ARRAYS = ['Int32Array', 'Uint32Array', 'Uint16Array', 'Uint8Array', 'BigInt64Array'] as const;
 
 /**
@@ -99,7 +106,7 @@ export function tokenRow(name: string, value: unknown, vocabSize: number): Int32
   let ids: ArrayLike<number | bigint>;
   if (Array.isArray(value)) {
     ids = value;
-  } else if (ArrayBuffer.isView(value) && (ID_ARRAYS as readonly string[]).includes(value.constructor.name)) {
+  } else if (ArrayBuffer.isView(value) && (ID_ARRAYS as readonly string[]).includes(typedArrayKind(value) ?? '')) {
     ids = value as unknown as ArrayLike<number | bigint>;
   } else {
     throw invalidParameterError(name, `an array of token ids or one of ${ID_ARRAYS.join(', ')}`, value);

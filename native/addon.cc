@@ -1,13 +1,21 @@
-// N-API glue only: unpacks arguments into engine.h structs, runs long calls on worker threads
-// (AsyncWorker + Deferred), reports progress through a thread-safe function and maps engine
-// errors to JS errors with a `code`. No libtorch headers here (they cost ~20 s per TU).
+// N-API glue only: unpacks arguments into engine.h structs, runs model work on the addon's own
+// threads (a small pool; results and progress come back through one thread-safe function) and
+// maps engine errors to JS errors with a `code`. No libtorch headers here (they cost ~20 s per TU).
 // Arguments are validated in TypeScript (lib/validate.ts); the checks here only keep a direct
 // caller from crashing the process.
 #include <napi.h>
 
+#include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <memory>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <vector>
 
 #include "engine.h"
 
@@ -67,45 +75,261 @@ Napi::Int32Array to_int32_array(Napi::Env env, const std::vector<int32_t>& data)
   return arr;
 }
 
-// A worker whose result settles a promise. Run() executes off the main thread.
-class PromiseWorker : public Napi::AsyncWorker {
- public:
-  explicit PromiseWorker(Napi::Env env) : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)) {}
-  Napi::Promise Promise() { return deferred_.Promise(); }
+// ---------------------------------------------------------------------------------------------
+// Model work runs on threads the addon owns, not on libuv's shared pool (4 threads by default,
+// also used by fs, dns and zlib): long samples must not starve file reads. Results and progress
+// events come back to the main thread through one thread-safe function per environment, in the
+// order the worker posted them (so every onStep of a call is delivered before its promise
+// settles). At exit the pool stops: running samples are aborted at their next step, queued work
+// is dropped, and the threads are joined before libtorch's static destructors run.
 
- protected:
-  virtual void Run() = 0;
-  virtual Napi::Value Result(Napi::Env env) = 0;
+// Something posted from a pool thread to the main thread.
+class Message {
+ public:
+  virtual ~Message() = default;
+  // Main thread. Must not throw.
+  virtual void Deliver(Napi::Env env) = 0;
+};
+
+// A unit of model work: Execute() on a pool thread, then Deliver() on the main thread.
+class Task : public Message {
+ public:
+  virtual void Execute() = 0;
+  // Any thread: ask a running Execute() to stop soon (the process is exiting).
+  virtual void Cancel() {}
+};
+
+class Pool;
+std::mutex g_pools_mutex;
+std::set<Pool*>* g_pools = nullptr;  // never freed: read from the atexit handler
+bool g_atexit_registered = false;
+void shutdown_all_pools();
+
+class Pool {
+ public:
+  Pool(Napi::Env env, size_t threads) : env_(env), size_(threads) {
+    napi_value name;
+    NAPI_THROW_IF_FAILED_VOID(env, napi_create_string_utf8(env, "hdlm.pool", NAPI_AUTO_LENGTH, &name));
+    NAPI_THROW_IF_FAILED_VOID(env, napi_create_threadsafe_function(env, nullptr, nullptr, name, 0, 1, nullptr, nullptr,
+                                                                   this, &Pool::CallJs, &done_));
+    // Idle, the pool must not keep the process alive; Submit() refs it while work is out.
+    napi_unref_threadsafe_function(env, done_);
+    // Registered after the thread-safe function: cleanup hooks run last-in first-out, so the
+    // threads are joined before Node tears the thread-safe function down.
+    napi_add_env_cleanup_hook(env, &Pool::OnEnvCleanup, this);
+    std::lock_guard<std::mutex> lock(g_pools_mutex);
+    if (!g_pools) g_pools = new std::set<Pool*>();
+    g_pools->insert(this);
+    if (!g_atexit_registered) {
+      // process.exit() does not run environment cleanup hooks; exit() runs this before the
+      // static destructors of libtorch (loaded before this addon registered it).
+      std::atexit(shutdown_all_pools);
+      g_atexit_registered = true;
+    }
+  }
+
+  // Main thread. Takes ownership of the task.
+  void Submit(Task* task) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_) {
+        delete task;
+        return;
+      }
+      if (threads_.empty()) {
+        for (size_t i = 0; i < size_; ++i) threads_.emplace_back([this] { Loop(); });
+      }
+      queue_.push_back(task);
+    }
+    if (outstanding_++ == 0) napi_ref_threadsafe_function(env_, done_);
+    cv_.notify_one();
+  }
+
+  // Pool thread: sends a message to the main thread; it is dropped if the environment is gone.
+  void Post(Message* message) {
+    if (napi_call_threadsafe_function(done_, message, napi_tsfn_nonblocking) != napi_ok) delete message;
+  }
+
+  // Stops and joins the threads; idempotent. From the env cleanup hook or the atexit handler.
+  void Shutdown() {
+    std::vector<std::thread> threads;
+    std::deque<Task*> dropped;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_) return;
+      stopping_ = true;
+      for (auto* t : running_) t->Cancel();
+      threads.swap(threads_);
+      dropped.swap(queue_);
+    }
+    cv_.notify_all();
+    for (auto& t : threads) t.join();
+    // Never started; their promises are abandoned with the environment. Deleting them here
+    // only drops C++ state (tasks hold no JS handles that need the main thread).
+    for (auto* t : dropped) delete t;
+  }
+
+  size_t size() const { return size_; }
+
+  ~Pool() {
+    Shutdown();
+    napi_remove_env_cleanup_hook(env_, &Pool::OnEnvCleanup, this);
+    std::lock_guard<std::mutex> lock(g_pools_mutex);
+    if (g_pools) g_pools->erase(this);
+  }
+
+ private:
+  void Loop() {
+    for (;;) {
+      Task* task = nullptr;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+        if (stopping_) return;
+        task = queue_.front();
+        queue_.pop_front();
+        running_.insert(task);
+      }
+      task->Execute();  // catches everything itself
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        running_.erase(task);
+      }
+      Post(task);
+    }
+  }
+
+  static void CallJs(napi_env env, napi_value, void* context, void* data) {
+    std::unique_ptr<Message> message(static_cast<Message*>(data));
+    if (env == nullptr) return;  // the environment is being torn down
+    auto* pool = static_cast<Pool*>(context);
+    if (dynamic_cast<Task*>(message.get()) && --pool->outstanding_ == 0) napi_unref_threadsafe_function(env, pool->done_);
+    message->Deliver(Napi::Env(env));
+  }
+
+  static void OnEnvCleanup(void* arg) {
+    auto* pool = static_cast<Pool*>(arg);
+    pool->Shutdown();
+    // The Pool object itself is freed with the addon's instance data (after this hook).
+  }
+
+  napi_env env_;
+  size_t size_;
+  napi_threadsafe_function done_ = nullptr;
+  size_t outstanding_ = 0;  // main thread only
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Task*> queue_;
+  std::set<Task*> running_;
+  std::vector<std::thread> threads_;
+  bool stopping_ = false;
+};
+
+void shutdown_all_pools() {
+  std::vector<Pool*> pools;
+  {
+    std::lock_guard<std::mutex> lock(g_pools_mutex);
+    if (g_pools) pools.assign(g_pools->begin(), g_pools->end());
+  }
+  for (auto* p : pools) p->Shutdown();
+}
+
+size_t pool_size_from_env() {
+  const char* s = std::getenv("HDLM_WORKER_THREADS");
+  if (s && *s) {
+    char* end = nullptr;
+    const long n = std::strtol(s, &end, 10);
+    if (end && *end == '\0' && n >= 1 && n <= 64) return static_cast<size_t>(n);
+  }
+  return 2;
+}
+
+// Settles a promise. napi_deferred needs no cleanup when abandoned at exit.
+void settle(Napi::Env env, napi_deferred deferred, bool ok, napi_value value) {
+  if (ok) napi_resolve_deferred(env, deferred, value);
+  else napi_reject_deferred(env, deferred, value);
+}
+
+// A task whose result settles a promise.
+class PromiseTask : public Task {
+ public:
+  explicit PromiseTask(Napi::Env env) {
+    napi_value promise;
+    NAPI_THROW_IF_FAILED_VOID(env, napi_create_promise(env, &deferred_, &promise));
+    promise_ = promise;
+  }
+  napi_value Promise() const { return promise_; }
 
   void Execute() override {
     try {
       Run();
     } catch (const EngineError& e) {
+      failed_ = true;
       code_ = e.code;
-      SetError(e.what());
+      message_ = e.what();
     } catch (const std::exception& e) {
-      code_ = "HDLM_NATIVE";
-      SetError(e.what());
+      failed_ = true;
+      message_ = e.what();
     } catch (...) {
-      code_ = "HDLM_NATIVE";
-      SetError("unknown native error");
+      failed_ = true;
+      message_ = "unknown native error";
     }
   }
-  void OnOK() override {
-    try {
-      deferred_.Resolve(Result(Env()));
-    } catch (const Napi::Error& e) {
-      deferred_.Reject(e.Value());
-    }
-  }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(make_error(Env(), code_, e.Message()).Value()); }
 
-  Napi::Promise::Deferred deferred_;
-  std::string code_ = "HDLM_NATIVE";
+  void Deliver(Napi::Env env) override {
+    Napi::HandleScope scope(env);
+    try {
+      if (failed_) {
+        auto err = make_error(env, code_, message_);
+        Decorate(env, err);
+        settle(env, deferred_, false, err.Value());
+      } else {
+        settle(env, deferred_, true, Result(env));
+      }
+    } catch (const Napi::Error& e) {
+      settle(env, deferred_, false, e.Value());
+    }
+  }
+
+ protected:
+  virtual void Run() = 0;
+  virtual napi_value Result(Napi::Env env) = 0;
+  // Adds properties to the rejection error.
+  virtual void Decorate(Napi::Env env, Napi::Error& err) {}
+
+  napi_deferred deferred_ = nullptr;
+  napi_value promise_ = nullptr;  // valid only in the call that created the task
+  bool failed_ = false;
+  std::string code_ = "HDLM_NATIVE", message_;
 };
 
 // ---------------------------------------------------------------------------------------------
 // Model objects
+
+struct AddonData {
+  Napi::FunctionReference model_constructor;
+  std::unique_ptr<Pool> pool;
+  std::shared_ptr<hdlm::Model> constructing;  // handed from ModelWrap::New to the constructor
+};
+
+Pool& pool_of(Napi::Env env) { return *env.GetInstanceData<AddonData>()->pool; }
+
+// What the jobs of one model share with it: dispose() sets `disposed` and aborts running samples.
+struct ModelState {
+  std::atomic<bool> disposed{false};
+};
+
+// The abort flag of one sample call; aborted by its AbortSignal, by dispose(), or at exit.
+struct AbortFlag {
+  std::atomic<bool> requested{false};
+  std::atomic<int64_t> steps_done{0};
+  std::atomic<int64_t> steps_at_abort{-1};
+  void abort() {
+    int64_t expected = -1;
+    steps_at_abort.compare_exchange_strong(expected, steps_done.load());
+    requested.store(true);
+  }
+};
 
 class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
  public:
@@ -113,18 +337,19 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     return DefineClass(env, "NativeModel",
                        {InstanceMethod("info", &ModelWrap::Info), InstanceMethod("forward", &ModelWrap::Forward),
                         InstanceMethod("sample", &ModelWrap::Sample), InstanceMethod("dispose", &ModelWrap::Dispose),
-                        InstanceMethod("isDisposed", &ModelWrap::IsDisposed)});
+                        InstanceMethod("isDisposed", &ModelWrap::IsDisposed),
+                        InstanceMethod("pendingCalls", &ModelWrap::PendingCalls)});
   }
 
   // Wraps an engine model in a new JS object (main thread only).
   static Napi::Object New(Napi::Env env, std::shared_ptr<hdlm::Model> model);
 
-  explicit ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
-    if (info.Length() != 1 || !info[0].IsExternal()) {
-      throw make_error(info.Env(), "HDLM_INVALID_ARGUMENT", "NativeModel cannot be constructed from JavaScript");
-    }
-    model_ = *info[0].As<Napi::External<std::shared_ptr<hdlm::Model>>>().Data();
-  }
+  // Takes the model ModelWrap::New left in the addon data: no napi_external (whose finalizer
+  // record lingers until a GC that may never come; valgrind showed it lost at exit).
+  explicit ModelWrap(const Napi::CallbackInfo& info);
+
+  // Main thread: a call of this model finished (its promise settles now).
+  void CallDone() { --pending_; }
 
  private:
   std::shared_ptr<hdlm::Model> live(Napi::Env env) {
@@ -136,25 +361,47 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value Forward(const Napi::CallbackInfo& info);
   Napi::Value Sample(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
-    // Running jobs hold their own reference and finish; the module is freed after the last one.
+    // Calls not started yet reject with HDLM_DISPOSED; running samples stop at their next step
+    // and reject with HDLM_DISPOSED; a running forward finishes. Jobs hold their own reference,
+    // so the module is freed when the last of them returns.
+    state_->disposed.store(true);
+    for (auto& weak : aborts_) {
+      if (auto flag = weak.lock()) flag->abort();
+    }
+    aborts_.clear();
     model_.reset();
     return info.Env().Undefined();
   }
   Napi::Value IsDisposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !model_); }
+  Napi::Value PendingCalls(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(pending_));
+  }
 
   std::shared_ptr<hdlm::Model> model_;
-};
-
-struct AddonData {
-  Napi::FunctionReference model_constructor;
+  std::shared_ptr<ModelState> state_ = std::make_shared<ModelState>();
+  std::vector<std::weak_ptr<AbortFlag>> aborts_;  // main thread only
+  int64_t pending_ = 0;                            // main thread only
 };
 
 Napi::Object ModelWrap::New(Napi::Env env, std::shared_ptr<hdlm::Model> model) {
   auto* data = env.GetInstanceData<AddonData>();
-  auto holder = Napi::External<std::shared_ptr<hdlm::Model>>::New(
-      env, new std::shared_ptr<hdlm::Model>(std::move(model)),
-      [](Napi::Env, std::shared_ptr<hdlm::Model>* p) { delete p; });
-  return data->model_constructor.New({holder});
+  data->constructing = std::move(model);
+  try {
+    auto obj = data->model_constructor.New({});
+    data->constructing.reset();
+    return obj;
+  } catch (...) {
+    data->constructing.reset();
+    throw;
+  }
+}
+
+ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
+  auto* data = info.Env().GetInstanceData<AddonData>();
+  if (!data->constructing) {
+    throw make_error(info.Env(), "HDLM_INVALID_ARGUMENT", "NativeModel cannot be constructed from JavaScript");
+  }
+  model_ = std::move(data->constructing);
 }
 
 Napi::Value ModelWrap::Info(const Napi::CallbackInfo& info) {
@@ -175,18 +422,56 @@ Napi::Value ModelWrap::Info(const Napi::CallbackInfo& info) {
   return out;
 }
 
-class ForwardWorker : public PromiseWorker {
+// A call on a model: keeps the JS model object alive (a napi_ref, released on the main thread
+// in Deliver) and fails with HDLM_DISPOSED if dispose() came before it started.
+class ModelTask : public PromiseTask {
  public:
-  ForwardWorker(Napi::Env env, std::shared_ptr<hdlm::Model> model, std::vector<int32_t> tokens, int64_t batch,
-                int64_t length, std::vector<int32_t> positions, bool fast)
-      : PromiseWorker(env), model_(std::move(model)), tokens_(std::move(tokens)), positions_(std::move(positions)),
-        batch_(batch), length_(length), fast_(fast) {}
+  ModelTask(Napi::Env env, ModelWrap* wrap, std::shared_ptr<hdlm::Model> model, std::shared_ptr<ModelState> state)
+      : PromiseTask(env), wrap_(wrap), model_(std::move(model)), state_(std::move(state)) {
+    NAPI_THROW_IF_FAILED_VOID(env, napi_create_reference(env, wrap->Value(), 1, &self_));
+  }
+  void Deliver(Napi::Env env) override {
+    {
+      Napi::HandleScope scope(env);
+      wrap_->CallDone();
+      napi_delete_reference(env, self_);
+    }
+    PromiseTask::Deliver(env);
+  }
 
  protected:
-  void Run() override { logits_ = model_->forward(tokens_, batch_, length_, positions_, fast_); }
-  Napi::Value Result(Napi::Env env) override {
+  void check_live() {
+    if (state_->disposed.load()) throw EngineError("HDLM_DISPOSED", "the model was disposed before this call started");
+  }
+  // Runs on the pool thread; drops the model reference here, so a disposed model's memory is
+  // returned by the pool thread as soon as its last job ends.
+  void Execute() override {
+    PromiseTask::Execute();
+    model_.reset();
+  }
+
+  ModelWrap* wrap_;
+  napi_ref self_ = nullptr;
+  std::shared_ptr<hdlm::Model> model_;
+  std::shared_ptr<ModelState> state_;
+};
+
+class ForwardTask : public ModelTask {
+ public:
+  ForwardTask(Napi::Env env, ModelWrap* wrap, std::shared_ptr<hdlm::Model> model, std::shared_ptr<ModelState> state,
+              std::vector<int32_t> tokens, int64_t batch, int64_t length, std::vector<int32_t> positions, bool fast)
+      : ModelTask(env, wrap, std::move(model), std::move(state)), tokens_(std::move(tokens)),
+        positions_(std::move(positions)), batch_(batch), length_(length), fast_(fast) {}
+
+ protected:
+  void Run() override {
+    check_live();
+    logits_ = model_->forward(tokens_, batch_, length_, positions_, fast_);
+  }
+  napi_value Result(Napi::Env env) override {
     auto data = Napi::Float32Array::New(env, logits_.data.size());
     if (!logits_.data.empty()) std::memcpy(data.Data(), logits_.data.data(), logits_.data.size() * sizeof(float));
+    logits_.data = std::vector<float>();
     auto shape = Napi::Array::New(env, 3);
     shape.Set(0u, Napi::Number::New(env, static_cast<double>(logits_.batch)));
     shape.Set(1u, Napi::Number::New(env, static_cast<double>(logits_.length)));
@@ -198,7 +483,6 @@ class ForwardWorker : public PromiseWorker {
   }
 
  private:
-  std::shared_ptr<hdlm::Model> model_;
   std::vector<int32_t> tokens_, positions_;
   int64_t batch_, length_;
   bool fast_;
@@ -221,105 +505,98 @@ Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
       (!positions.empty() && positions.size() != tokens.size()) || (fast && !positions.empty())) {
     throw_type(env, "tokens (and positions) of batch × length elements; no positions in fast mode");
   }
-  auto* worker = new ForwardWorker(env, std::move(model), std::move(tokens), batch, length, std::move(positions), fast);
-  auto promise = worker->Promise();
-  worker->Queue();
-  return promise;
+  auto* task = new ForwardTask(env, this, std::move(model), state_, std::move(tokens), batch, length, std::move(positions), fast);
+  napi_value promise = task->Promise();
+  ++pending_;
+  pool_of(env).Submit(task);
+  return Napi::Value(env, promise);
 }
 
 // ---------------------------------------------------------------------------------------------
-// Sampling: a worker, an abort flag and (optionally) a progress thread-safe function. The
-// promise settles only after the worker finished AND every queued progress call was delivered,
-// so onStep never fires after the promise settled.
+// Sampling: a task, an abort flag and (optionally) progress events posted through the pool's
+// thread-safe function before the result, so onStep never fires after the promise settled.
 
-struct StepEvent {
-  int64_t step, total;
-  std::vector<int32_t> tokens;
+// The JS side of one sample call's progress: the onStep function (a napi_ref, deleted on the
+// main thread when the call's promise settles).
+struct ProgressTarget {
+  napi_ref callback = nullptr;
 };
 
-struct SampleJob {
-  Napi::Promise::Deferred deferred;
-  int pending;  // parts still running: the worker, and the progress TSFN if any
-  bool failed = false;
-  std::string code, message;
-  std::vector<int32_t> result;
-
-  SampleJob(Napi::Env env, int parts) : deferred(Napi::Promise::Deferred::New(env)), pending(parts) {}
-
-  void part_done(Napi::Env env) {
-    if (--pending > 0) return;
-    if (failed) {
-      deferred.Reject(make_error(env, code, message).Value());
-    } else {
-      deferred.Resolve(to_int32_array(env, result));
-    }
-  }
-};
-
-
-void deliver_step(Napi::Env env, Napi::Function callback, SampleJob*, StepEvent* event) {
-  std::unique_ptr<StepEvent> owned(event);
-  if (env == nullptr || callback.IsEmpty()) return;
-  try {
-    callback.Call({Napi::Number::New(env, static_cast<double>(event->step)),
-                   Napi::Number::New(env, static_cast<double>(event->total)),
-                   event->tokens.empty() ? env.Null() : to_int32_array(env, event->tokens).As<Napi::Value>()});
-  } catch (const Napi::Error& e) {
-    // A throwing onStep must not take the process down; report it like Node does.
-    napi_fatal_exception(env, e.Value());
-  }
-}
-
-using ProgressTsfnDelivering = Napi::TypedThreadSafeFunction<SampleJob, StepEvent, deliver_step>;
-
-class SampleWorker : public Napi::AsyncWorker {
+class StepMessage : public Message {
  public:
-  SampleWorker(Napi::Env env, std::shared_ptr<hdlm::Model> model, hdlm::SampleOptions options,
-               std::shared_ptr<std::atomic<bool>> abort, std::shared_ptr<SampleJob> job,
-               ProgressTsfnDelivering progress, bool has_progress)
-      : Napi::AsyncWorker(env), model_(std::move(model)), options_(std::move(options)), abort_(std::move(abort)),
-        job_(std::move(job)), progress_(progress), has_progress_(has_progress) {}
-
-  void Execute() override {
+  StepMessage(std::shared_ptr<ProgressTarget> target, int64_t step, int64_t total, std::vector<int32_t> tokens)
+      : target_(std::move(target)), step_(step), total_(total), tokens_(std::move(tokens)) {}
+  void Deliver(Napi::Env env) override {
+    if (!target_->callback) return;
+    Napi::HandleScope scope(env);
     try {
-      hdlm::StepCallback cb;
-      if (has_progress_) {
-        cb = [this](int64_t step, int64_t total, std::vector<int32_t>&& tokens) {
-          progress_.NonBlockingCall(new StepEvent{step, total, std::move(tokens)});
-        };
-      }
-      result_ = model_->sample(options_, *abort_, cb);
-    } catch (const EngineError& e) {
-      code_ = e.code;
-      SetError(e.what());
-    } catch (const std::exception& e) {
-      code_ = "HDLM_NATIVE";
-      SetError(e.what());
+      napi_value fn;
+      if (napi_get_reference_value(env, target_->callback, &fn) != napi_ok || fn == nullptr) return;
+      Napi::Function(env, fn).Call({Napi::Number::New(env, static_cast<double>(step_)),
+                                    Napi::Number::New(env, static_cast<double>(total_)),
+                                    tokens_.empty() ? env.Null() : to_int32_array(env, tokens_).As<Napi::Value>()});
+    } catch (const Napi::Error& e) {
+      // A throwing onStep must not take the process down; report it like Node does.
+      napi_fatal_exception(env, e.Value());
     }
-    if (has_progress_) progress_.Release();
-  }
-  void OnOK() override {
-    job_->result = std::move(result_);
-    job_->part_done(Env());
-  }
-  void OnError(const Napi::Error& e) override {
-    job_->failed = true;
-    job_->code = code_;
-    job_->message = e.Message();
-    job_->part_done(Env());
   }
 
  private:
-  std::shared_ptr<hdlm::Model> model_;
-  hdlm::SampleOptions options_;
-  std::shared_ptr<std::atomic<bool>> abort_;
-  std::shared_ptr<SampleJob> job_;
-  ProgressTsfnDelivering progress_;
-  bool has_progress_;
-  std::vector<int32_t> result_;
-  std::string code_ = "HDLM_NATIVE";
+  std::shared_ptr<ProgressTarget> target_;
+  int64_t step_, total_;
+  std::vector<int32_t> tokens_;
 };
 
+class SampleTask : public ModelTask {
+ public:
+  SampleTask(Napi::Env env, ModelWrap* wrap, std::shared_ptr<hdlm::Model> model, std::shared_ptr<ModelState> state,
+             hdlm::SampleOptions options, std::shared_ptr<AbortFlag> abort, std::shared_ptr<ProgressTarget> progress)
+      : ModelTask(env, wrap, std::move(model), std::move(state)), pool_(&pool_of(env)), options_(std::move(options)),
+        abort_(std::move(abort)), progress_(std::move(progress)) {}
+
+  void Cancel() override { abort_->abort(); }
+
+  void Deliver(Napi::Env env) override {
+    if (progress_ && progress_->callback) {
+      napi_delete_reference(env, progress_->callback);
+      progress_->callback = nullptr;
+    }
+    ModelTask::Deliver(env);
+  }
+
+ protected:
+  void Run() override {
+    check_live();
+    hdlm::StepCallback cb = [this](int64_t step, int64_t total, std::vector<int32_t>&& tokens) {
+      abort_->steps_done.store(step);
+      if (progress_) pool_->Post(new StepMessage(progress_, step, total, std::move(tokens)));
+    };
+    try {
+      result_ = model_->sample(options_, abort_->requested, cb);
+    } catch (const EngineError& e) {
+      if (e.code != "HDLM_ABORTED") throw;
+      if (state_->disposed.load()) {
+        throw EngineError("HDLM_DISPOSED", "the model was disposed while this call was running");
+      }
+      throw;
+    }
+  }
+  napi_value Result(Napi::Env env) override { return to_int32_array(env, result_); }
+
+  // Rejections carry how many steps ran, and how many had run when abort was asked for.
+  void Decorate(Napi::Env env, Napi::Error& err) override {
+    err.Set("stepsDone", Napi::Number::New(env, static_cast<double>(abort_->steps_done.load())));
+    const auto at = abort_->steps_at_abort.load();
+    if (at >= 0) err.Set("stepsAtAbort", Napi::Number::New(env, static_cast<double>(at)));
+  }
+
+ private:
+  Pool* pool_;
+  hdlm::SampleOptions options_;
+  std::shared_ptr<AbortFlag> abort_;
+  std::shared_ptr<ProgressTarget> progress_;
+  std::vector<int32_t> result_;
+};
 hdlm::SampleOptions read_sample_options(Napi::Env env, const Napi::Object& o) {
   hdlm::SampleOptions s;
   const auto mode = get_string(o, "mode");
@@ -366,27 +643,25 @@ Napi::Value ModelWrap::Sample(const Napi::CallbackInfo& info) {
   auto model = live(env);
   if (info.Length() < 1 || !info[0].IsObject()) throw_type(env, "sample(options, onStep)");
   auto options = read_sample_options(env, info[0].As<Napi::Object>());
-  const bool has_progress = info.Length() > 1 && info[1].IsFunction();
-
-  auto job = std::make_shared<SampleJob>(env, has_progress ? 2 : 1);
-  auto abort = std::make_shared<std::atomic<bool>>(false);
-  ProgressTsfnDelivering progress;
-  if (has_progress) {
-    // The finalizer runs after the last queued call was delivered: that is the TSFN's part.
-    auto* keep = new std::shared_ptr<SampleJob>(job);
-    progress = ProgressTsfnDelivering::New(env, info[1].As<Napi::Function>(), "hdlm.onStep", 0, 1, keep->get(),
-                                           [keep](Napi::Env env, void*, SampleJob* j) {
-                                             j->part_done(env);
-                                             delete keep;
-                                           });
+  std::shared_ptr<ProgressTarget> progress;
+  if (info.Length() > 1 && info[1].IsFunction()) {
+    progress = std::make_shared<ProgressTarget>();
+    NAPI_THROW_IF_FAILED(env, napi_create_reference(env, info[1], 1, &progress->callback), Napi::Value());
   }
-  auto* worker = new SampleWorker(env, std::move(model), std::move(options), abort, job, progress, has_progress);
-  worker->Queue();
+  auto abort = std::make_shared<AbortFlag>();
+  // Forget the flags of finished calls, then remember this one for dispose().
+  aborts_.erase(std::remove_if(aborts_.begin(), aborts_.end(), [](const std::weak_ptr<AbortFlag>& w) { return w.expired(); }),
+                aborts_.end());
+  aborts_.push_back(abort);
+  auto* task = new SampleTask(env, this, std::move(model), state_, std::move(options), abort, progress);
+  napi_value promise = task->Promise();
+  ++pending_;
+  pool_of(env).Submit(task);
 
   auto out = Napi::Object::New(env);
-  out.Set("promise", job->deferred.Promise());
+  out.Set("promise", Napi::Value(env, promise));
   out.Set("abort", Napi::Function::New(env, [abort](const Napi::CallbackInfo& info) {
-            abort->store(true);
+            abort->abort();
             return info.Env().Undefined();
           }));
   return out;
@@ -395,27 +670,27 @@ Napi::Value ModelWrap::Sample(const Napi::CallbackInfo& info) {
 // ---------------------------------------------------------------------------------------------
 // Module-level functions
 
-class BuildWorker : public PromiseWorker {
+class BuildTask : public PromiseTask {
  public:
-  BuildWorker(Napi::Env env, hdlm::BuildSpec spec) : PromiseWorker(env), spec_(std::move(spec)) {}
+  BuildTask(Napi::Env env, hdlm::BuildSpec spec) : PromiseTask(env), spec_(std::move(spec)) {}
 
  protected:
   void Run() override { model_ = hdlm::build_model(spec_); }
-  Napi::Value Result(Napi::Env env) override { return ModelWrap::New(env, std::move(model_)); }
+  napi_value Result(Napi::Env env) override { return ModelWrap::New(env, std::move(model_)); }
 
  private:
   hdlm::BuildSpec spec_;
   std::shared_ptr<hdlm::Model> model_;
 };
 
-class LoadWorker : public PromiseWorker {
+class LoadTask : public PromiseTask {
  public:
-  LoadWorker(Napi::Env env, std::string path, std::string device, hdlm::Precision precision)
-      : PromiseWorker(env), path_(std::move(path)), device_(std::move(device)), precision_(precision) {}
+  LoadTask(Napi::Env env, std::string path, std::string device, hdlm::Precision precision)
+      : PromiseTask(env), path_(std::move(path)), device_(std::move(device)), precision_(precision) {}
 
  protected:
   void Run() override { model_ = hdlm::load_torchscript(path_, device_, precision_); }
-  Napi::Value Result(Napi::Env env) override { return ModelWrap::New(env, std::move(model_)); }
+  napi_value Result(Napi::Env env) override { return ModelWrap::New(env, std::move(model_)); }
 
  private:
   std::string path_, device_;
@@ -429,7 +704,9 @@ Napi::Value BuildModel(const Napi::CallbackInfo& info) {
   auto o = info[0].As<Napi::Object>();
   hdlm::BuildSpec spec;
   spec.weights_path = get_string(o, "weightsPath");
-  spec.file_size = static_cast<uint64_t>(get_int(o, "fileSize"));
+  const auto file_size = get_int(o, "fileSize");
+  if (file_size < 0) throw_type(env, "a non-negative fileSize");
+  spec.file_size = static_cast<uint64_t>(file_size);
   spec.config_json = get_string(o, "configJson");
   spec.device = get_string(o, "device");
   spec.precision = to_precision(env, get_string(o, "precision"));
@@ -453,8 +730,10 @@ Napi::Value BuildModel(const Napi::CallbackInfo& info) {
     hdlm::TensorEntry e;
     e.name = get_string(t, "name");
     e.dtype = get_string(t, "dtype");
-    e.begin = static_cast<uint64_t>(get_int(t, "begin"));
-    e.end = static_cast<uint64_t>(get_int(t, "end"));
+    const auto begin = get_int(t, "begin"), end = get_int(t, "end");
+    if (begin < 0 || end < 0) throw_type(env, "non-negative tensor offsets");
+    e.begin = static_cast<uint64_t>(begin);
+    e.end = static_cast<uint64_t>(end);
     auto shape = get(t, "shape");
     if (!shape.IsArray()) throw_type(env, "a shape array");
     auto dims = shape.As<Napi::Array>();
@@ -465,10 +744,10 @@ Napi::Value BuildModel(const Napi::CallbackInfo& info) {
     }
     spec.tensors.push_back(std::move(e));
   }
-  auto* worker = new BuildWorker(env, std::move(spec));
-  auto promise = worker->Promise();
-  worker->Queue();
-  return promise;
+  auto* task = new BuildTask(env, std::move(spec));
+  napi_value promise = task->Promise();
+  pool_of(env).Submit(task);
+  return Napi::Value(env, promise);
 }
 
 Napi::Value LoadTorchScript(const Napi::CallbackInfo& info) {
@@ -476,11 +755,11 @@ Napi::Value LoadTorchScript(const Napi::CallbackInfo& info) {
   if (info.Length() < 3 || !info[0].IsString() || !info[1].IsString() || !info[2].IsString()) {
     throw_type(env, "loadTorchScript(path, device, precision)");
   }
-  auto* worker = new LoadWorker(env, info[0].As<Napi::String>().Utf8Value(), info[1].As<Napi::String>().Utf8Value(),
-                                to_precision(env, info[2].As<Napi::String>().Utf8Value()));
-  auto promise = worker->Promise();
-  worker->Queue();
-  return promise;
+  auto* task = new LoadTask(env, info[0].As<Napi::String>().Utf8Value(), info[1].As<Napi::String>().Utf8Value(),
+                            to_precision(env, info[2].As<Napi::String>().Utf8Value()));
+  napi_value promise = task->Promise();
+  pool_of(env).Submit(task);
+  return Napi::Value(env, promise);
 }
 
 Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
@@ -491,22 +770,7 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
   out.Set("cudaCompiled", Napi::Boolean::New(env, ri.cuda_compiled));
   out.Set("cudaDeviceCount", Napi::Number::New(env, static_cast<double>(ri.cuda_device_count)));
   out.Set("threads", Napi::Number::New(env, static_cast<double>(ri.threads)));
-  return out;
-}
-
-Napi::Value CudaMemory(const Napi::CallbackInfo& info) {
-  auto env = info.Env();
-  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsBoolean()) throw_type(env, "cudaMemory(deviceIndex, resetPeak)");
-  hdlm::CudaMemory m;
-  try {
-    m = hdlm::cuda_memory(info[0].As<Napi::Number>().Int64Value(), info[1].As<Napi::Boolean>().Value());
-  } catch (const EngineError& e) {
-    throw make_error(env, e.code, e.what());
-  }
-  auto out = Napi::Object::New(env);
-  out.Set("allocated", Napi::Number::New(env, static_cast<double>(m.allocated)));
-  out.Set("peakAllocated", Napi::Number::New(env, static_cast<double>(m.peak_allocated)));
-  out.Set("reserved", Napi::Number::New(env, static_cast<double>(m.reserved)));
+  out.Set("workerThreads", Napi::Number::New(env, static_cast<double>(pool_of(env).size())));
   return out;
 }
 
@@ -523,9 +787,22 @@ Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+Napi::Value CudaMemory(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsBoolean()) throw_type(env, "cudaMemory(deviceIndex, resetPeak)");
+  const auto m = hdlm::cuda_memory(info[0].As<Napi::Number>().Int64Value(), info[1].As<Napi::Boolean>().Value());
+  if (m.allocated < 0) return env.Null();
+  auto out = Napi::Object::New(env);
+  out.Set("allocated", Napi::Number::New(env, static_cast<double>(m.allocated)));
+  out.Set("peakAllocated", Napi::Number::New(env, static_cast<double>(m.peak_allocated)));
+  out.Set("reserved", Napi::Number::New(env, static_cast<double>(m.reserved)));
+  return out;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
   data->model_constructor = Napi::Persistent(ModelWrap::Define(env));
+  data->pool = std::make_unique<Pool>(env, pool_size_from_env());
   env.SetInstanceData(data);
   exports.Set("buildModel", Napi::Function::New(env, BuildModel));
   exports.Set("loadTorchScript", Napi::Function::New(env, LoadTorchScript));

@@ -5,6 +5,9 @@
 #include <torch/script.h>
 #include <torch/version.h>
 #include <torch/cuda.h>
+#ifdef HDLM_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
 #include <ATen/Parallel.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
 #ifdef HDLM_WITH_CUDA
@@ -253,18 +256,19 @@ RuntimeInfo runtime_info() {
 }
 
 CudaMemory cuda_memory(int64_t device_index, bool reset_peak) {
-  CudaMemory out;
+  CudaMemory m;
 #ifdef HDLM_WITH_CUDA
-  guarded("HDLM_INVALID_ARGUMENT", "cuda memory", [&] {
+  if (device_index >= 0 && device_index < static_cast<int64_t>(torch::cuda::device_count())) {
     const auto index = static_cast<c10::DeviceIndex>(device_index);
     const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index);
-    out.allocated = stats.allocated_bytes[0].current;  // [0]: the aggregate over pool kinds
-    out.peak_allocated = stats.allocated_bytes[0].peak;
-    out.reserved = stats.reserved_bytes[0].current;
+    // index 0 of every StatArray is StatType::AGGREGATE (all pools)
+    m.allocated = static_cast<int64_t>(stats.allocated_bytes[0].current);
+    m.peak_allocated = static_cast<int64_t>(stats.allocated_bytes[0].peak);
+    m.reserved = static_cast<int64_t>(stats.reserved_bytes[0].current);
     if (reset_peak) c10::cuda::CUDACachingAllocator::resetPeakStats(index);
-  });
+  }
 #endif
-  return out;
+  return m;
 }
 
 void set_threads(int64_t n) {

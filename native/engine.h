@@ -114,9 +114,11 @@ struct RuntimeInfo {
 RuntimeInfo runtime_info();
 void set_threads(int64_t n);
 
-// CUDA caching-allocator statistics of one device, in bytes (all zero without CUDA).
+// CUDA caching-allocator counters of one device, in bytes; -1 without CUDA (or a bad index).
 struct CudaMemory {
-  int64_t allocated = 0, peak_allocated = 0, reserved = 0;
+  int64_t allocated = -1;       // held by live tensors
+  int64_t peak_allocated = -1;  // the most held since the last reset
+  int64_t reserved = -1;        // allocated + cached by the allocator
 };
 CudaMemory cuda_memory(int64_t device_index, bool reset_peak);
 

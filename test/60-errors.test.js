@@ -42,6 +42,7 @@ describe('errors: sampler options', function () {
     ['ragged prompt rows', { prompt: [[1, 2], [3]] }, /length 2.* for prompt\[1\]/],
     ['batchSize against prompt rows', { prompt: [[1], [2]], batchSize: 3 }, /batchSize/],
     ['batchSize 0', { batchSize: 0 }, /batchSize/],
+    ['batchSize whose logits could not fit in memory', { batchSize: 1000, contextLength: 256 }, /at most 166 at contextLength 256.* for batchSize but received 1000/],
     ['negative temperature', { temperature: -1 }, /temperature.*-1/],
     ['NaN temperature', { temperature: NaN }, /temperature.*NaN/],
     ['infinite temperature', { temperature: Infinity }, /temperature/],

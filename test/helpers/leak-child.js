@@ -1,0 +1,51 @@
+'use strict';
+// Child process of test/65-leaks.test.js (run with --expose-gc): repeats calls and reports the
+// resident set size before and after, in MiB. argv: JSON { dir, cache, phase, n }.
+const { smartModelLoader, fullDiff } = require('../../dist');
+
+const mib = () => process.memoryUsage().rss / 1048576;
+async function settle() {
+  for (let i = 0; i < 3; i++) {
+    global.gc();
+    await new Promise((r) => setImmediate(r));
+  }
+}
+
+(async () => {
+  const { dir, cache, phase, n, warmup } = JSON.parse(process.argv[process.argv.length - 1]);
+  const load = (useCache = true) => smartModelLoader(dir, { device: 'cpu', torchscriptCacheDir: cache, useCache, threads: 1 });
+  const tokens = [Array.from({ length: 64 }, (_, i) => (i * 37) % 4096)];
+  let once;
+  if (phase === 'forward') {
+    const { model } = await load();
+    once = async () => { await model.forward(tokens); };
+  } else if (phase === 'fullDiff') {
+    const { model } = await load();
+    let k = 0;
+    once = async () => { await fullDiff({ model, steps: 2, contextLength: 32, seed: k++, alg: k % 2 ? 'acs' : 'original' }); };
+  } else if (phase === 'abort') {
+    const { model } = await load();
+    once = async () => {
+      const c = new AbortController();
+      await fullDiff({ model, steps: 1000, contextLength: 64, signal: c.signal, onStep: () => c.abort() }).catch((e) => { if (e.name !== 'AbortError') throw e; });
+    };
+  } else if (phase === 'load') {
+    let k = 0;
+    once = async () => {
+      // alternately built from the checkpoint and loaded from the TorchScript cache
+      const { model } = await load(k++ % 2 === 0);
+      await model.forward(tokens);
+      model.dispose();
+    };
+  }
+  for (let i = 0; i < warmup; i++) await once();
+  await settle();
+  const before = mib();
+  for (let i = 0; i < n; i++) await once();
+  await settle();
+  const after = mib();
+  console.log('RESULT:' + JSON.stringify({ phase, n, before, after }));
+})().catch((e) => {
+  console.error(e);
+  process.exit(3);
+});
