@@ -31,6 +31,7 @@
         "native/engine.cc",
         "native/checkpoint.cc",
         "native/model_epsilon.cc",
+        "native/model_gamma.cc",
         "native/sampler.cc"
       ],
       "include_dirs": [

@@ -19,11 +19,23 @@ export interface NativeTensorEntry {
 
 /** Architecture numbers the native builder needs; derived from the config by lib/config.ts. */
 export interface NativeArchitecture {
-  family: 'epsilon_hybrid';
+  family: 'epsilon_hybrid' | 'gamma_hybrid';
   vocabSize: number;
   hiddenSize: number;
   nHeads: number;
   nBlocks: number;
+}
+
+/** The gamma builder's extra numbers and switches (lib/config.ts gammaSwitchesOf). */
+export interface NativeGammaArchitecture extends NativeArchitecture {
+  family: 'gamma_hybrid';
+  condDim: number;
+  gamma: number;
+  radd: boolean;
+  sigmaConditioning: boolean;
+  timestepEmbedding: boolean;
+  scaleBySigma: boolean;
+  postProcessAR: boolean;
 }
 
 export interface NativeBuildSpec {
@@ -32,7 +44,7 @@ export interface NativeBuildSpec {
   /** size the header parser saw; the reader re-checks it against the file it opens */
   fileSize: number;
   tensors: NativeTensorEntry[];
-  arch: NativeArchitecture;
+  arch: NativeArchitecture | NativeGammaArchitecture;
   /** the checkpoint's training config, JSON text; stored inside the TorchScript module */
   configJson: string;
   /** 'cpu' or 'cuda:N' */
@@ -98,8 +110,11 @@ export interface NativeLogits {
 
 export interface NativeModel {
   info(): NativeModelInfo;
-  /** tokens: batch × length ids; positions: same shape, or null for 0..length-1 */
-  forward(tokens: Int32Array, batch: number, length: number, positions: Int32Array | null): Promise<NativeLogits>;
+  /**
+   * tokens: batch × length ids; positions: same shape, or null for 0..length-1; sigma: same
+   * shape (gamma models, required) or null (epsilon models)
+   */
+  forward(tokens: Int32Array, batch: number, length: number, positions: Int32Array | null, sigma?: Float32Array | null): Promise<NativeLogits>;
   /** resolves to batchSize × contextLength ids, row-major */
   sample(options: NativeSampleOptions, onStep: NativeStepCallback | null): NativeJob<Int32Array>;
   /** frees the module; idempotent; running jobs keep their own reference and finish */

@@ -9,7 +9,7 @@ import * as path from 'path';
 import { createHash } from 'crypto';
 import { addon, type NativeModel, type NativePrecision } from './binding';
 import { findWeightsFile, readSafetensorsHeader } from './checkpoint';
-import { architectureOf, checkWeightsAgainstArchitecture, detectFamily, readConfigFile, type ModelFamily } from './config';
+import { architectureOf, checkWeightsAgainstArchitecture, detectFamily, gammaSwitchesOf, readConfigFile, type ModelFamily } from './config';
 import { HdlmError, invalidParameterError } from './errors';
 import { looksLikeRepoId, resolveRepoFiles, type HubOptions } from './hub';
 import { HdlmModel, callNative } from './model';
@@ -110,7 +110,6 @@ async function load(options: InternalLoaderOptions): Promise<LoadedModel> {
 
   const cfg = readConfigFile(source.configFile);
   const family = detectFamily(cfg, modelType);
-  refuseUnsupported(family, source.configFile);
   const arch = architectureOf(cfg, family);
   if (source.weights.format !== 'safetensors') {
     throw new HdlmError(
@@ -139,7 +138,12 @@ async function load(options: InternalLoaderOptions): Promise<LoadedModel> {
         weightsPath: source.weights.path,
         fileSize: header.fileSize,
         tensors: header.tensors,
-        arch: { family: 'epsilon_hybrid', vocabSize: arch.vocabSize, hiddenSize: arch.hiddenSize, nHeads: arch.nHeads, nBlocks: arch.nBlocks },
+        arch: family === 'gamma_hybrid'
+          ? {
+              family, vocabSize: arch.vocabSize, hiddenSize: arch.hiddenSize, nHeads: arch.nHeads, nBlocks: arch.nBlocks,
+              condDim: arch.condDim, ...gammaSwitchesOf(cfg),
+            }
+          : { family: 'epsilon_hybrid', vocabSize: arch.vocabSize, hiddenSize: arch.hiddenSize, nHeads: arch.nHeads, nBlocks: arch.nBlocks },
         configJson,
         device,
         precision,
@@ -201,15 +205,6 @@ export function resolveDevice(device: unknown): string {
     throw invalidParameterError('device', `a CUDA device index below ${runtime.cudaDeviceCount}`, device);
   }
   return `cuda:${index}`;
-}
-
-function refuseUnsupported(family: ModelFamily, where: string): void {
-  if (family === 'gamma_hybrid') {
-    throw new HdlmError(
-      'HDLM_UNSUPPORTED',
-      `${where}: this is a gamma_hybrid (QGamma) model; hdlm does not support the gamma family yet (only epsilon_hybrid)`,
-    );
-  }
 }
 
 type Source =
@@ -288,8 +283,7 @@ async function loadTorchScriptFile(file: string, modelType: ModelType, device: s
     if (family !== info.family) {
       throw new HdlmError('HDLM_BAD_FILE', `${file}: modelType '${modelType}' was asked for, but the file holds a ${info.family} model`);
     }
-    refuseUnsupported(family, file);
-    if (family !== 'epsilon_hybrid') throw new HdlmError('HDLM_BAD_FILE', `${file}: unknown hdlm_family '${info.family}'`);
+    if (family !== 'epsilon_hybrid' && family !== 'gamma_hybrid') throw new HdlmError('HDLM_BAD_FILE', `${file}: unknown hdlm_family '${info.family}'`);
     const arch = architectureOf(cfg, family);
     const model = new HdlmModel(native, {
       family, device: info.device, precision: info.precision, config: cfg, vocabSize: arch.vocabSize, maskId: arch.maskId, length: arch.length, source: file,

@@ -66,14 +66,25 @@ export class HdlmModel {
   }
 
   /**
-   * Logits for token ids (upstream `model(x, positions)`): `tokens` is one row or a batch of
-   * equal-length rows of ids in [0, vocabSize); `positions` (same shape, default 0..L-1) sets
-   * the rotary positions (upstream uses only the first row).
+   * Logits for token ids. Epsilon models: `forward(tokens, positions?)` (upstream
+   * `model(x, positions)`). Gamma models: `forward(tokens, sigma, positions?)` (upstream
+   * `model(indices, sigma, positions)`), `sigma` = per-token total noise σ̄ ≥ 0, same shape as
+   * tokens (or one number for every token). `tokens` is one row or a batch of equal-length rows
+   * of ids in [0, vocabSize); `positions` (same shape, default 0..L-1) sets the rotary positions
+   * (upstream uses only the first row).
    */
-  async forward(tokens: unknown, positions?: unknown): Promise<Logits> {
+  async forward(tokens: unknown, second?: unknown, third?: unknown): Promise<Logits> {
     const native = this.native();
     const x = tokenRows('tokens', tokens, this.vocabSize);
     if (x.cols === 0) throw invalidParameterError('tokens', 'at least one token id', tokens);
+    let sigma: Float32Array | null = null;
+    let positions: unknown = second;
+    if (this.family === 'gamma_hybrid') {
+      sigma = sigmaRows(second, x.rows, x.cols);
+      positions = third;
+    } else if (third !== undefined) {
+      throw invalidParameterError('forward arguments', '(tokens, positions?) for an epsilon_hybrid model (sigma is for gamma_hybrid models)', third);
+    }
     let pos: Int32Array | null = null;
     if (positions !== undefined && positions !== null) {
       const p = tokenRows('positions', positions, 2 ** 31 - 1);
@@ -82,7 +93,7 @@ export class HdlmModel {
       }
       pos = p.data;
     }
-    const out: NativeLogits = await callNative(() => native.forward(x.data, x.rows, x.cols, pos));
+    const out: NativeLogits = await callNative(() => native.forward(x.data, x.rows, x.cols, pos, sigma));
     return { data: out.data, shape: out.shape };
   }
 
@@ -97,6 +108,29 @@ export class HdlmModel {
   toString(): string {
     return `HdlmModel(${this.family}, ${this.device}, ${this.source})`;
   }
+}
+
+/** sigma for a gamma forward: a number, one row (batch 1) or rows matching [rows, cols]; finite, >= 0. */
+function sigmaRows(value: unknown, rows: number, cols: number): Float32Array {
+  const expected = `a number >= 0 or rows of numbers >= 0 shaped like tokens ([${rows}, ${cols}])`;
+  const out = new Float32Array(rows * cols);
+  const ok = (n: unknown): n is number => typeof n === 'number' && Number.isFinite(n) && n >= 0;
+  if (ok(value)) return out.fill(value);
+  const isRow = (r: unknown): r is ArrayLike<unknown> =>
+    Array.isArray(r) || (ArrayBuffer.isView(r) && !(r instanceof DataView));
+  if (!isRow(value)) throw invalidParameterError('sigma', expected, value);
+  const list: ArrayLike<unknown>[] = rows === 1 && value.length === cols && !isRow(value[0]) ? [value] : Array.from(value as ArrayLike<unknown>) as ArrayLike<unknown>[];
+  if (list.length !== rows) throw invalidParameterError('sigma', expected, value);
+  for (let r = 0; r < rows; r++) {
+    const row = list[r];
+    if (!isRow(row) || row.length !== cols) throw invalidParameterError('sigma', expected, value);
+    for (let c = 0; c < cols; c++) {
+      const n = row[c];
+      if (!ok(n)) throw invalidParameterError('sigma', expected, value);
+      out[r * cols + c] = n;
+    }
+  }
+  return out;
 }
 
 /** Turns a native rejection (an Error with a `code`) into an HdlmError. */

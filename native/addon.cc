@@ -178,12 +178,12 @@ Napi::Value ModelWrap::Info(const Napi::CallbackInfo& info) {
 class ForwardWorker : public PromiseWorker {
  public:
   ForwardWorker(Napi::Env env, std::shared_ptr<hdlm::Model> model, std::vector<int32_t> tokens, int64_t batch,
-                int64_t length, std::vector<int32_t> positions)
+                int64_t length, std::vector<int32_t> positions, std::vector<float> sigma)
       : PromiseWorker(env), model_(std::move(model)), tokens_(std::move(tokens)), positions_(std::move(positions)),
-        batch_(batch), length_(length) {}
+        sigma_(std::move(sigma)), batch_(batch), length_(length) {}
 
  protected:
-  void Run() override { logits_ = model_->forward(tokens_, batch_, length_, positions_); }
+  void Run() override { logits_ = model_->forward(tokens_, batch_, length_, positions_, sigma_); }
   Napi::Value Result(Napi::Env env) override {
     auto data = Napi::Float32Array::New(env, logits_.data.size());
     if (!logits_.data.empty()) std::memcpy(data.Data(), logits_.data.data(), logits_.data.size() * sizeof(float));
@@ -200,6 +200,7 @@ class ForwardWorker : public PromiseWorker {
  private:
   std::shared_ptr<hdlm::Model> model_;
   std::vector<int32_t> tokens_, positions_;
+  std::vector<float> sigma_;
   int64_t batch_, length_;
   hdlm::Logits logits_;
 };
@@ -208,18 +209,27 @@ Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   auto model = live(env);
   if (info.Length() < 4 || !info[1].IsNumber() || !info[2].IsNumber()) {
-    throw_type(env, "forward(tokens: Int32Array, batch: number, length: number, positions: Int32Array | null)");
+    throw_type(env, "forward(tokens: Int32Array, batch: number, length: number, positions: Int32Array | null, sigma?: Float32Array | null)");
   }
   auto tokens = to_int32_vector(env, info[0], "tokens");
   const auto batch = info[1].As<Napi::Number>().Int64Value();
   const auto length = info[2].As<Napi::Number>().Int64Value();
   std::vector<int32_t> positions;
   if (!info[3].IsNull() && !info[3].IsUndefined()) positions = to_int32_vector(env, info[3], "positions");
-  if (batch < 1 || length < 1 || static_cast<int64_t>(tokens.size()) != batch * length ||
-      (!positions.empty() && positions.size() != tokens.size())) {
-    throw_type(env, "tokens (and positions) of batch × length elements");
+  std::vector<float> sigma;
+  if (info.Length() > 4 && !info[4].IsNull() && !info[4].IsUndefined()) {
+    if (!info[4].IsTypedArray() || info[4].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+      throw_type(env, "sigma as a Float32Array");
+    }
+    auto arr = info[4].As<Napi::Float32Array>();
+    sigma.assign(arr.Data(), arr.Data() + arr.ElementLength());
   }
-  auto* worker = new ForwardWorker(env, std::move(model), std::move(tokens), batch, length, std::move(positions));
+  if (batch < 1 || length < 1 || static_cast<int64_t>(tokens.size()) != batch * length ||
+      (!positions.empty() && positions.size() != tokens.size()) || (!sigma.empty() && sigma.size() != tokens.size())) {
+    throw_type(env, "tokens (and positions, sigma) of batch × length elements");
+  }
+  auto* worker = new ForwardWorker(env, std::move(model), std::move(tokens), batch, length, std::move(positions),
+                                   std::move(sigma));
   auto promise = worker->Promise();
   worker->Queue();
   return promise;
@@ -440,6 +450,15 @@ Napi::Value BuildModel(const Napi::CallbackInfo& info) {
   spec.arch.hidden_size = get_int(a, "hiddenSize");
   spec.arch.n_heads = get_int(a, "nHeads");
   spec.arch.n_blocks = get_int(a, "nBlocks");
+  if (spec.arch.family == "gamma_hybrid") {
+    spec.arch.cond_dim = get_int(a, "condDim");
+    spec.arch.gamma = get_number(a, "gamma");
+    spec.arch.radd = get(a, "radd").ToBoolean();
+    spec.arch.sigma_conditioning = get(a, "sigmaConditioning").ToBoolean();
+    spec.arch.timestep_embedding = get(a, "timestepEmbedding").ToBoolean();
+    spec.arch.scale_by_sigma = get(a, "scaleBySigma").ToBoolean();
+    spec.arch.post_process_ar = get(a, "postProcessAR").ToBoolean();
+  }
   auto tensors = get(o, "tensors");
   if (!tensors.IsArray()) throw_type(env, "an array of tensors");
   auto list = tensors.As<Napi::Array>();

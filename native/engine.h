@@ -27,11 +27,19 @@ struct TensorEntry {
 };
 
 struct Architecture {
-  std::string family;  // epsilon_hybrid
+  std::string family;  // epsilon_hybrid or gamma_hybrid
   int64_t vocab_size = 0;
   int64_t hidden_size = 0;
   int64_t n_heads = 0;
   int64_t n_blocks = 0;
+  // gamma_hybrid only (hdlm-reference §3.1); decided from the config by lib/config.ts
+  int64_t cond_dim = 0;
+  double gamma = 0.0;               // graph.gamma (embedding interpolation)
+  bool radd = false;                // §3.2 mask-interpolated embedding
+  bool sigma_conditioning = false;  // adaLN in blocks
+  bool timestep_embedding = false;  // sigma_map present
+  bool scale_by_sigma = false;      // §3.6
+  bool post_process_ar = false;     // §3.7 rule 1 (AR sampling_method with post_process_logits)
 };
 
 // How the epsilon model computes (see model_epsilon.cc): fp32 on the CPU; on CUDA upstream's
@@ -90,9 +98,10 @@ class Model {
  public:
   virtual ~Model() = default;
   virtual ModelInfo info() const = 0;
-  // tokens: batch × length ids; positions: same size or empty for 0..length-1.
+  // tokens: batch × length ids; positions: same size or empty for 0..length-1; sigma: same
+  // size (gamma models: per-token total noise; required) or empty (epsilon models).
   virtual Logits forward(const std::vector<int32_t>& tokens, int64_t batch, int64_t length,
-                         const std::vector<int32_t>& positions) = 0;
+                         const std::vector<int32_t>& positions, const std::vector<float>& sigma) = 0;
   // Returns batch_size × context_length ids. Throws EngineError("HDLM_ABORTED") when `abort` is set.
   virtual std::vector<int32_t> sample(const SampleOptions& options, const std::atomic<bool>& abort,
                                       const StepCallback& on_step) = 0;
