@@ -32,7 +32,9 @@
         "native/checkpoint.cc",
         "native/model_epsilon.cc",
         "native/model_gamma.cc",
-        "native/sampler.cc"
+        "native/sampler.cc",
+        "native/sampler_gamma.cc",
+        "native/metaschedule.cc"
       ],
       "include_dirs": [
         "<!@(node -p \"require('node-addon-api').include\")"

@@ -117,6 +117,8 @@ export interface NativeModel {
   forward(tokens: Int32Array, batch: number, length: number, positions: Int32Array | null, sigma?: Float32Array | null): Promise<NativeLogits>;
   /** resolves to batchSize × contextLength ids, row-major */
   sample(options: NativeSampleOptions, onStep: NativeStepCallback | null): NativeJob<Int32Array>;
+  /** gamma models: upstream's NAR / SAR sampler; resolves to batchSize × contextLength ids */
+  sampleGamma(options: NativeGammaSampleOptions, onStep: NativeStepCallback | null): NativeJob<Int32Array>;
   /** frees the module; idempotent; running jobs keep their own reference and finish */
   dispose(): void;
   isDisposed(): boolean;
@@ -129,7 +131,52 @@ export interface NativeRuntimeInfo {
   threads: number;
 }
 
+/** A metaschedule as the native side takes it (lib/metaschedule.ts). */
+export interface NativeScheduleSpec {
+  type: 'simple' | 'block' | 'hybrid';
+  width: number;
+  tau: number;
+  /** hybrid: sequence length; else 0 */
+  length: number;
+}
+
+export type NativeScheduleQuery =
+  | { kind: 'info'; n: number }
+  | { kind: 'step'; k: number; n: number }
+  | { kind: 'plan'; k: number; n: number; eps: number; contextAttention: string; blockAttention: string; autoregressive: boolean };
+
+export interface NativeScheduleAnswer {
+  worthless: number;
+  width: number;
+  maxStep: number;
+  levels: Int32Array;
+  numSettled: number;
+  relevantLength: number;
+  t: Float32Array;
+  den: Uint8Array;
+  act: Uint8Array;
+  settled: Uint8Array;
+  mask: Uint8Array;
+}
+
+export interface NativeGammaSampleOptions {
+  /** 'nar' = upstream sampling.py, 'sar' = sampling_sar.py */
+  mode: 'nar' | 'sar';
+  metaschedule: NativeScheduleSpec;
+  contextAttention: 'full' | 'causal' | 'block_causal';
+  blockAttention: 'full' | 'causal';
+  graph: 'QGamma' | 'absorb';
+  gamma: number;
+  vocabSize: number;
+  batchSize: number;
+  contextLength: number;
+  eps: number;
+  seed: bigint;
+  stepTokens: boolean;
+}
+
 export interface NativeAddon {
+  metascheduleQuery(spec: NativeScheduleSpec, query: NativeScheduleQuery): NativeScheduleAnswer;
   runtimeInfo(): NativeRuntimeInfo;
   setThreads(n: number): void;
   buildModel(spec: NativeBuildSpec): Promise<NativeModel>;

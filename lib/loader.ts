@@ -13,6 +13,7 @@ import { architectureOf, checkWeightsAgainstArchitecture, detectFamily, gammaSwi
 import { HdlmError, invalidParameterError } from './errors';
 import { looksLikeRepoId, resolveRepoFiles, type HubOptions } from './hub';
 import { HdlmModel, callNative } from './model';
+import { createMetaschedule, type Metaschedule } from './metaschedule';
 import * as v from './validate';
 
 export type ModelType = 'auto' | ModelFamily;
@@ -51,10 +52,11 @@ export interface LoadedModel {
   /** the device the model runs on: 'cpu' or 'cuda:N' */
   device: string;
   /**
-   * Upstream returns the annealing metaschedule here; it is only used by the shifted and gamma
-   * samplers, which this version does not ship yet, so it is always null.
+   * Upstream's 5th result (create_metaschedule): the annealing metaschedule from the checkpoint's
+   * `annealing` config (type simple / block / hybrid, width, eval_tau; hybrid also model.length),
+   * or null when the config names no such schedule. The gamma samplers and semiDiffShifted use it.
    */
-  metaschedule: null;
+  metaschedule: Metaschedule | null;
 }
 
 const LOADER_KEYS = [
@@ -155,7 +157,7 @@ async function load(options: InternalLoaderOptions): Promise<LoadedModel> {
     family, device: native.info().device, precision: native.info().precision, config: cfg, vocabSize: arch.vocabSize, maskId: arch.maskId, length: arch.length,
     source: source.description,
   });
-  return { model, cfg, device: model.device, metaschedule: null };
+  return { model, cfg, device: model.device, metaschedule: createMetaschedule(cfg, arch.length) };
 }
 
 function normalize(first: unknown, second: unknown): LoaderOptions {
@@ -288,7 +290,7 @@ async function loadTorchScriptFile(file: string, modelType: ModelType, device: s
     const model = new HdlmModel(native, {
       family, device: info.device, precision: info.precision, config: cfg, vocabSize: arch.vocabSize, maskId: arch.maskId, length: arch.length, source: file,
     });
-    return { model, cfg, device: model.device, metaschedule: null };
+    return { model, cfg, device: model.device, metaschedule: createMetaschedule(cfg, arch.length) };
   } catch (e) {
     native.dispose();
     throw e;

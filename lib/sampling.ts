@@ -4,8 +4,8 @@
  * worker thread; this file only validates options, applies defaults and shapes the result.
  */
 import { randomBytes } from 'crypto';
-import type { NativeAlgorithm, NativeSampleOptions } from './binding';
-import { AbortError, invalidParameterError } from './errors';
+import type { NativeAlgorithm, NativeJob, NativeSampleOptions, NativeStepCallback } from './binding';
+import { AbortError, HdlmError, invalidParameterError } from './errors';
 import { HdlmModel, toHdlmError } from './model';
 import * as v from './validate';
 
@@ -92,6 +92,9 @@ export function prepareSampling(fnName: string, mode: 'full' | 'semi', options: 
   if (!(o.model instanceof HdlmModel)) throw invalidParameterError('model', 'an HdlmModel from smartModelLoader', o.model);
   const model = o.model;
   model.native(); // throws if disposed
+  if (model.family !== 'epsilon_hybrid') {
+    throw new HdlmError('HDLM_UNSUPPORTED', `${fnName} is an epsilon_hybrid sampler; this is a ${model.family} model (use gammaSample)`);
+  }
 
   let prompt: Int32Array | null = null;
   let promptRows = 0;
@@ -146,7 +149,7 @@ export function prepareSampling(fnName: string, mode: 'full' | 'semi', options: 
   };
 }
 
-function checkDevice(device: unknown, model: HdlmModel): void {
+export function checkDevice(device: unknown, model: HdlmModel): void {
   const name = v.nonEmptyString('device', device);
   const ok = name === 'auto' || name === model.device || (name === 'cuda' && model.device.startsWith('cuda:'));
   if (!ok) throw invalidParameterError('device', `'auto' or the model's device ('${model.device}')`, device);
@@ -160,15 +163,29 @@ function rowsOf(flat: Int32Array, batch: number, length: number): number[][] {
 
 async function run(fnName: string, mode: 'full' | 'semi', options: SemiDiffOptions, keys: readonly string[]): Promise<number[][]> {
   const { model, native, signal, onStep } = prepareSampling(fnName, mode, options, keys);
+  return runNativeJob(fnName, (step) => model.native().sample(native, step), native.batchSize, native.contextLength, signal, onStep);
+}
+
+/**
+ * @internal Starts a native sampling job and turns it into a promise of rows: wires onStep and
+ * the AbortSignal, and maps native failures to HdlmError (HDLM_ABORTED → AbortError).
+ */
+export async function runNativeJob(
+  fnName: string,
+  start: (step: NativeStepCallback | null) => NativeJob<Int32Array>,
+  batchSize: number,
+  contextLength: number,
+  signal: AbortSignal | null,
+  onStep: ((info: StepInfo) => void) | null,
+): Promise<number[][]> {
   if (signal?.aborted) throw new AbortError(`${fnName} was aborted before it started`, { cause: signal.reason });
-  const { batchSize, contextLength } = native;
   const step = onStep
     ? (done: number, total: number, tokens: Int32Array | null) =>
         onStep({ step: done, total, tokens: tokens ? rowsOf(tokens, batchSize, contextLength) : null })
     : null;
-  let job;
+  let job: NativeJob<Int32Array>;
   try {
-    job = model.native().sample(native, step);
+    job = start(step);
   } catch (e) {
     throw toHdlmError(e);
   }
@@ -185,4 +202,3 @@ async function run(fnName: string, mode: 'full' | 'semi', options: SemiDiffOptio
     signal?.removeEventListener('abort', onAbort);
   }
 }
-

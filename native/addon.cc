@@ -112,7 +112,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "NativeModel",
                        {InstanceMethod("info", &ModelWrap::Info), InstanceMethod("forward", &ModelWrap::Forward),
-                        InstanceMethod("sample", &ModelWrap::Sample), InstanceMethod("dispose", &ModelWrap::Dispose),
+                        InstanceMethod("sample", &ModelWrap::Sample),
+                        InstanceMethod("sampleGamma", &ModelWrap::SampleGamma), InstanceMethod("dispose", &ModelWrap::Dispose),
                         InstanceMethod("isDisposed", &ModelWrap::IsDisposed)});
   }
 
@@ -135,6 +136,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value Info(const Napi::CallbackInfo& info);
   Napi::Value Forward(const Napi::CallbackInfo& info);
   Napi::Value Sample(const Napi::CallbackInfo& info);
+  Napi::Value SampleGamma(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
     // Running jobs hold their own reference and finish; the module is freed after the last one.
     model_.reset();
@@ -280,13 +282,15 @@ void deliver_step(Napi::Env env, Napi::Function callback, SampleJob*, StepEvent*
 
 using ProgressTsfnDelivering = Napi::TypedThreadSafeFunction<SampleJob, StepEvent, deliver_step>;
 
+// The sampling call a worker runs: one of the engine's samplers, bound to its model and options.
+using SampleCall = std::function<std::vector<int32_t>(const std::atomic<bool>&, const hdlm::StepCallback&)>;
+
 class SampleWorker : public Napi::AsyncWorker {
  public:
-  SampleWorker(Napi::Env env, std::shared_ptr<hdlm::Model> model, hdlm::SampleOptions options,
-               std::shared_ptr<std::atomic<bool>> abort, std::shared_ptr<SampleJob> job,
-               ProgressTsfnDelivering progress, bool has_progress)
-      : Napi::AsyncWorker(env), model_(std::move(model)), options_(std::move(options)), abort_(std::move(abort)),
-        job_(std::move(job)), progress_(progress), has_progress_(has_progress) {}
+  SampleWorker(Napi::Env env, SampleCall call, std::shared_ptr<std::atomic<bool>> abort,
+               std::shared_ptr<SampleJob> job, ProgressTsfnDelivering progress, bool has_progress)
+      : Napi::AsyncWorker(env), call_(std::move(call)), abort_(std::move(abort)), job_(std::move(job)),
+        progress_(progress), has_progress_(has_progress) {}
 
   void Execute() override {
     try {
@@ -296,7 +300,7 @@ class SampleWorker : public Napi::AsyncWorker {
           progress_.NonBlockingCall(new StepEvent{step, total, std::move(tokens)});
         };
       }
-      result_ = model_->sample(options_, *abort_, cb);
+      result_ = call_(*abort_, cb);
     } catch (const EngineError& e) {
       code_ = e.code;
       SetError(e.what());
@@ -318,8 +322,7 @@ class SampleWorker : public Napi::AsyncWorker {
   }
 
  private:
-  std::shared_ptr<hdlm::Model> model_;
-  hdlm::SampleOptions options_;
+  SampleCall call_;
   std::shared_ptr<std::atomic<bool>> abort_;
   std::shared_ptr<SampleJob> job_;
   ProgressTsfnDelivering progress_;
@@ -368,11 +371,9 @@ hdlm::SampleOptions read_sample_options(Napi::Env env, const Napi::Object& o) {
   return s;
 }
 
-Napi::Value ModelWrap::Sample(const Napi::CallbackInfo& info) {
+// Starts `call` on a worker thread; returns { promise, abort }. info[1] is the optional onStep.
+Napi::Value start_sample_job(const Napi::CallbackInfo& info, SampleCall call) {
   auto env = info.Env();
-  auto model = live(env);
-  if (info.Length() < 1 || !info[0].IsObject()) throw_type(env, "sample(options, onStep)");
-  auto options = read_sample_options(env, info[0].As<Napi::Object>());
   const bool has_progress = info.Length() > 1 && info[1].IsFunction();
 
   auto job = std::make_shared<SampleJob>(env, has_progress ? 2 : 1);
@@ -387,7 +388,7 @@ Napi::Value ModelWrap::Sample(const Napi::CallbackInfo& info) {
                                              delete keep;
                                            });
   }
-  auto* worker = new SampleWorker(env, std::move(model), std::move(options), abort, job, progress, has_progress);
+  auto* worker = new SampleWorker(env, std::move(call), abort, job, progress, has_progress);
   worker->Queue();
 
   auto out = Napi::Object::New(env);
@@ -399,8 +400,144 @@ Napi::Value ModelWrap::Sample(const Napi::CallbackInfo& info) {
   return out;
 }
 
+Napi::Value ModelWrap::Sample(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  auto model = live(env);
+  if (info.Length() < 1 || !info[0].IsObject()) throw_type(env, "sample(options, onStep)");
+  auto options = read_sample_options(env, info[0].As<Napi::Object>());
+  return start_sample_job(info, [model, options](const std::atomic<bool>& abort, const hdlm::StepCallback& cb) {
+    return model->sample(options, abort, cb);
+  });
+}
+
+hdlm::MetaScheduleSpec read_schedule(Napi::Env env, const Napi::Object& o) {
+  hdlm::MetaScheduleSpec spec;
+  const auto type = get_string(o, "type");
+  if (type == "simple") spec.type = hdlm::ScheduleType::Simple;
+  else if (type == "block") spec.type = hdlm::ScheduleType::Block;
+  else if (type == "hybrid") spec.type = hdlm::ScheduleType::Hybrid;
+  else throw_type(env, "a metaschedule type 'simple', 'block' or 'hybrid'");
+  spec.width = get_int(o, "width");
+  spec.tau = get_int(o, "tau");
+  spec.length = get_int(o, "length");
+  if (spec.width < 1 || spec.tau < 1 || (spec.type == hdlm::ScheduleType::Hybrid && spec.length < 1)) {
+    throw_type(env, "a metaschedule with positive width, tau and length");
+  }
+  return spec;
+}
+
+hdlm::ContextAttention read_context(Napi::Env env, const std::string& s) {
+  if (s == "full") return hdlm::ContextAttention::Full;
+  if (s == "causal") return hdlm::ContextAttention::Causal;
+  if (s == "block_causal") return hdlm::ContextAttention::BlockCausal;
+  throw_type(env, "contextAttention 'full', 'causal' or 'block_causal'");
+  return hdlm::ContextAttention::Full;
+}
+
+hdlm::BlockAttention read_block(Napi::Env env, const std::string& s) {
+  if (s == "full") return hdlm::BlockAttention::Full;
+  if (s == "causal") return hdlm::BlockAttention::Causal;
+  throw_type(env, "blockAttention 'full' or 'causal'");
+  return hdlm::BlockAttention::Full;
+}
+
+Napi::Value ModelWrap::SampleGamma(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  auto model = live(env);
+  if (info.Length() < 1 || !info[0].IsObject()) throw_type(env, "sampleGamma(options, onStep)");
+  auto o = info[0].As<Napi::Object>();
+  hdlm::GammaSampleOptions g;
+  const auto mode = get_string(o, "mode");
+  if (mode != "nar" && mode != "sar") throw_type(env, "mode 'nar' or 'sar'");
+  g.sar = mode == "sar";
+  auto ms = get(o, "metaschedule");
+  if (!ms.IsObject()) throw_type(env, "a metaschedule object");
+  g.schedule = read_schedule(env, ms.As<Napi::Object>());
+  g.context_attention = read_context(env, get_string(o, "contextAttention"));
+  g.block_attention = read_block(env, get_string(o, "blockAttention"));
+  const auto graph = get_string(o, "graph");
+  if (graph == "QGamma") g.graph = hdlm::GammaGraph::QGamma;
+  else if (graph == "absorb") g.graph = hdlm::GammaGraph::Absorb;
+  else throw_type(env, "graph 'QGamma' or 'absorb'");
+  g.gamma = get_number(o, "gamma");
+  g.vocab_size = get_int(o, "vocabSize");
+  g.batch_size = get_int(o, "batchSize");
+  g.context_length = get_int(o, "contextLength");
+  g.eps = get_number(o, "eps");
+  auto seed = get(o, "seed");
+  if (!seed.IsBigInt()) throw_type(env, "a bigint seed");
+  bool lossless = false;
+  g.seed = seed.As<Napi::BigInt>().Uint64Value(&lossless);
+  if (!lossless) throw_type(env, "a seed in [0, 2^64)");
+  g.step_tokens = get(o, "stepTokens").ToBoolean();
+  if (g.batch_size < 1 || g.context_length < 1 || g.vocab_size < 2 || !(g.eps > 0 && g.eps < 0.05)) {
+    throw_type(env, "consistent gamma sampling options");
+  }
+  return start_sample_job(info, [model, g](const std::atomic<bool>& abort, const hdlm::StepCallback& cb) {
+    return model->sample_gamma(g, abort, cb);
+  });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Module-level functions
+
+Napi::Uint8Array to_uint8_array(Napi::Env env, const std::vector<uint8_t>& v) {
+  auto a = Napi::Uint8Array::New(env, v.size());
+  if (!v.empty()) std::memcpy(a.Data(), v.data(), v.size());
+  return a;
+}
+
+// metascheduleQuery(spec, query): query.kind 'info' {n} → {worthless, width, maxStep};
+// 'step' {k, n} → {levels: Int32Array, numSettled, relevantLength};
+// 'plan' {k, n, eps, contextAttention, blockAttention, autoregressive} → {t, den, act, settled, mask}.
+Napi::Value MetascheduleQuery(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsObject()) throw_type(env, "metascheduleQuery(spec, query)");
+  auto spec = read_schedule(env, info[0].As<Napi::Object>());
+  auto q = info[1].As<Napi::Object>();
+  const auto kind = get_string(q, "kind");
+  try {
+    hdlm::MetaSchedule ms(spec);
+    auto out = Napi::Object::New(env);
+    if (kind == "info") {
+      out.Set("worthless", Napi::Number::New(env, static_cast<double>(ms.worthless())));
+      out.Set("width", Napi::Number::New(env, static_cast<double>(ms.width())));
+      out.Set("maxStep", Napi::Number::New(env, static_cast<double>(ms.max_step(get_int(q, "n")))));
+      return out;
+    }
+    const auto k = get_int(q, "k"), n = get_int(q, "n");
+    if (k < 0 || n < 0 || n > (int64_t{1} << 20)) throw_type(env, "k >= 0 and 0 <= n <= 2^20");
+    if (kind == "step") {
+      auto lev = ms.levels(k, n);
+      std::vector<int32_t> lev32(lev.begin(), lev.end());
+      out.Set("levels", to_int32_array(env, lev32));
+      out.Set("numSettled", Napi::Number::New(env, static_cast<double>(ms.num_settled(k))));
+      out.Set("relevantLength", Napi::Number::New(env, static_cast<double>(ms.relevant_length(k))));
+      return out;
+    }
+    if (kind == "plan") {
+      if (n > 8192) throw_type(env, "n <= 8192 for an attention-mask plan");
+      const auto ctx = read_context(env, get_string(q, "contextAttention"));
+      const auto blk = read_block(env, get_string(q, "blockAttention"));
+      const double eps = get_number(q, "eps");
+      const bool ar = get(q, "autoregressive").ToBoolean();
+      if (ar && n < 1) throw_type(env, "n >= 1 for the autoregressive plan");
+      auto p = ar ? hdlm::t_and_mask_ar(ms, k, n, eps, ctx, blk) : hdlm::t_and_mask(ms, k, n, eps, ctx, blk);
+      auto t = Napi::Float32Array::New(env, p.t.size());
+      if (!p.t.empty()) std::memcpy(t.Data(), p.t.data(), p.t.size() * sizeof(float));
+      out.Set("t", t);
+      out.Set("den", to_uint8_array(env, p.den));
+      out.Set("act", to_uint8_array(env, p.act));
+      out.Set("settled", to_uint8_array(env, p.settled));
+      out.Set("mask", to_uint8_array(env, p.mask));
+      return out;
+    }
+    throw_type(env, "query kind 'info', 'step' or 'plan'");
+  } catch (const EngineError& e) {
+    throw make_error(env, e.code, e.what());
+  }
+  return env.Undefined();
+}
 
 class BuildWorker : public PromiseWorker {
  public:
@@ -531,6 +668,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("loadTorchScript", Napi::Function::New(env, LoadTorchScript));
   exports.Set("runtimeInfo", Napi::Function::New(env, RuntimeInfo));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
+  exports.Set("metascheduleQuery", Napi::Function::New(env, MetascheduleQuery));
   return exports;
 }
 

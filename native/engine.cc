@@ -18,6 +18,7 @@
 #include "model_epsilon.h"
 #include "model_gamma.h"
 #include "sampler.h"
+#include "sampler_gamma.h"
 
 
 namespace hdlm {
@@ -139,6 +140,25 @@ class TorchScriptModel : public Model {
       if (gamma_) throw EngineError("HDLM_UNSUPPORTED", "full_diff / semi_diff are epsilon_hybrid samplers; this is a gamma_hybrid model");
       auto fwd = [this](const at::Tensor& x, const at::Tensor& pos) { return call_forward(x, pos, at::Tensor()); };
       auto x = run_sampler(fwd, options, device_, abort, on_step).to(at::kInt).contiguous();
+      return std::vector<int32_t>(x.data_ptr<int32_t>(), x.data_ptr<int32_t>() + x.numel());
+    });
+  }
+
+  std::vector<int32_t> sample_gamma(const GammaSampleOptions& options, const std::atomic<bool>& abort,
+                                    const StepCallback& on_step) override {
+    if (!gamma_) throw EngineError("HDLM_UNSUPPORTED", "the gamma samplers need a gamma_hybrid model; this is an epsilon_hybrid model");
+    if (!module_.find_method("forward_with_mask")) {
+      throw EngineError("HDLM_UNSUPPORTED", "this TorchScript module has no forward_with_mask(tokens, positions, sigma, attn_mask), which the gamma samplers need");
+    }
+    return guarded("HDLM_NATIVE", "sampling", [&] {
+      c10::InferenceMode guard;
+      auto fwd = [this](const at::Tensor& x, const at::Tensor& sigma, const at::Tensor& pos, const at::Tensor& mask) {
+        torch::jit::GraphOptimizerEnabledGuard no_rewrites(false);
+        auto out = module_.get_method("forward_with_mask")({x, pos, sigma, mask});
+        if (!out.isTensor()) throw EngineError("HDLM_BAD_FILE", "the model's forward_with_mask did not return a tensor");
+        return out.toTensor();
+      };
+      auto x = run_gamma_sampler(fwd, options, device_, abort, on_step).to(at::kInt).contiguous();
       return std::vector<int32_t>(x.data_ptr<int32_t>(), x.data_ptr<int32_t>() + x.numel());
     });
   }

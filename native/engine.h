@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "metaschedule.h"
+
 namespace hdlm {
 
 // Errors the engine throws; addon.cc turns them into JS errors carrying `code`.
@@ -86,6 +88,24 @@ struct SampleOptions {
   bool step_tokens = false;
 };
 
+// Upstream's gamma samplers (hdlm/gamma_hybrid/sampling.py get_sa_sampling_fn, "NAR", and
+// sampling_sar.py, "SAR"): analytic predictor, log-linear noise, driven by a metaschedule.
+enum class GammaGraph { QGamma = 0, Absorb = 1 };
+struct GammaSampleOptions {
+  bool sar = false;
+  MetaScheduleSpec schedule;
+  ContextAttention context_attention = ContextAttention::BlockCausal;
+  BlockAttention block_attention = BlockAttention::Full;
+  GammaGraph graph = GammaGraph::QGamma;
+  double gamma = 0.01;     // graph.gamma (QGamma)
+  int64_t vocab_size = 50258;  // states, mask included (mask = vocab_size − 1)
+  int64_t batch_size = 1;
+  int64_t context_length = 1024;
+  double eps = 1e-4;       // annealing.sampling_eps
+  uint64_t seed = 0;
+  bool step_tokens = false;
+};
+
 // Called after every step (from the sampling thread). `tokens` is empty unless asked for.
 using StepCallback = std::function<void(int64_t step, int64_t total, std::vector<int32_t>&& tokens)>;
 
@@ -105,6 +125,9 @@ class Model {
   // Returns batch_size × context_length ids. Throws EngineError("HDLM_ABORTED") when `abort` is set.
   virtual std::vector<int32_t> sample(const SampleOptions& options, const std::atomic<bool>& abort,
                                       const StepCallback& on_step) = 0;
+  // Gamma models only. Returns batch_size × context_length ids.
+  virtual std::vector<int32_t> sample_gamma(const GammaSampleOptions& options, const std::atomic<bool>& abort,
+                                            const StepCallback& on_step) = 0;
 };
 
 // Build an epsilon-family model from a safetensors checkpoint; saves it to spec.cache_path if set.
