@@ -65,7 +65,7 @@ function section(cfg: Record<string, unknown>, key: string): Record<string, unkn
  * of `contextLength` ids per sample. Every position ends unmasked when the schedule's last step
  * denoises everything (block / hybrid / simple annealing all end at level 0).
  */
-export function gammaSample(options: GammaSampleOptions): Promise<number[][]> {
+export async function gammaSample(options: GammaSampleOptions): Promise<number[][]> {
   const fnName = 'gammaSample';
   if (!v.isPlainObject(options)) throw invalidParameterError(`${fnName} options`, 'an object', options);
   v.rejectUnknownKeys(fnName, options, KEYS);
