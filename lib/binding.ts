@@ -75,8 +75,8 @@ export interface NativeModelInfo {
 export type NativeAlgorithm = 'original' | 'acs' | 'remask' | 'remask_adhoc_shuffle' | 'remdm';
 
 export interface NativeSampleOptions {
-  /** 'full' = upstream full_diff, 'semi' = semi_diff */
-  mode: 'full' | 'semi';
+  /** upstream full_diff, semi_diff, full_diff_shifted, semi_diff_shifted */
+  mode: 'full' | 'semi' | 'full_shifted' | 'semi_shifted';
   alg: NativeAlgorithm;
   /** prompt ids, one row of promptLength per batch row (batchSize × promptLength), or null */
   prompt: Int32Array | null;
@@ -93,6 +93,13 @@ export interface NativeSampleOptions {
   seed: bigint;
   /** call onStep with a copy of the tokens after every step */
   stepTokens: boolean;
+  /** shifted samplers */
+  repetitionPenalty: number;
+  bosId: number;
+  /** semi_shifted: the metaschedule and attention types */
+  metaschedule: NativeScheduleSpec | null;
+  contextAttention: 'full' | 'causal' | 'block_causal';
+  blockAttention: 'full' | 'causal';
 }
 
 export type NativeStepCallback = (step: number, total: number, tokens: Int32Array | null) => void;

@@ -331,11 +331,56 @@ class SampleWorker : public Napi::AsyncWorker {
   std::string code_ = "HDLM_NATIVE";
 };
 
+hdlm::MetaScheduleSpec read_schedule(Napi::Env env, const Napi::Object& o) {
+  hdlm::MetaScheduleSpec spec;
+  const auto type = get_string(o, "type");
+  if (type == "simple") spec.type = hdlm::ScheduleType::Simple;
+  else if (type == "block") spec.type = hdlm::ScheduleType::Block;
+  else if (type == "hybrid") spec.type = hdlm::ScheduleType::Hybrid;
+  else throw_type(env, "a metaschedule type 'simple', 'block' or 'hybrid'");
+  spec.width = get_int(o, "width");
+  spec.tau = get_int(o, "tau");
+  spec.length = get_int(o, "length");
+  if (spec.width < 1 || spec.tau < 1 || (spec.type == hdlm::ScheduleType::Hybrid && spec.length < 1)) {
+    throw_type(env, "a metaschedule with positive width, tau and length");
+  }
+  return spec;
+}
+
+hdlm::ContextAttention read_context(Napi::Env env, const std::string& s) {
+  if (s == "full") return hdlm::ContextAttention::Full;
+  if (s == "causal") return hdlm::ContextAttention::Causal;
+  if (s == "block_causal") return hdlm::ContextAttention::BlockCausal;
+  throw_type(env, "contextAttention 'full', 'causal' or 'block_causal'");
+  return hdlm::ContextAttention::Full;
+}
+
+hdlm::BlockAttention read_block(Napi::Env env, const std::string& s) {
+  if (s == "full") return hdlm::BlockAttention::Full;
+  if (s == "causal") return hdlm::BlockAttention::Causal;
+  throw_type(env, "blockAttention 'full' or 'causal'");
+  return hdlm::BlockAttention::Full;
+}
+
 hdlm::SampleOptions read_sample_options(Napi::Env env, const Napi::Object& o) {
   hdlm::SampleOptions s;
   const auto mode = get_string(o, "mode");
-  if (mode != "full" && mode != "semi") throw_type(env, "mode 'full' or 'semi'");
-  s.semi = mode == "semi";
+  if (mode != "full" && mode != "semi" && mode != "full_shifted" && mode != "semi_shifted") {
+    throw_type(env, "mode 'full', 'semi', 'full_shifted' or 'semi_shifted'");
+  }
+  s.semi = mode == "semi" || mode == "semi_shifted";
+  s.shifted = mode == "full_shifted" || mode == "semi_shifted";
+  if (s.shifted) {
+    s.repetition_penalty = get_number(o, "repetitionPenalty");
+    s.bos_id = get_int(o, "bosId");
+  }
+  if (mode == "semi_shifted") {
+    auto ms = get(o, "metaschedule");
+    if (!ms.IsObject()) throw_type(env, "a metaschedule object");
+    s.schedule = read_schedule(env, ms.As<Napi::Object>());
+    s.context_attention = read_context(env, get_string(o, "contextAttention"));
+    s.block_attention = read_block(env, get_string(o, "blockAttention"));
+  }
   const auto alg = get_string(o, "alg");
   if (alg == "original") s.alg = hdlm::Algorithm::Original;
   else if (alg == "acs") s.alg = hdlm::Algorithm::Acs;
@@ -365,7 +410,7 @@ hdlm::SampleOptions read_sample_options(Napi::Env env, const Napi::Object& o) {
   if (s.batch_size < 1 || s.steps < 1 || s.context_length < 1 || s.block_size < 1 || s.prompt_length < 0 ||
       s.prompt_length > s.context_length ||
       static_cast<int64_t>(s.prompt.size()) != (s.prompt_length > 0 ? s.batch_size * s.prompt_length : 0) ||
-      (s.cfg_scale > 0 && s.prompt_length == 0)) {
+      (s.cfg_scale > 0 && s.prompt_length == 0 && !s.shifted) || s.bos_id < 0) {
     throw_type(env, "consistent sampling options (sizes, prompt shape)");
   }
   return s;
@@ -408,37 +453,6 @@ Napi::Value ModelWrap::Sample(const Napi::CallbackInfo& info) {
   return start_sample_job(info, [model, options](const std::atomic<bool>& abort, const hdlm::StepCallback& cb) {
     return model->sample(options, abort, cb);
   });
-}
-
-hdlm::MetaScheduleSpec read_schedule(Napi::Env env, const Napi::Object& o) {
-  hdlm::MetaScheduleSpec spec;
-  const auto type = get_string(o, "type");
-  if (type == "simple") spec.type = hdlm::ScheduleType::Simple;
-  else if (type == "block") spec.type = hdlm::ScheduleType::Block;
-  else if (type == "hybrid") spec.type = hdlm::ScheduleType::Hybrid;
-  else throw_type(env, "a metaschedule type 'simple', 'block' or 'hybrid'");
-  spec.width = get_int(o, "width");
-  spec.tau = get_int(o, "tau");
-  spec.length = get_int(o, "length");
-  if (spec.width < 1 || spec.tau < 1 || (spec.type == hdlm::ScheduleType::Hybrid && spec.length < 1)) {
-    throw_type(env, "a metaschedule with positive width, tau and length");
-  }
-  return spec;
-}
-
-hdlm::ContextAttention read_context(Napi::Env env, const std::string& s) {
-  if (s == "full") return hdlm::ContextAttention::Full;
-  if (s == "causal") return hdlm::ContextAttention::Causal;
-  if (s == "block_causal") return hdlm::ContextAttention::BlockCausal;
-  throw_type(env, "contextAttention 'full', 'causal' or 'block_causal'");
-  return hdlm::ContextAttention::Full;
-}
-
-hdlm::BlockAttention read_block(Napi::Env env, const std::string& s) {
-  if (s == "full") return hdlm::BlockAttention::Full;
-  if (s == "causal") return hdlm::BlockAttention::Causal;
-  throw_type(env, "blockAttention 'full' or 'causal'");
-  return hdlm::BlockAttention::Full;
 }
 
 Napi::Value ModelWrap::SampleGamma(const Napi::CallbackInfo& info) {

@@ -138,7 +138,16 @@ class TorchScriptModel : public Model {
     return guarded("HDLM_NATIVE", "sampling", [&] {
       c10::InferenceMode guard;
       if (gamma_) throw EngineError("HDLM_UNSUPPORTED", "full_diff / semi_diff are epsilon_hybrid samplers; this is a gamma_hybrid model");
-      auto fwd = [this](const at::Tensor& x, const at::Tensor& pos) { return call_forward(x, pos, at::Tensor()); };
+      if (options.shifted && options.semi && !module_.find_method("forward_with_mask")) {
+        throw EngineError("HDLM_UNSUPPORTED", "semi_diff_shifted needs attention masks: this TorchScript module has no forward_with_mask(tokens, positions, attn_mask)");
+      }
+      auto fwd = [this](const at::Tensor& x, const at::Tensor& pos, const at::Tensor& mask) {
+        if (!mask.defined()) return call_forward(x, pos, at::Tensor());
+        torch::jit::GraphOptimizerEnabledGuard no_rewrites(false);
+        auto out = module_.get_method("forward_with_mask")({x, pos, mask});
+        if (!out.isTensor()) throw EngineError("HDLM_BAD_FILE", "the model's forward_with_mask did not return a tensor");
+        return out.toTensor();
+      };
       auto x = run_sampler(fwd, options, device_, abort, on_step).to(at::kInt).contiguous();
       return std::vector<int32_t>(x.data_ptr<int32_t>(), x.data_ptr<int32_t>() + x.numel());
     });

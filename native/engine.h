@@ -71,7 +71,13 @@ struct ModelInfo {
 enum class Algorithm { Original, Acs, Remask, RemaskAdhocShuffle, Remdm };
 
 struct SampleOptions {
-  bool semi = false;  // false: full_diff, true: semi_diff
+  bool semi = false;     // false: full_diff (full_diff_shifted), true: semi_diff (semi_diff_shifted)
+  bool shifted = false;  // the next-token samplers full_diff_shifted / semi_diff_shifted (§4.4, §4.5)
+  double repetition_penalty = 1.2;  // shifted samplers
+  int64_t bos_id = 50256;           // shifted samplers: written at position 0 before the prompt
+  MetaScheduleSpec schedule;        // semi_diff_shifted
+  ContextAttention context_attention = ContextAttention::BlockCausal;  // semi_diff_shifted
+  BlockAttention block_attention = BlockAttention::Full;              // semi_diff_shifted
   Algorithm alg = Algorithm::Original;
   std::vector<int32_t> prompt;  // batch_size × prompt_length, row-major; empty = no prompt
   int64_t prompt_length = 0;
