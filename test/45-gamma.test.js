@@ -105,6 +105,40 @@ describe('model: gamma forward parity with upstream (CPU fp32)', function () {
     assert.ok(Math.abs(pa - pb) > 1e-4, 'log-probabilities change with sigma');
   });
 
+  it("post_process_logits with an AR sampling_method zeroes the next input token's logit (§3.7)", async () => {
+    const dir = path.join(cache, 'ar');
+    fs.mkdirSync(dir);
+    const cfg = JSON.parse(fs.readFileSync(path.join(GAMMA, 'config.json'), 'utf8'));
+    cfg.annealing.sampling_method = 'AR';
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(cfg));
+    fs.symlinkSync(path.join(GAMMA, 'model.safetensors'), path.join(dir, 'model.safetensors'));
+    const { model: ar } = await smartModelLoader(dir, { device: 'cpu', useCache: false });
+    try {
+      const x = [[464, 2003, 286, 11666], [50257, 50257, 4430, 13]];
+      const sigma = [[0.3, 0.3, 1, 1], [2, 2, 0.1, 0.1]];
+      const a = await ar.forward(x, sigma);
+      const b = await model.forward(x, sigma);
+      const V = 50258;
+      let changed = 0;
+      for (let r = 0; r < 2; r++) {
+        for (let l = 0; l < 4; l++) {
+          for (let j = 0; j < V; j++) {
+            const i = (r * 4 + l) * V + j;
+            if (l < 3 && j === x[r][l + 1]) {
+              assert.strictEqual(a.data[i], 0);
+              changed++;
+            } else {
+              assert.strictEqual(a.data[i], b.data[i]);
+            }
+          }
+        }
+      }
+      assert.strictEqual(changed, 6);
+    } finally {
+      ar.dispose();
+    }
+  });
+
   it('validates sigma', async () => {
     const x = [[1, 2, 3]];
     const bad = (e) => e.code === 'HDLM_INVALID_ARGUMENT' && /sigma/.test(e.message) && /Expected/.test(e.message);

@@ -96,6 +96,25 @@ describe('samplers: gamma NAR / SAR (tiny-gamma)', function () {
     assert.deepStrictEqual(await sampler(model), await gammaSample({ model, ...base }));
   });
 
+  it('an absorb-graph gamma model: the limit is all masks, and every position ends unmasked', async () => {
+    const dir = path.join(cache, 'absorb');
+    fs.mkdirSync(dir);
+    const cfg = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'tiny-gamma', 'config.json'), 'utf8'));
+    cfg.graph.type = 'absorb';
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(cfg));
+    fs.symlinkSync(path.join(FIXTURES, 'tiny-gamma', 'model.safetensors'), path.join(dir, 'model.safetensors'));
+    const { model: absorb } = await smartModelLoader(dir, { device: 'cpu', useCache: false });
+    try {
+      const snaps = [];
+      const rows = await gammaSample({ model: absorb, ...base, batchSize: 1, stepTokens: true, onStep: (s) => snaps.push(s.tokens[0]) });
+      // before block 1 starts (steps 1..4 touch block 0 only) its positions still hold the limit: the mask
+      assert.ok(snaps[3].slice(8).every((x) => x === MASK));
+      assert.strictEqual(rows[0].filter((x) => x === MASK).length, 0);
+    } finally {
+      absorb.dispose();
+    }
+  });
+
   it('an AbortSignal stops it', async () => {
     const ac = new AbortController();
     const p = gammaSample({ model, ...base, signal: ac.signal, onStep: (s) => s.step === 2 && ac.abort() });
