@@ -11,6 +11,7 @@ const { startMockHub } = require('./helpers/mock-hub');
 const ROOT = path.join(__dirname, '..');
 const CLI = path.join(ROOT, 'dist', 'cli.js');
 const DEMO_MODEL = path.join(ROOT, 'models', 'brown-epsilon');
+const FIXTURES = path.join(ROOT, 'test', 'fixtures');
 const VERSION = require('../package.json').version;
 
 // Small, fast generations: the prompt "The future" is GPT-2 ids [464, 2003].
@@ -180,6 +181,37 @@ describe('cli: hdlm', function () {
       const samples = r.stdout.split('\n---\n');
       assert.equal(samples.length, 2, r.stdout);
       for (const s of samples) assert.ok(s.startsWith('The future'), s);
+    });
+
+    it('the shifted samplers: full-shifted and semi-shifted (the model\'s metaschedule) keep the prompt', async () => {
+      for (const args of [['--sampler', 'full-shifted', '--steps', '4'], ['--sampler', 'semi-shifted']]) {
+        const r = await cli(['generate', 'The future', ...args, '--context-length', '16', '--seed', '3', '--json']);
+        expectExit(r, 0);
+        const out = JSON.parse(r.stdout);
+        assert.equal(out.sampler, args[1]);
+        assert.deepEqual(out.samples[0].ids.slice(0, 2), [464, 2003]);
+        assert.equal(out.samples[0].ids.length, 16);
+      }
+      // the demo model's metaschedule: block annealing, width 256, tau 256 → 256 steps
+      const semi = JSON.parse((await cli(['generate', 'x', '--sampler', 'semi-shifted', '--context-length', '8', '--json'])).stdout);
+      assert.equal(semi.steps, 256);
+    });
+
+    it('sampler and model family must match; gamma samplers take no prompt and no --steps', async () => {
+      const eps = await cli(['generate', '--sampler', 'nar', '--context-length', '8']);
+      expectExit(eps, 2);
+      assert.match(eps.stderr, /for --sampler with this epsilon_hybrid model but received "nar"/);
+      const gammaDir = path.join(FIXTURES, 'tiny-gamma');
+      const prompt = await cli(['generate', 'hello', '--model', gammaDir]);
+      expectExit(prompt, 2);
+      assert.match(prompt.stderr, /no prompt for --sampler nar\/sar/);
+      const full = await cli(['generate', '--model', gammaDir, '--sampler', 'full']);
+      expectExit(full, 2);
+      assert.match(full.stderr, /'nar' or 'sar' .* with this gamma_hybrid model but received "full"/);
+      const steps = await cli(['generate', '--sampler', 'sar', '--steps', '3']);
+      expectExit(steps, 2);
+      assert.match(steps.stderr, /--steps does not apply to --sampler sar/);
+      noStack(steps.stderr);
     });
 
     it('a value only the model can reject (context length above its 256) exits 2 naming the flag', async () => {
