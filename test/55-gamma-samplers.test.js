@@ -115,6 +115,87 @@ describe('samplers: gamma NAR / SAR (tiny-gamma)', function () {
     }
   });
 
+  it('analytic QGamma step on known logits: tokens follow stag(exp(ls), Δσ)·r(x, Δσ) (chi-square)', async () => {
+    // tiny-gamma with output weights 0: logits = output bias b, then scale_by_sigma shifts them
+    const { readSafetensorsHeader } = require('../dist/checkpoint');
+    const { writeSafetensors, readTensorAsFloat32 } = require('./helpers/safetensors-writer');
+    const CHOICES = [100, 200, 300, 400];
+    const LOGITS = [2, 1.5, 1, 0.5];
+    const MASK_LOGIT = 6; // large enough that staying masked has positive mass
+    const src = path.join(FIXTURES, 'tiny-gamma');
+    const dir = path.join(cache, 'known-gamma');
+    const header = readSafetensorsHeader(path.join(src, 'model.safetensors'));
+    const tensors = {};
+    for (const e of header.tensors) {
+      let data = readTensorAsFloat32(path.join(src, 'model.safetensors'), e);
+      if (e.name === 'output_layer.linear.weight') data = new Float32Array(data.length);
+      if (e.name === 'output_layer.linear.bias') {
+        data = new Float32Array(data.length).fill(-40);
+        CHOICES.forEach((id, i) => { data[id] = LOGITS[i]; });
+        data[MASK] = MASK_LOGIT;
+      }
+      tensors[e.name] = { dtype: 'F32', shape: e.shape, data };
+    }
+    writeSafetensors(path.join(dir, 'model.safetensors'), tensors, { format: 'pt' });
+    fs.copyFileSync(path.join(src, 'config.json'), path.join(dir, 'config.json'));
+    const { model: known } = await smartModelLoader(dir, { device: 'cpu', useCache: false });
+
+    // expected distribution after step 1 of block annealing (width 8, tau 8): level 7 → t = 1 − εa,
+    // step Δ = (1 − 2εa)/7, from the limit sample (masks, up to a 0.08 % uniform share)
+    const V = 50258;
+    const N = V - 1;
+    const gamma = 0.01;
+    const eps = 1e-4;
+    const ea = 10 * eps;
+    const delta = (1 - 2 * ea) / 7;
+    const sig = (t) => -Math.log1p(-(1 - 0.005) * t);
+    const t = ea + 7 * delta;
+    const sNow = sig(t);
+    const dsig = sNow - sig(t - delta);
+    const shift = Math.log(Math.expm1(sNow)) + Math.log(V - 1);
+    const score = (b) => Math.exp(b - shift);
+    const sChoices = LOGITS.map(score);
+    const sMask = score(MASK_LOGIT);
+    const sOther = score(-40);
+    const sumNonMask = sChoices.reduce((a, b) => a + b, 0) + (N - CHOICES.length) * sOther;
+    const sumAll = sumNonMask + sMask;
+    const eP = Math.exp(dsig);
+    const eN = Math.exp(-dsig);
+    const uniShare = ((eN - 1) / (N * eN)) * sumNonMask;
+    const A = Math.exp(-(1 - gamma) * dsig);
+    const pChoice = sChoices.map((sj) => ((1 - gamma) * sj * eP + gamma * (uniShare + sj / eN)) * (1 - A));
+    const pMask = (1 - gamma) * (sMask * eP + (1 - eP) * sumAll) + gamma * sMask;
+    const pOther = ((1 - gamma) * sOther * eP + gamma * (uniShare + sOther / eN)) * (1 - A);
+    assert.ok(pMask > 0 && pChoice.every((p) => p > 0), 'the categories compared have positive mass');
+    assert.ok(pOther < 0, 'other tokens have negative mass here (never drawn)');
+    const z = pChoice.reduce((a, b) => a + b, 0) + pMask;
+    const expected = [...pChoice, pMask].map((p) => p / z);
+
+    const counts = [0, 0, 0, 0, 0];
+    let outside = 0;
+    try {
+      for (let seed = 0; seed < 6; seed++) {
+        const ac = new AbortController();
+        let first = null;
+        await gammaSample({
+          model: known, metaschedule: makeBlockAnnealing(8, 8), batchSize: 24, contextLength: 8, seed, stepTokens: true, signal: ac.signal,
+          onStep: (s) => { if (s.step === 1) { first = s.tokens; ac.abort(); } },
+        }).catch((e) => { if (!(e instanceof AbortError)) throw e; });
+        for (const row of first) for (const id of row) {
+          const k = id === MASK ? 4 : CHOICES.indexOf(id);
+          if (k < 0) outside++;
+          else counts[k]++;
+        }
+      }
+    } finally {
+      known.dispose();
+    }
+    assert.ok(outside <= 3, `${outside} draws outside the support (only a non-mask limit token can do that)`);
+    const n = counts.reduce((a, b) => a + b, 0);
+    const chi2 = counts.reduce((acc, c, i) => acc + (c - n * expected[i]) ** 2 / (n * expected[i]), 0);
+    assert.ok(chi2 < 18.47, `chi2 ${chi2.toFixed(2)} >= 18.47 (4 dof, p < 0.001); counts ${counts}, expected ${expected.map((p) => (p * n).toFixed(1))}`);
+  });
+
   it('an AbortSignal stops it', async () => {
     const ac = new AbortController();
     const p = gammaSample({ model, ...base, signal: ac.signal, onStep: (s) => s.step === 2 && ac.abort() });
