@@ -32,7 +32,11 @@
         "native/checkpoint.cc",
         "native/model_epsilon.cc",
         "native/fast_forward.cc",
-        "native/sampler.cc"
+        "native/model_gamma.cc",
+        "native/sampler.cc",
+        "native/sampler_shifted.cc",
+        "native/sampler_gamma.cc",
+        "native/metaschedule.cc"
       ],
       "include_dirs": [
         "<!@(node -p \"require('node-addon-api').include\")"

@@ -19,11 +19,23 @@ export interface NativeTensorEntry {
 
 /** Architecture numbers the native builder needs; derived from the config by lib/config.ts. */
 export interface NativeArchitecture {
-  family: 'epsilon_hybrid';
+  family: 'epsilon_hybrid' | 'gamma_hybrid';
   vocabSize: number;
   hiddenSize: number;
   nHeads: number;
   nBlocks: number;
+}
+
+/** The gamma builder's extra numbers and switches (lib/config.ts gammaSwitchesOf). */
+export interface NativeGammaArchitecture extends NativeArchitecture {
+  family: 'gamma_hybrid';
+  condDim: number;
+  gamma: number;
+  radd: boolean;
+  sigmaConditioning: boolean;
+  timestepEmbedding: boolean;
+  scaleBySigma: boolean;
+  postProcessAR: boolean;
 }
 
 export interface NativeBuildSpec {
@@ -32,7 +44,7 @@ export interface NativeBuildSpec {
   /** size the header parser saw; the reader re-checks it against the file it opens */
   fileSize: number;
   tensors: NativeTensorEntry[];
-  arch: NativeArchitecture;
+  arch: NativeArchitecture | NativeGammaArchitecture;
   /** the checkpoint's training config, JSON text; stored inside the TorchScript module */
   configJson: string;
   /** 'cpu' or 'cuda:N' */
@@ -63,8 +75,8 @@ export interface NativeModelInfo {
 export type NativeAlgorithm = 'original' | 'acs' | 'remask' | 'remask_adhoc_shuffle' | 'remdm';
 
 export interface NativeSampleOptions {
-  /** 'full' = upstream full_diff, 'semi' = semi_diff */
-  mode: 'full' | 'semi';
+  /** upstream full_diff, semi_diff, full_diff_shifted, semi_diff_shifted */
+  mode: 'full' | 'semi' | 'full_shifted' | 'semi_shifted';
   alg: NativeAlgorithm;
   /** prompt ids, one row of promptLength per batch row (batchSize × promptLength), or null */
   prompt: Int32Array | null;
@@ -83,6 +95,13 @@ export interface NativeSampleOptions {
   stepTokens: boolean;
   /** true: upstream's exact semantics and random stream; false: the fast path (same distribution) */
   reference: boolean;
+  /** shifted samplers */
+  repetitionPenalty: number;
+  bosId: number;
+  /** semi_shifted: the metaschedule and attention types */
+  metaschedule: NativeScheduleSpec | null;
+  contextAttention: 'full' | 'causal' | 'block_causal';
+  blockAttention: 'full' | 'causal';
 }
 
 export type NativeStepCallback = (step: number, total: number, tokens: Int32Array | null) => void;
@@ -100,10 +119,16 @@ export interface NativeLogits {
 
 export interface NativeModel {
   info(): NativeModelInfo;
-  /** tokens: batch × length ids; positions: same shape, or null for 0..length-1; fast: the fast path's forward (positions null) */
-  forward(tokens: Int32Array, batch: number, length: number, positions: Int32Array | null, fast: boolean): Promise<NativeLogits>;
+  /**
+   * tokens: batch × length ids; positions: same shape, or null for 0..length-1; sigma: same
+   * shape (gamma models, required) or null (epsilon models); fast: the fast path's forward
+   * (epsilon models; positions and sigma null)
+   */
+  forward(tokens: Int32Array, batch: number, length: number, positions: Int32Array | null, sigma: Float32Array | null, fast: boolean): Promise<NativeLogits>;
   /** resolves to batchSize × contextLength ids, row-major */
   sample(options: NativeSampleOptions, onStep: NativeStepCallback | null): NativeJob<Int32Array>;
+  /** gamma models: upstream's NAR / SAR sampler; resolves to batchSize × contextLength ids */
+  sampleGamma(options: NativeGammaSampleOptions, onStep: NativeStepCallback | null): NativeJob<Int32Array>;
   /**
    * frees the module; idempotent. Calls not started yet reject with HDLM_DISPOSED, running
    * samples stop at their next step and reject with HDLM_DISPOSED, a running forward finishes;
@@ -124,7 +149,52 @@ export interface NativeRuntimeInfo {
   workerThreads: number;
 }
 
+/** A metaschedule as the native side takes it (lib/metaschedule.ts). */
+export interface NativeScheduleSpec {
+  type: 'simple' | 'block' | 'hybrid';
+  width: number;
+  tau: number;
+  /** hybrid: sequence length; else 0 */
+  length: number;
+}
+
+export type NativeScheduleQuery =
+  | { kind: 'info'; n: number }
+  | { kind: 'step'; k: number; n: number }
+  | { kind: 'plan'; k: number; n: number; eps: number; contextAttention: string; blockAttention: string; autoregressive: boolean };
+
+export interface NativeScheduleAnswer {
+  worthless: number;
+  width: number;
+  maxStep: number;
+  levels: Int32Array;
+  numSettled: number;
+  relevantLength: number;
+  t: Float32Array;
+  den: Uint8Array;
+  act: Uint8Array;
+  settled: Uint8Array;
+  mask: Uint8Array;
+}
+
+export interface NativeGammaSampleOptions {
+  /** 'nar' = upstream sampling.py, 'sar' = sampling_sar.py */
+  mode: 'nar' | 'sar';
+  metaschedule: NativeScheduleSpec;
+  contextAttention: 'full' | 'causal' | 'block_causal';
+  blockAttention: 'full' | 'causal';
+  graph: 'QGamma' | 'absorb';
+  gamma: number;
+  vocabSize: number;
+  batchSize: number;
+  contextLength: number;
+  eps: number;
+  seed: bigint;
+  stepTokens: boolean;
+}
+
 export interface NativeAddon {
+  metascheduleQuery(spec: NativeScheduleSpec, query: NativeScheduleQuery): NativeScheduleAnswer;
   runtimeInfo(): NativeRuntimeInfo;
   setThreads(n: number): void;
   /** CUDA caching-allocator bytes of one device (allocated by live tensors, peak since the last reset, reserved incl. cache); null without CUDA */

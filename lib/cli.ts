@@ -266,7 +266,10 @@ Model:
 ${HUB_HELP}
 
 Sampling:
-  --sampler <full|semi>       full = every position at once, semi = left-to-right blocks (default full)
+  --sampler <name>            epsilon models: full (every position at once, default), semi (left-to-right
+                              blocks), full-shifted / semi-shifted (next-token models; semi-shifted follows
+                              the model's metaschedule); gamma models: nar (default) or sar, unconditional
+                              (upstream get_sa_sampling_fn, the model's metaschedule; --steps etc. do not apply)
   --alg <alg>                 original | acs | remask | remask_adhoc_shuffle | remdm (default acs)
   --steps <n>                 denoising steps; semi: per block (default min(512, context length))
   --context-length <n>        tokens per sample, prompt included (default and maximum: the model's length)
@@ -480,12 +483,18 @@ async function generate(args: string[]): Promise<number> {
     return EXIT_OK;
   }
   if (values.special && values['no-special']) throw new UsageError("--special and --no-special contradict each other", 'generate');
-  const sampler = str(values, 'sampler') ?? 'full';
-  if (sampler !== 'full' && sampler !== 'semi') {
-    throw new UsageError(`Expected one of 'full', 'semi' for --sampler but received ${JSON.stringify(sampler)}`, 'generate');
+  const SAMPLERS = ['full', 'semi', 'full-shifted', 'semi-shifted', 'nar', 'sar'];
+  const samplerArg = str(values, 'sampler');
+  if (samplerArg !== undefined && !SAMPLERS.includes(samplerArg)) {
+    throw new UsageError(`Expected one of ${SAMPLERS.map((x) => `'${x}'`).join(', ')} for --sampler but received ${JSON.stringify(samplerArg)}`, 'generate');
   }
-  if (sampler === 'full' && values['block-size'] !== undefined) {
+  if (samplerArg !== 'semi' && values['block-size'] !== undefined) {
     throw new UsageError('--block-size applies only to --sampler semi', 'generate');
+  }
+  if (samplerArg === 'nar' || samplerArg === 'sar') {
+    for (const flag of ['steps', 'alg', 'eta', 'cfg-scale', 'temperature']) {
+      if (values[flag] !== undefined) throw new UsageError(`--${flag} does not apply to --sampler ${samplerArg} (the metaschedule sets the steps)`, 'generate');
+    }
   }
 
   // Checks that need no model, so a typo fails before a (possibly long) load or download. The
@@ -543,10 +552,25 @@ async function generate(args: string[]): Promise<number> {
   const loadMs = Date.now() - t0;
   const { model } = loaded;
   try {
+    const gamma = model.family === 'gamma_hybrid';
+    const sampler = samplerArg ?? (gamma ? 'nar' : 'full');
+    if (gamma !== (sampler === 'nar' || sampler === 'sar')) {
+      throw new hdlm.HdlmArgumentError(
+        `Expected ${gamma ? "'nar' or 'sar' (the gamma samplers)" : "'full', 'semi', 'full-shifted' or 'semi-shifted'"} for --sampler ` +
+          `with this ${model.family} model but received "${sampler}"`,
+      );
+    }
+    if (gamma && promptText !== '') {
+      throw new hdlm.HdlmArgumentError('Expected no prompt for --sampler nar/sar (upstream\'s gamma samplers are unconditional) but received ' + JSON.stringify(promptText));
+    }
     const promptIds = hdlm.tokenizer.encode(promptText);
     // Numeric flags passed the checks above, so they are numbers (or absent) here.
     const ctx = (contextLength as number | undefined) ?? model.length;
-    const stepCount = (steps as number | undefined) ?? Math.max(1, Math.min(512, ctx));
+    const stepCount = gamma
+      ? (loaded.metaschedule ? loaded.metaschedule.maxStep(ctx) - 1 : 0)
+      : sampler === 'semi-shifted'
+        ? (loaded.metaschedule ? loaded.metaschedule.maxStep(ctx) - 1 : 0)
+        : (steps as number | undefined) ?? Math.max(1, Math.min(512, ctx));
 
     const live = values['show-steps'] && process.stdout.isTTY ? new LiveView(process.stdout) : null;
     if (live) cleanups.add(() => live.clear());
@@ -578,11 +602,29 @@ async function generate(args: string[]): Promise<number> {
     };
     if (sampler === 'semi') options.blockSize = blockSize as number | undefined;
     if (interrupt.controller.signal.aborted) throw new hdlm.AbortError('interrupted while loading the model');
+    const shiftedOptions = (): Lib.FullDiffShiftedOptions => {
+      const { eta: _eta, blockSize: _bs, ...rest } = options;
+      if (eta !== undefined) throw new hdlm.HdlmArgumentError(`--eta does not apply to --sampler ${sampler} (upstream fixes it at 0.015)`);
+      return rest;
+    };
 
     interrupt.abortable = true;
     let rows: number[][];
     try {
-      rows = sampler === 'semi' ? await hdlm.semiDiff(options) : await hdlm.fullDiff(options);
+      if (sampler === 'semi') rows = await hdlm.semiDiff(options);
+      else if (sampler === 'full') rows = await hdlm.fullDiff(options);
+      else if (sampler === 'full-shifted') rows = await hdlm.fullDiffShifted(shiftedOptions());
+      else if (sampler === 'semi-shifted') {
+        if (steps !== undefined) throw new hdlm.HdlmArgumentError('--steps does not apply to --sampler semi-shifted (the metaschedule sets the steps)');
+        const { steps: _steps, ...rest } = shiftedOptions();
+        rows = await hdlm.semiDiffShifted(rest);
+      } else {
+        rows = await hdlm.gammaSample({
+          model, samplingMethod: sampler === 'sar' ? 'SAR' : 'NAR', contextLength: contextLength as number | undefined,
+          batchSize: batch as number | undefined, seed, signal: interrupt.controller.signal,
+          onStep: live || bar?.active ? onStep : undefined, stepTokens: live ? true : undefined,
+        });
+      }
     } finally {
       interrupt.abortable = false;
       bar?.done();
@@ -597,7 +639,7 @@ async function generate(args: string[]): Promise<number> {
         source: model.source,
         device: model.device,
         seed: seed <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(seed) : seed.toString(),
-        alg,
+        alg: gamma ? 'analytic' : alg,
         sampler,
         steps: stepCount,
         contextLength: rows[0]?.length ?? model.length,

@@ -223,3 +223,50 @@ export function checkWeightsAgainstArchitecture(header: SafetensorsHeader, arch:
     }
   }
 }
+
+/** What the native gamma builder needs beyond the architecture (reference §3.1, §3.2, §3.6, §3.7). */
+export interface GammaSwitches {
+  /** `graph.gamma` (γ of the embedding interpolation and of the QGamma graph) */
+  gamma: number;
+  /** embedding interpolation toward the mask row: graph.type ∈ {hybrid, QGamma} and model.hybrid_sigma_embedding */
+  radd: boolean;
+  /** `model.transformer_sigma_conditioning` (adaLN in every block) */
+  sigmaConditioning: boolean;
+  /** `model.use_timestep_embedding` (the model has sigma_map) */
+  timestepEmbedding: boolean;
+  /** `model.scale_by_sigma` */
+  scaleBySigma: boolean;
+  /** `model.post_process_logits` with annealing.sampling_method ∈ {AR, AR_BAD, AR_SCRATCH} (§3.7 rule 1) */
+  postProcessAR: boolean;
+}
+
+/**
+ * Gamma switches from a config. Upstream reads each key without a default; a missing key takes
+ * the value of upstream's gamma config (`configs/gamma_hdlm.yaml`, reference §1.1): every switch
+ * on, γ = 0.01. A present key of the wrong type is HDLM_BAD_FILE.
+ */
+export function gammaSwitchesOf(cfg: Record<string, unknown>): GammaSwitches {
+  const bool = (section: string, key: string, dflt: boolean): boolean => {
+    const v = get(cfg[section], key);
+    if (v === undefined || v === null) return dflt;
+    if (typeof v !== 'boolean') throw new HdlmError('HDLM_BAD_FILE', `Invalid model config: ${section}.${key} must be a boolean, got ${describe(v)}`);
+    return v;
+  };
+  const g = get(cfg.graph, 'gamma');
+  if (g !== undefined && g !== null && (typeof g !== 'number' || !Number.isFinite(g))) {
+    throw new HdlmError('HDLM_BAD_FILE', `Invalid model config: graph.gamma must be a finite number, got ${describe(g)}`);
+  }
+  const gamma = typeof g === 'number' ? g : 0.01;
+  const gt = graphType(cfg);
+  const radd = (gt === 'hybrid' || gt === 'QGamma') && bool('model', 'hybrid_sigma_embedding', true);
+  const method = get(cfg.annealing, 'sampling_method');
+  const postProcessAR = bool('model', 'post_process_logits', true) && (method === 'AR' || method === 'AR_BAD' || method === 'AR_SCRATCH');
+  return {
+    gamma,
+    radd,
+    sigmaConditioning: bool('model', 'transformer_sigma_conditioning', true),
+    timestepEmbedding: bool('model', 'use_timestep_embedding', true),
+    scaleBySigma: bool('model', 'scale_by_sigma', true),
+    postProcessAR,
+  };
+}

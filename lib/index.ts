@@ -7,7 +7,15 @@
  *   console.log(tokenizer.decode(generated[0], { skipSpecialTokens: true }));
  */
 export { smartModelLoader, exportTorchScript, resolveDevice, type LoaderOptions, type LoadedModel, type ModelType } from './loader';
-export { fullDiff, semiDiff, ALGORITHMS, type Algorithm, type FullDiffOptions, type SemiDiffOptions, type StepInfo } from './sampling';
+export {
+  fullDiff, semiDiff, fullDiffShifted, semiDiffShifted, ALGORITHMS, SEMI_SHIFTED_ALGORITHMS,
+  type Algorithm, type FullDiffOptions, type SemiDiffOptions, type FullDiffShiftedOptions, type SemiDiffShiftedOptions, type StepInfo,
+} from './sampling';
+export { gammaSample, getSaSamplingFn, SAMPLING_METHODS, type GammaSampleOptions, type SaSamplingFnOptions, type SamplingMethod } from './sampling-gamma';
+export {
+  Metaschedule, makeSimpleAnnealing, makeBlockAnnealing, makeHybridAnnealing, createMetaschedule,
+  type MetascheduleType, type MetascheduleStep, type StepPlan, type ContextAttention, type BlockAttention,
+} from './metaschedule';
 export { HdlmModel, type Logits } from './model';
 export { tokenizer, encode, decode, EOS_TOKEN_ID, MASK_TOKEN_ID } from './tokenizer';
 export { HdlmError, HdlmArgumentError, AbortError, type HdlmErrorCode } from './errors';

@@ -9,10 +9,11 @@ import * as path from 'path';
 import { createHash } from 'crypto';
 import { addon, type NativeModel, type NativePrecision } from './binding';
 import { findWeightsFile, readSafetensorsHeader } from './checkpoint';
-import { architectureOf, checkWeightsAgainstArchitecture, detectFamily, readConfigFile, type ModelFamily } from './config';
+import { architectureOf, checkWeightsAgainstArchitecture, detectFamily, gammaSwitchesOf, readConfigFile, type ModelFamily } from './config';
 import { HdlmError, invalidParameterError } from './errors';
 import { looksLikeRepoId, resolveRepoFiles, type HubOptions } from './hub';
 import { HdlmModel, callNative } from './model';
+import { createMetaschedule, type Metaschedule } from './metaschedule';
 import * as v from './validate';
 
 export type ModelType = 'auto' | ModelFamily;
@@ -51,10 +52,11 @@ export interface LoadedModel {
   /** the device the model runs on: 'cpu' or 'cuda:N' */
   device: string;
   /**
-   * Upstream returns the annealing metaschedule here; it is only used by the shifted and gamma
-   * samplers, which this version does not ship yet, so it is always null.
+   * Upstream's 5th result (create_metaschedule): the annealing metaschedule from the checkpoint's
+   * `annealing` config (type simple / block / hybrid, width, eval_tau; hybrid also model.length),
+   * or null when the config names no such schedule. The gamma samplers and semiDiffShifted use it.
    */
-  metaschedule: null;
+  metaschedule: Metaschedule | null;
 }
 
 const LOADER_KEYS = [
@@ -110,7 +112,6 @@ async function load(options: InternalLoaderOptions): Promise<LoadedModel> {
 
   const cfg = readConfigFile(source.configFile);
   const family = detectFamily(cfg, modelType);
-  refuseUnsupported(family, source.configFile);
   const arch = architectureOf(cfg, family);
   if (source.weights.format !== 'safetensors') {
     throw new HdlmError(
@@ -153,7 +154,12 @@ async function load(options: InternalLoaderOptions): Promise<LoadedModel> {
         weightsPath: source.weights.path,
         fileSize: header.fileSize,
         tensors: header.tensors,
-        arch: { family: 'epsilon_hybrid', vocabSize: arch.vocabSize, hiddenSize: arch.hiddenSize, nHeads: arch.nHeads, nBlocks: arch.nBlocks },
+        arch: family === 'gamma_hybrid'
+          ? {
+              family, vocabSize: arch.vocabSize, hiddenSize: arch.hiddenSize, nHeads: arch.nHeads, nBlocks: arch.nBlocks,
+              condDim: arch.condDim, ...gammaSwitchesOf(cfg),
+            }
+          : { family: 'epsilon_hybrid', vocabSize: arch.vocabSize, hiddenSize: arch.hiddenSize, nHeads: arch.nHeads, nBlocks: arch.nBlocks },
         configJson,
         device,
         precision,
@@ -165,7 +171,7 @@ async function load(options: InternalLoaderOptions): Promise<LoadedModel> {
     family, device: native.info().device, precision: native.info().precision, config: cfg, vocabSize: arch.vocabSize, maskId: arch.maskId, length: arch.length,
     source: source.description,
   });
-  return { model, cfg, device: model.device, metaschedule: null };
+  return { model, cfg, device: model.device, metaschedule: createMetaschedule(cfg, arch.length) };
 }
 
 function normalize(first: unknown, second: unknown): LoaderOptions {
@@ -215,15 +221,6 @@ export function resolveDevice(device: unknown): string {
     throw invalidParameterError('device', `a CUDA device index below ${runtime.cudaDeviceCount}`, device);
   }
   return `cuda:${index}`;
-}
-
-function refuseUnsupported(family: ModelFamily, where: string): void {
-  if (family === 'gamma_hybrid') {
-    throw new HdlmError(
-      'HDLM_UNSUPPORTED',
-      `${where}: this is a gamma_hybrid (QGamma) model; hdlm does not support the gamma family yet (only epsilon_hybrid)`,
-    );
-  }
 }
 
 type Source =
@@ -302,13 +299,12 @@ async function loadTorchScriptFile(file: string, modelType: ModelType, device: s
     if (family !== info.family) {
       throw new HdlmError('HDLM_BAD_FILE', `${file}: modelType '${modelType}' was asked for, but the file holds a ${info.family} model`);
     }
-    refuseUnsupported(family, file);
-    if (family !== 'epsilon_hybrid') throw new HdlmError('HDLM_BAD_FILE', `${file}: unknown hdlm_family '${info.family}'`);
+    if (family !== 'epsilon_hybrid' && family !== 'gamma_hybrid') throw new HdlmError('HDLM_BAD_FILE', `${file}: unknown hdlm_family '${info.family}'`);
     const arch = architectureOf(cfg, family);
     const model = new HdlmModel(native, {
       family, device: info.device, precision: info.precision, config: cfg, vocabSize: arch.vocabSize, maskId: arch.maskId, length: arch.length, source: file,
     });
-    return { model, cfg, device: model.device, metaschedule: null };
+    return { model, cfg, device: model.device, metaschedule: createMetaschedule(cfg, arch.length) };
   } catch (e) {
     native.dispose();
     throw e;

@@ -76,16 +76,20 @@ export class HdlmModel {
   }
 
   /**
-   * Logits for token ids (upstream `model(x, positions)`): `tokens` is one row or a batch of
-   * equal-length rows of ids in [0, vocabSize); `positions` (same shape, default 0..L-1) sets
-   * the rotary positions (upstream uses only the first row). `{ reference: false }` returns the
-   * fast path's logits (bf16 on CUDA; positions must be left out).
+   * Logits for token ids. Epsilon models: `forward(tokens, positions?, { reference? })` (upstream
+   * `model(x, positions)`; `{ reference: false }` returns the fast path's logits — bf16 on CUDA,
+   * positions left out). Gamma models: `forward(tokens, sigma, positions?)` (upstream
+   * `model(indices, sigma, positions)`), `sigma` = per-token total noise σ̄ ≥ 0, same shape as
+   * tokens (or one number for every token). `tokens` is one row or a batch of equal-length rows
+   * of ids in [0, vocabSize); `positions` (same shape, default 0..L-1) sets the rotary positions
+   * (upstream uses only the first row).
    */
-  async forward(tokens: unknown, positions?: unknown, options?: { reference?: boolean }): Promise<Logits> {
+  async forward(tokens: unknown, second?: unknown, third?: unknown): Promise<Logits> {
     const native = this.native();
     let fast = false;
+    const options = this.family === 'gamma_hybrid' ? undefined : (third as { reference?: unknown } | undefined);
     if (v.isDefined(options)) {
-      if (!v.isPlainObject(options)) throw invalidParameterError('forward options', 'an object', options);
+      if (!v.isPlainObject(options)) throw invalidParameterError('forward options', 'an object such as { reference: false } (sigma is only for gamma_hybrid models)', options);
       v.rejectUnknownKeys('forward', options, ['reference']);
       if (v.isDefined(options.reference)) fast = !v.boolean('reference', options.reference);
     }
@@ -96,6 +100,12 @@ export class HdlmModel {
     if (x.rows * x.cols * this.vocabSize > MAX_LOGITS_ELEMENTS) {
       throw invalidParameterError('tokens', `at most ${MAX_LOGITS_ELEMENTS} logits (rows × length × ${this.vocabSize})`, tokens);
     }
+    let sigma: Float32Array | null = null;
+    let positions: unknown = second;
+    if (this.family === 'gamma_hybrid') {
+      sigma = sigmaRows(second, x.rows, x.cols);
+      positions = third;
+    }
     let pos: Int32Array | null = null;
     if (positions !== undefined && positions !== null) {
       const p = tokenRows('positions', positions, 2 ** 31 - 1);
@@ -105,7 +115,7 @@ export class HdlmModel {
       pos = p.data;
       if (fast) throw invalidParameterError('positions', 'nothing in fast mode (it always uses 0..L-1)', positions);
     }
-    const out: NativeLogits = await this.track(callNative(() => native.forward(x.data, x.rows, x.cols, pos, fast)));
+    const out: NativeLogits = await this.track(callNative(() => native.forward(x.data, x.rows, x.cols, pos, sigma, fast)));
     return { data: out.data, shape: out.shape };
   }
 
@@ -133,6 +143,29 @@ export class HdlmModel {
   toString(): string {
     return `HdlmModel(${this.family}, ${this.device}, ${this.source})`;
   }
+}
+
+/** sigma for a gamma forward: a number, one row (batch 1) or rows matching [rows, cols]; finite, >= 0. */
+function sigmaRows(value: unknown, rows: number, cols: number): Float32Array {
+  const expected = `a number >= 0 or rows of numbers >= 0 shaped like tokens ([${rows}, ${cols}])`;
+  const out = new Float32Array(rows * cols);
+  const ok = (n: unknown): n is number => typeof n === 'number' && Number.isFinite(n) && n >= 0;
+  if (ok(value)) return out.fill(value);
+  const isRow = (r: unknown): r is ArrayLike<unknown> =>
+    Array.isArray(r) || (ArrayBuffer.isView(r) && !(r instanceof DataView));
+  if (!isRow(value)) throw invalidParameterError('sigma', expected, value);
+  const list: ArrayLike<unknown>[] = rows === 1 && value.length === cols && !isRow(value[0]) ? [value] : Array.from(value as ArrayLike<unknown>) as ArrayLike<unknown>[];
+  if (list.length !== rows) throw invalidParameterError('sigma', expected, value);
+  for (let r = 0; r < rows; r++) {
+    const row = list[r];
+    if (!isRow(row) || row.length !== cols) throw invalidParameterError('sigma', expected, value);
+    for (let c = 0; c < cols; c++) {
+      const n = row[c];
+      if (!ok(n)) throw invalidParameterError('sigma', expected, value);
+      out[r * cols + c] = n;
+    }
+  }
+  return out;
 }
 
 /** Turns a native rejection (an Error with a `code`) into an HdlmError. */

@@ -4,10 +4,11 @@
  * worker thread; this file only validates options, applies defaults and shapes the result.
  */
 import { randomBytes } from 'crypto';
-import type { NativeAlgorithm, NativeSampleOptions } from './binding';
-import { AbortError, invalidParameterError } from './errors';
+import type { NativeAlgorithm, NativeJob, NativeSampleOptions, NativeStepCallback } from './binding';
+import { AbortError, HdlmError, invalidParameterError } from './errors';
 import { HdlmModel, toHdlmError } from './model';
 import * as v from './validate';
+import { BLOCK_ATTENTION, CONTEXT_ATTENTION, Metaschedule, createMetaschedule, type BlockAttention, type ContextAttention } from './metaschedule';
 
 export const ALGORITHMS = ['original', 'acs', 'remask', 'remask_adhoc_shuffle', 'remdm'] as const;
 export type Algorithm = NativeAlgorithm;
@@ -72,11 +73,39 @@ export interface SemiDiffOptions extends FullDiffOptions {
 /** Largest logits tensor a call may ask for (2^31 float32 values = 8 GiB). */
 export const MAX_LOGITS_ELEMENTS = 2 ** 31;
 
+/** Options of `fullDiffShifted` (upstream full_diff_shifted): `eta` is not a parameter there (fixed 0.015). */
+export interface FullDiffShiftedOptions extends Omit<FullDiffOptions, 'eta'> {
+  /** divides each masked row's logits by 1 + (rp − 1)·freq/max(freq) from the second step on (default 1.2) */
+  repetitionPenalty?: number;
+  /** written at position 0 before the prompt (upstream hard-codes GPT-2's EOS, 50256) */
+  bosId?: number;
+}
+
+/** Options of `semiDiffShifted` (upstream semi_diff_shifted): no `steps` (the metaschedule sets them). */
+export interface SemiDiffShiftedOptions extends Omit<FullDiffShiftedOptions, 'steps' | 'dim'> {
+  /** upstream `metaschedule` (default: the model's, as smartModelLoader returns it) */
+  metaschedule?: Metaschedule | null;
+  /** upstream annealing.attention.context_type (default: the model config's, else 'block_causal') */
+  contextAttention?: ContextAttention;
+  /** upstream annealing.attention.block_type (default: the model config's, else 'full') */
+  blockAttention?: BlockAttention;
+  /** the mask token id (upstream `mask_token_id`; default the model's mask id) */
+  maskTokenId?: number;
+}
+
 const FULL_KEYS = [
   'model', 'prompt', 'batchSize', 'alg', 'steps', 'temperature', 'cfgScale', 'contextLength', 'eps', 'dim',
   'eta', 'seed', 'signal', 'onStep', 'stepTokens', 'device', 'reference',
 ] as const;
 const SEMI_KEYS = [...FULL_KEYS, 'blockSize'] as const;
+const FULL_SHIFTED_KEYS = [...FULL_KEYS.filter((k) => k !== 'eta'), 'repetitionPenalty', 'bosId'] as const;
+const SEMI_SHIFTED_KEYS = [
+  ...FULL_SHIFTED_KEYS.filter((k) => k !== 'steps' && k !== 'dim'), 'metaschedule', 'contextAttention', 'blockAttention', 'maskTokenId',
+] as const;
+
+/** Shifted (next-token) algorithms: semi_diff_shifted cannot run remask_adhoc_shuffle upstream (it raises a shape error). */
+export const SHIFTED_ALGORITHMS = ALGORITHMS;
+export const SEMI_SHIFTED_ALGORITHMS = ['original', 'acs', 'remask', 'remdm'] as const;
 
 /** Upstream `full_diff`: every position denoised together over `steps` steps. Resolves to one row of ids per sample. */
 export function fullDiff(options: FullDiffOptions): Promise<number[][]> {
@@ -88,6 +117,26 @@ export function semiDiff(options: SemiDiffOptions): Promise<number[][]> {
   return run('semiDiff', 'semi', options, SEMI_KEYS);
 }
 
+/**
+ * Upstream `full_diff_shifted`, for next-token ("shifted", training `type: shifted`) models: the
+ * model at position l predicts the token at l + 1; BOS at position 0, then the prompt; repetition
+ * penalty from the second step. Algorithms as upstream: 'acs' is identical to 'original' there;
+ * 'remask_adhoc_shuffle' re-draws shuffled tokens from the first rows of the masked positions'
+ * logits, as upstream does.
+ */
+export function fullDiffShifted(options: FullDiffShiftedOptions): Promise<number[][]> {
+  return run('fullDiffShifted', 'full_shifted', options as SemiDiffOptions, FULL_SHIFTED_KEYS);
+}
+
+/**
+ * Upstream `semi_diff_shifted`: next-token sampling driven by a metaschedule, with the
+ * autoregressive attention masks (compute_t_and_attn_autoregressive). One model call per
+ * metaschedule step that has masked active positions.
+ */
+export function semiDiffShifted(options: SemiDiffShiftedOptions): Promise<number[][]> {
+  return run('semiDiffShifted', 'semi_shifted', options as SemiDiffOptions, SEMI_SHIFTED_KEYS);
+}
+
 interface Prepared {
   model: HdlmModel;
   native: NativeSampleOptions;
@@ -96,13 +145,17 @@ interface Prepared {
 }
 
 /** Validates and fills defaults; throws HdlmArgumentError naming the first bad option. */
-export function prepareSampling(fnName: string, mode: 'full' | 'semi', options: unknown, keys: readonly string[]): Prepared {
+export function prepareSampling(fnName: string, mode: NativeSampleOptions['mode'], options: unknown, keys: readonly string[]): Prepared {
   if (!v.isPlainObject(options)) throw invalidParameterError(`${fnName} options`, 'an object', options);
   v.rejectUnknownKeys(fnName, options, keys);
-  const o = options as unknown as SemiDiffOptions;
+  const o = options as unknown as SemiDiffOptions & SemiDiffShiftedOptions;
+  const shifted = mode === 'full_shifted' || mode === 'semi_shifted';
   if (!(o.model instanceof HdlmModel)) throw invalidParameterError('model', 'an HdlmModel from smartModelLoader', o.model);
   const model = o.model;
   model.native(); // throws if disposed
+  if (model.family !== 'epsilon_hybrid') {
+    throw new HdlmError('HDLM_UNSUPPORTED', `${fnName} is an epsilon_hybrid sampler; this is a ${model.family} model (use gammaSample)`);
+  }
 
   let prompt: Int32Array | null = null;
   let promptRows = 0;
@@ -124,11 +177,12 @@ export function prepareSampling(fnName: string, mode: 'full' | 'semi', options: 
     for (let b = 0; b < batchSize; b++) repeated.set(prompt, b * promptLength);
     prompt = repeated;
   }
-  const alg = v.isDefined(o.alg) ? v.oneOf('alg', o.alg, ALGORITHMS) : 'original';
+  const alg = v.isDefined(o.alg) ? v.oneOf('alg', o.alg, mode === 'semi_shifted' ? SEMI_SHIFTED_ALGORITHMS : ALGORITHMS) : 'original';
   const steps = v.isDefined(o.steps) ? v.integer('steps', o.steps, 1, 1_000_000) : 512;
   const temperature = v.isDefined(o.temperature) ? v.finiteNumber('temperature', o.temperature, 0) : 1.0;
   const cfgScale = v.isDefined(o.cfgScale) ? v.finiteNumber('cfgScale', o.cfgScale, 0) : 0;
-  if (cfgScale > 0 && !prompt) throw invalidParameterError('prompt', 'a non-empty prompt when cfgScale > 0 (guidance contrasts with and without it)', o.prompt);
+  // upstream's shifted samplers run guidance without a prompt too (the two halves are then equal)
+  if (cfgScale > 0 && !prompt && !shifted) throw invalidParameterError('prompt', 'a non-empty prompt when cfgScale > 0 (guidance contrasts with and without it)', o.prompt);
   const contextLength = v.isDefined(o.contextLength)
     ? v.integer('contextLength', o.contextLength, Math.max(1, promptLength), model.length)
     : model.length;
@@ -148,7 +202,38 @@ export function prepareSampling(fnName: string, mode: 'full' | 'semi', options: 
   }
   const eps = v.isDefined(o.eps) ? v.finiteNumber('eps', o.eps, 0, 1, true) : 1e-5;
   if (eps >= 1) throw invalidParameterError('eps', 'a finite number > 0 and < 1', o.eps);
-  const maskId = v.isDefined(o.dim) ? v.integer('dim', o.dim, 0, model.vocabSize - 1) : model.maskId;
+  const maskId = mode === 'semi_shifted'
+    ? v.isDefined(o.maskTokenId) ? v.integer('maskTokenId', o.maskTokenId, 0, model.vocabSize - 1) : model.maskId
+    : v.isDefined(o.dim) ? v.integer('dim', o.dim, 0, model.vocabSize - 1) : model.maskId;
+  const repetitionPenalty = v.isDefined(o.repetitionPenalty) ? v.finiteNumber('repetitionPenalty', o.repetitionPenalty, 0) : 1.2;
+  const bosId = v.isDefined(o.bosId) ? v.integer('bosId', o.bosId, 0, model.vocabSize - 1) : 50256;
+  if (shifted && bosId >= model.vocabSize) {
+    throw invalidParameterError('bosId', `a token id below the model's vocabulary size ${model.vocabSize}`, o.bosId);
+  }
+  let metaschedule: Metaschedule | null = null;
+  let contextAttention: ContextAttention = 'block_causal';
+  let blockAttention: BlockAttention = 'full';
+  if (mode === 'semi_shifted') {
+    if (v.isDefined(o.metaschedule)) {
+      if (!(o.metaschedule instanceof Metaschedule)) throw invalidParameterError('metaschedule', 'a Metaschedule (smartModelLoader, makeBlockAnnealing, ...)', o.metaschedule);
+      metaschedule = o.metaschedule;
+    } else {
+      metaschedule = createMetaschedule(model.config, model.length);
+    }
+    if (!metaschedule) throw invalidParameterError('metaschedule', "a Metaschedule (the model's config names none)", o.metaschedule);
+    if (metaschedule.tau < 2) throw invalidParameterError('metaschedule', 'a schedule with tau >= 2', metaschedule.toString());
+    const annealing = v.isPlainObject(model.config.annealing) ? model.config.annealing : {};
+    const attention = v.isPlainObject(annealing.attention) ? annealing.attention : {};
+    contextAttention = v.isDefined(o.contextAttention)
+      ? v.oneOf('contextAttention', o.contextAttention, CONTEXT_ATTENTION)
+      : (CONTEXT_ATTENTION as readonly unknown[]).includes(attention.context_type) ? (attention.context_type as ContextAttention) : 'block_causal';
+    blockAttention = v.isDefined(o.blockAttention)
+      ? v.oneOf('blockAttention', o.blockAttention, BLOCK_ATTENTION)
+      : (BLOCK_ATTENTION as readonly unknown[]).includes(attention.block_type) ? (attention.block_type as BlockAttention) : 'full';
+    if (metaschedule.type === 'hybrid' && metaschedule.length < contextLength - 1) {
+      throw invalidParameterError('contextLength', `at most the hybrid metaschedule's length + 1 (${metaschedule.length + 1})`, o.contextLength);
+    }
+  }
   const eta = v.isDefined(o.eta) ? v.finiteNumber('eta', o.eta, 0) : mode === 'semi' ? 0.01 : 0.015;
   const blockSize = mode === 'semi' && v.isDefined(o.blockSize) ? v.integer('blockSize', o.blockSize, 1, contextLength) : 16;
   const seed = v.isDefined(o.seed) ? v.seed('seed', o.seed) : randomBytes(8).readBigUInt64LE();
@@ -156,11 +241,13 @@ export function prepareSampling(fnName: string, mode: 'full' | 'semi', options: 
   const onStep = v.isDefined(o.onStep) ? v.fn<(info: StepInfo) => void>('onStep', o.onStep) : null;
   const stepTokens = v.isDefined(o.stepTokens) ? v.boolean('stepTokens', o.stepTokens) : false;
   if (v.isDefined(o.device)) checkDevice(o.device, model);
+  // Fast mode needs hdlm's own module layout; the shifted samplers run in reference mode only.
   const foreign = model.precision === 'module';
-  const reference = v.isDefined(o.reference) ? v.boolean('reference', o.reference) : foreign;
+  const reference = v.isDefined(o.reference) ? v.boolean('reference', o.reference) : foreign || shifted;
   if (!reference && foreign) {
     throw invalidParameterError('reference', 'true for a TorchScript module not built by hdlm (fast mode needs the hdlm layout)', o.reference);
   }
+  if (!reference && shifted) throw invalidParameterError('reference', 'true (or nothing) for the shifted samplers, which have no fast mode', o.reference);
 
   return {
     model,
@@ -168,12 +255,13 @@ export function prepareSampling(fnName: string, mode: 'full' | 'semi', options: 
     onStep,
     native: {
       mode, alg, prompt, promptLength, batchSize, steps, temperature, cfgScale, contextLength, eps, maskId, eta,
-      blockSize, seed, stepTokens: stepTokens && onStep !== null, reference,
+      blockSize, seed, stepTokens: stepTokens && onStep !== null, reference, repetitionPenalty, bosId,
+      metaschedule: metaschedule ? metaschedule.nativeSpec() : null, contextAttention, blockAttention,
     },
   };
 }
 
-function checkDevice(device: unknown, model: HdlmModel): void {
+export function checkDevice(device: unknown, model: HdlmModel): void {
   const name = v.nonEmptyString('device', device);
   const ok = name === 'auto' || name === model.device || (name === 'cuda' && model.device.startsWith('cuda:'));
   if (!ok) throw invalidParameterError('device', `'auto' or the model's device ('${model.device}')`, device);
@@ -185,17 +273,32 @@ function rowsOf(flat: Int32Array, batch: number, length: number): number[][] {
   return rows;
 }
 
-async function run(fnName: string, mode: 'full' | 'semi', options: SemiDiffOptions, keys: readonly string[]): Promise<number[][]> {
+async function run(fnName: string, mode: NativeSampleOptions['mode'], options: SemiDiffOptions, keys: readonly string[]): Promise<number[][]> {
   const { model, native, signal, onStep } = prepareSampling(fnName, mode, options, keys);
+  return runNativeJob(fnName, model, (step) => model.native().sample(native, step), native.batchSize, native.contextLength, signal, onStep);
+}
+
+/**
+ * @internal Starts a native sampling job and turns it into a promise of rows: wires onStep and
+ * the AbortSignal, and maps native failures to HdlmError (HDLM_ABORTED → AbortError).
+ */
+export async function runNativeJob(
+  fnName: string,
+  model: HdlmModel,
+  start: (step: NativeStepCallback | null) => NativeJob<Int32Array>,
+  batchSize: number,
+  contextLength: number,
+  signal: AbortSignal | null,
+  onStep: ((info: StepInfo) => void) | null,
+): Promise<number[][]> {
   if (signal?.aborted) throw new AbortError(`${fnName} was aborted before it started`, { cause: signal.reason });
-  const { batchSize, contextLength } = native;
   const step = onStep
     ? (done: number, total: number, tokens: Int32Array | null) =>
         onStep({ step: done, total, tokens: tokens ? rowsOf(tokens, batchSize, contextLength) : null })
     : null;
-  let job;
+  let job: NativeJob<Int32Array>;
   try {
-    job = model.native().sample(native, step);
+    job = start(step);
   } catch (e) {
     throw toHdlmError(e);
   }
@@ -215,4 +318,3 @@ async function run(fnName: string, mode: 'full' | 'semi', options: SemiDiffOptio
     signal?.removeEventListener('abort', onAbort);
   }
 }
-

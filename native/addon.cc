@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -320,6 +321,9 @@ struct ModelState {
 };
 
 // The abort flag of one sample call; aborted by its AbortSignal, by dispose(), or at exit.
+// The sampling call a pool thread runs: one of the engine's samplers, bound to its options.
+using SampleCall = std::function<std::vector<int32_t>(hdlm::Model&, const std::atomic<bool>&, const hdlm::StepCallback&)>;
+
 struct AbortFlag {
   std::atomic<bool> requested{false};
   std::atomic<int64_t> steps_done{0};
@@ -336,7 +340,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "NativeModel",
                        {InstanceMethod("info", &ModelWrap::Info), InstanceMethod("forward", &ModelWrap::Forward),
-                        InstanceMethod("sample", &ModelWrap::Sample), InstanceMethod("dispose", &ModelWrap::Dispose),
+                        InstanceMethod("sample", &ModelWrap::Sample),
+                        InstanceMethod("sampleGamma", &ModelWrap::SampleGamma), InstanceMethod("dispose", &ModelWrap::Dispose),
                         InstanceMethod("isDisposed", &ModelWrap::IsDisposed),
                         InstanceMethod("pendingCalls", &ModelWrap::PendingCalls)});
   }
@@ -360,6 +365,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value Info(const Napi::CallbackInfo& info);
   Napi::Value Forward(const Napi::CallbackInfo& info);
   Napi::Value Sample(const Napi::CallbackInfo& info);
+  Napi::Value SampleGamma(const Napi::CallbackInfo& info);
+  Napi::Value StartSample(const Napi::CallbackInfo& info, std::shared_ptr<hdlm::Model> model, SampleCall call);
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
     // Calls not started yet reject with HDLM_DISPOSED; running samples stop at their next step
     // and reject with HDLM_DISPOSED; a running forward finishes. Jobs hold their own reference,
@@ -459,14 +466,15 @@ class ModelTask : public PromiseTask {
 class ForwardTask : public ModelTask {
  public:
   ForwardTask(Napi::Env env, ModelWrap* wrap, std::shared_ptr<hdlm::Model> model, std::shared_ptr<ModelState> state,
-              std::vector<int32_t> tokens, int64_t batch, int64_t length, std::vector<int32_t> positions, bool fast)
+              std::vector<int32_t> tokens, int64_t batch, int64_t length, std::vector<int32_t> positions,
+              std::vector<float> sigma, bool fast)
       : ModelTask(env, wrap, std::move(model), std::move(state)), tokens_(std::move(tokens)),
-        positions_(std::move(positions)), batch_(batch), length_(length), fast_(fast) {}
+        positions_(std::move(positions)), sigma_(std::move(sigma)), batch_(batch), length_(length), fast_(fast) {}
 
  protected:
   void Run() override {
     check_live();
-    logits_ = model_->forward(tokens_, batch_, length_, positions_, fast_);
+    logits_ = model_->forward(tokens_, batch_, length_, positions_, sigma_, fast_);
   }
   napi_value Result(Napi::Env env) override {
     auto data = Napi::Float32Array::New(env, logits_.data.size());
@@ -484,6 +492,7 @@ class ForwardTask : public ModelTask {
 
  private:
   std::vector<int32_t> tokens_, positions_;
+  std::vector<float> sigma_;
   int64_t batch_, length_;
   bool fast_;
   hdlm::Logits logits_;
@@ -493,19 +502,29 @@ Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   auto model = live(env);
   if (info.Length() < 4 || !info[1].IsNumber() || !info[2].IsNumber()) {
-    throw_type(env, "forward(tokens: Int32Array, batch: number, length: number, positions: Int32Array | null)");
+    throw_type(env, "forward(tokens: Int32Array, batch: number, length: number, positions: Int32Array | null, sigma?: Float32Array | null)");
   }
   auto tokens = to_int32_vector(env, info[0], "tokens");
   const auto batch = info[1].As<Napi::Number>().Int64Value();
   const auto length = info[2].As<Napi::Number>().Int64Value();
   std::vector<int32_t> positions;
   if (!info[3].IsNull() && !info[3].IsUndefined()) positions = to_int32_vector(env, info[3], "positions");
-  const bool fast = info.Length() > 4 && info[4].ToBoolean();
-  if (batch < 1 || length < 1 || static_cast<int64_t>(tokens.size()) != batch * length ||
-      (!positions.empty() && positions.size() != tokens.size()) || (fast && !positions.empty())) {
-    throw_type(env, "tokens (and positions) of batch × length elements; no positions in fast mode");
+  const bool fast = info.Length() > 5 && info[5].ToBoolean();
+  std::vector<float> sigma;
+  if (info.Length() > 4 && !info[4].IsNull() && !info[4].IsUndefined()) {
+    if (!info[4].IsTypedArray() || info[4].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+      throw_type(env, "sigma as a Float32Array");
+    }
+    auto arr = info[4].As<Napi::Float32Array>();
+    sigma.assign(arr.Data(), arr.Data() + arr.ElementLength());
   }
-  auto* task = new ForwardTask(env, this, std::move(model), state_, std::move(tokens), batch, length, std::move(positions), fast);
+  if (batch < 1 || length < 1 || static_cast<int64_t>(tokens.size()) != batch * length ||
+      (!positions.empty() && positions.size() != tokens.size()) || (!sigma.empty() && sigma.size() != tokens.size()) ||
+      (fast && (!positions.empty() || !sigma.empty()))) {
+    throw_type(env, "tokens (and positions, sigma) of batch × length elements; neither positions nor sigma in fast mode");
+  }
+  auto* task = new ForwardTask(env, this, std::move(model), state_, std::move(tokens), batch, length, std::move(positions),
+                               std::move(sigma), fast);
   napi_value promise = task->Promise();
   ++pending_;
   pool_of(env).Submit(task);
@@ -550,8 +569,8 @@ class StepMessage : public Message {
 class SampleTask : public ModelTask {
  public:
   SampleTask(Napi::Env env, ModelWrap* wrap, std::shared_ptr<hdlm::Model> model, std::shared_ptr<ModelState> state,
-             hdlm::SampleOptions options, std::shared_ptr<AbortFlag> abort, std::shared_ptr<ProgressTarget> progress)
-      : ModelTask(env, wrap, std::move(model), std::move(state)), pool_(&pool_of(env)), options_(std::move(options)),
+             SampleCall call, std::shared_ptr<AbortFlag> abort, std::shared_ptr<ProgressTarget> progress)
+      : ModelTask(env, wrap, std::move(model), std::move(state)), pool_(&pool_of(env)), call_(std::move(call)),
         abort_(std::move(abort)), progress_(std::move(progress)) {}
 
   void Cancel() override { abort_->abort(); }
@@ -572,7 +591,7 @@ class SampleTask : public ModelTask {
       if (progress_) pool_->Post(new StepMessage(progress_, step, total, std::move(tokens)));
     };
     try {
-      result_ = model_->sample(options_, abort_->requested, cb);
+      result_ = call_(*model_, abort_->requested, cb);
     } catch (const EngineError& e) {
       if (e.code != "HDLM_ABORTED") throw;
       if (state_->disposed.load()) {
@@ -592,16 +611,62 @@ class SampleTask : public ModelTask {
 
  private:
   Pool* pool_;
-  hdlm::SampleOptions options_;
+  SampleCall call_;
   std::shared_ptr<AbortFlag> abort_;
   std::shared_ptr<ProgressTarget> progress_;
   std::vector<int32_t> result_;
 };
+
+hdlm::MetaScheduleSpec read_schedule(Napi::Env env, const Napi::Object& o) {
+  hdlm::MetaScheduleSpec spec;
+  const auto type = get_string(o, "type");
+  if (type == "simple") spec.type = hdlm::ScheduleType::Simple;
+  else if (type == "block") spec.type = hdlm::ScheduleType::Block;
+  else if (type == "hybrid") spec.type = hdlm::ScheduleType::Hybrid;
+  else throw_type(env, "a metaschedule type 'simple', 'block' or 'hybrid'");
+  spec.width = get_int(o, "width");
+  spec.tau = get_int(o, "tau");
+  spec.length = get_int(o, "length");
+  if (spec.width < 1 || spec.tau < 1 || (spec.type == hdlm::ScheduleType::Hybrid && spec.length < 1)) {
+    throw_type(env, "a metaschedule with positive width, tau and length");
+  }
+  return spec;
+}
+
+hdlm::ContextAttention read_context(Napi::Env env, const std::string& s) {
+  if (s == "full") return hdlm::ContextAttention::Full;
+  if (s == "causal") return hdlm::ContextAttention::Causal;
+  if (s == "block_causal") return hdlm::ContextAttention::BlockCausal;
+  throw_type(env, "contextAttention 'full', 'causal' or 'block_causal'");
+  return hdlm::ContextAttention::Full;
+}
+
+hdlm::BlockAttention read_block(Napi::Env env, const std::string& s) {
+  if (s == "full") return hdlm::BlockAttention::Full;
+  if (s == "causal") return hdlm::BlockAttention::Causal;
+  throw_type(env, "blockAttention 'full' or 'causal'");
+  return hdlm::BlockAttention::Full;
+}
+
 hdlm::SampleOptions read_sample_options(Napi::Env env, const Napi::Object& o) {
   hdlm::SampleOptions s;
   const auto mode = get_string(o, "mode");
-  if (mode != "full" && mode != "semi") throw_type(env, "mode 'full' or 'semi'");
-  s.semi = mode == "semi";
+  if (mode != "full" && mode != "semi" && mode != "full_shifted" && mode != "semi_shifted") {
+    throw_type(env, "mode 'full', 'semi', 'full_shifted' or 'semi_shifted'");
+  }
+  s.semi = mode == "semi" || mode == "semi_shifted";
+  s.shifted = mode == "full_shifted" || mode == "semi_shifted";
+  if (s.shifted) {
+    s.repetition_penalty = get_number(o, "repetitionPenalty");
+    s.bos_id = get_int(o, "bosId");
+  }
+  if (mode == "semi_shifted") {
+    auto ms = get(o, "metaschedule");
+    if (!ms.IsObject()) throw_type(env, "a metaschedule object");
+    s.schedule = read_schedule(env, ms.As<Napi::Object>());
+    s.context_attention = read_context(env, get_string(o, "contextAttention"));
+    s.block_attention = read_block(env, get_string(o, "blockAttention"));
+  }
   const auto alg = get_string(o, "alg");
   if (alg == "original") s.alg = hdlm::Algorithm::Original;
   else if (alg == "acs") s.alg = hdlm::Algorithm::Acs;
@@ -632,17 +697,15 @@ hdlm::SampleOptions read_sample_options(Napi::Env env, const Napi::Object& o) {
   if (s.batch_size < 1 || s.steps < 1 || s.context_length < 1 || s.block_size < 1 || s.prompt_length < 0 ||
       s.prompt_length > s.context_length ||
       static_cast<int64_t>(s.prompt.size()) != (s.prompt_length > 0 ? s.batch_size * s.prompt_length : 0) ||
-      (s.cfg_scale > 0 && s.prompt_length == 0)) {
+      (s.cfg_scale > 0 && s.prompt_length == 0 && !s.shifted) || s.bos_id < 0) {
     throw_type(env, "consistent sampling options (sizes, prompt shape)");
   }
   return s;
 }
 
-Napi::Value ModelWrap::Sample(const Napi::CallbackInfo& info) {
+// Starts `call` on a pool thread; returns { promise, abort }. info[1] is the optional onStep.
+Napi::Value ModelWrap::StartSample(const Napi::CallbackInfo& info, std::shared_ptr<hdlm::Model> model, SampleCall call) {
   auto env = info.Env();
-  auto model = live(env);
-  if (info.Length() < 1 || !info[0].IsObject()) throw_type(env, "sample(options, onStep)");
-  auto options = read_sample_options(env, info[0].As<Napi::Object>());
   std::shared_ptr<ProgressTarget> progress;
   if (info.Length() > 1 && info[1].IsFunction()) {
     progress = std::make_shared<ProgressTarget>();
@@ -653,7 +716,7 @@ Napi::Value ModelWrap::Sample(const Napi::CallbackInfo& info) {
   aborts_.erase(std::remove_if(aborts_.begin(), aborts_.end(), [](const std::weak_ptr<AbortFlag>& w) { return w.expired(); }),
                 aborts_.end());
   aborts_.push_back(abort);
-  auto* task = new SampleTask(env, this, std::move(model), state_, std::move(options), abort, progress);
+  auto* task = new SampleTask(env, this, std::move(model), state_, std::move(call), abort, progress);
   napi_value promise = task->Promise();
   ++pending_;
   pool_of(env).Submit(task);
@@ -667,8 +730,113 @@ Napi::Value ModelWrap::Sample(const Napi::CallbackInfo& info) {
   return out;
 }
 
+Napi::Value ModelWrap::Sample(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  auto model = live(env);
+  if (info.Length() < 1 || !info[0].IsObject()) throw_type(env, "sample(options, onStep)");
+  auto options = read_sample_options(env, info[0].As<Napi::Object>());
+  return StartSample(info, std::move(model), [options](hdlm::Model& m, const std::atomic<bool>& abort, const hdlm::StepCallback& cb) {
+    return m.sample(options, abort, cb);
+  });
+}
+
+Napi::Value ModelWrap::SampleGamma(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  auto model = live(env);
+  if (info.Length() < 1 || !info[0].IsObject()) throw_type(env, "sampleGamma(options, onStep)");
+  auto o = info[0].As<Napi::Object>();
+  hdlm::GammaSampleOptions g;
+  const auto mode = get_string(o, "mode");
+  if (mode != "nar" && mode != "sar") throw_type(env, "mode 'nar' or 'sar'");
+  g.sar = mode == "sar";
+  auto ms = get(o, "metaschedule");
+  if (!ms.IsObject()) throw_type(env, "a metaschedule object");
+  g.schedule = read_schedule(env, ms.As<Napi::Object>());
+  g.context_attention = read_context(env, get_string(o, "contextAttention"));
+  g.block_attention = read_block(env, get_string(o, "blockAttention"));
+  const auto graph = get_string(o, "graph");
+  if (graph == "QGamma") g.graph = hdlm::GammaGraph::QGamma;
+  else if (graph == "absorb") g.graph = hdlm::GammaGraph::Absorb;
+  else throw_type(env, "graph 'QGamma' or 'absorb'");
+  g.gamma = get_number(o, "gamma");
+  g.vocab_size = get_int(o, "vocabSize");
+  g.batch_size = get_int(o, "batchSize");
+  g.context_length = get_int(o, "contextLength");
+  g.eps = get_number(o, "eps");
+  auto seed = get(o, "seed");
+  if (!seed.IsBigInt()) throw_type(env, "a bigint seed");
+  bool lossless = false;
+  g.seed = seed.As<Napi::BigInt>().Uint64Value(&lossless);
+  if (!lossless) throw_type(env, "a seed in [0, 2^64)");
+  g.step_tokens = get(o, "stepTokens").ToBoolean();
+  if (g.batch_size < 1 || g.context_length < 1 || g.vocab_size < 2 || !(g.eps > 0 && g.eps < 0.05)) {
+    throw_type(env, "consistent gamma sampling options");
+  }
+  return StartSample(info, std::move(model), [g](hdlm::Model& m, const std::atomic<bool>& abort, const hdlm::StepCallback& cb) {
+    return m.sample_gamma(g, abort, cb);
+  });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Module-level functions
+
+Napi::Uint8Array to_uint8_array(Napi::Env env, const std::vector<uint8_t>& v) {
+  auto a = Napi::Uint8Array::New(env, v.size());
+  if (!v.empty()) std::memcpy(a.Data(), v.data(), v.size());
+  return a;
+}
+
+// metascheduleQuery(spec, query): query.kind 'info' {n} → {worthless, width, maxStep};
+// 'step' {k, n} → {levels: Int32Array, numSettled, relevantLength};
+// 'plan' {k, n, eps, contextAttention, blockAttention, autoregressive} → {t, den, act, settled, mask}.
+Napi::Value MetascheduleQuery(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsObject()) throw_type(env, "metascheduleQuery(spec, query)");
+  auto spec = read_schedule(env, info[0].As<Napi::Object>());
+  auto q = info[1].As<Napi::Object>();
+  const auto kind = get_string(q, "kind");
+  try {
+    hdlm::MetaSchedule ms(spec);
+    auto out = Napi::Object::New(env);
+    if (kind == "info") {
+      out.Set("worthless", Napi::Number::New(env, static_cast<double>(ms.worthless())));
+      out.Set("width", Napi::Number::New(env, static_cast<double>(ms.width())));
+      out.Set("maxStep", Napi::Number::New(env, static_cast<double>(ms.max_step(get_int(q, "n")))));
+      return out;
+    }
+    const auto k = get_int(q, "k"), n = get_int(q, "n");
+    if (k < 0 || n < 0 || n > (int64_t{1} << 20)) throw_type(env, "k >= 0 and 0 <= n <= 2^20");
+    if (kind == "step") {
+      auto lev = ms.levels(k, n);
+      std::vector<int32_t> lev32(lev.begin(), lev.end());
+      out.Set("levels", to_int32_array(env, lev32));
+      out.Set("numSettled", Napi::Number::New(env, static_cast<double>(ms.num_settled(k))));
+      out.Set("relevantLength", Napi::Number::New(env, static_cast<double>(ms.relevant_length(k))));
+      return out;
+    }
+    if (kind == "plan") {
+      if (n > 8192) throw_type(env, "n <= 8192 for an attention-mask plan");
+      const auto ctx = read_context(env, get_string(q, "contextAttention"));
+      const auto blk = read_block(env, get_string(q, "blockAttention"));
+      const double eps = get_number(q, "eps");
+      const bool ar = get(q, "autoregressive").ToBoolean();
+      if (ar && n < 1) throw_type(env, "n >= 1 for the autoregressive plan");
+      auto p = ar ? hdlm::t_and_mask_ar(ms, k, n, eps, ctx, blk) : hdlm::t_and_mask(ms, k, n, eps, ctx, blk);
+      auto t = Napi::Float32Array::New(env, p.t.size());
+      if (!p.t.empty()) std::memcpy(t.Data(), p.t.data(), p.t.size() * sizeof(float));
+      out.Set("t", t);
+      out.Set("den", to_uint8_array(env, p.den));
+      out.Set("act", to_uint8_array(env, p.act));
+      out.Set("settled", to_uint8_array(env, p.settled));
+      out.Set("mask", to_uint8_array(env, p.mask));
+      return out;
+    }
+    throw_type(env, "query kind 'info', 'step' or 'plan'");
+  } catch (const EngineError& e) {
+    throw make_error(env, e.code, e.what());
+  }
+  return env.Undefined();
+}
 
 class BuildTask : public PromiseTask {
  public:
@@ -720,6 +888,15 @@ Napi::Value BuildModel(const Napi::CallbackInfo& info) {
   spec.arch.hidden_size = get_int(a, "hiddenSize");
   spec.arch.n_heads = get_int(a, "nHeads");
   spec.arch.n_blocks = get_int(a, "nBlocks");
+  if (spec.arch.family == "gamma_hybrid") {
+    spec.arch.cond_dim = get_int(a, "condDim");
+    spec.arch.gamma = get_number(a, "gamma");
+    spec.arch.radd = get(a, "radd").ToBoolean();
+    spec.arch.sigma_conditioning = get(a, "sigmaConditioning").ToBoolean();
+    spec.arch.timestep_embedding = get(a, "timestepEmbedding").ToBoolean();
+    spec.arch.scale_by_sigma = get(a, "scaleBySigma").ToBoolean();
+    spec.arch.post_process_ar = get(a, "postProcessAR").ToBoolean();
+  }
   auto tensors = get(o, "tensors");
   if (!tensors.IsArray()) throw_type(env, "an array of tensors");
   auto list = tensors.As<Napi::Array>();
@@ -809,6 +986,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("runtimeInfo", Napi::Function::New(env, RuntimeInfo));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   exports.Set("cudaMemory", Napi::Function::New(env, CudaMemory));
+  exports.Set("metascheduleQuery", Napi::Function::New(env, MetascheduleQuery));
   return exports;
 }
 

@@ -24,7 +24,9 @@
 #include "checkpoint.h"
 #include "fast_forward.h"
 #include "model_epsilon.h"
+#include "model_gamma.h"
 #include "sampler.h"
+#include "sampler_gamma.h"
 
 
 namespace hdlm {
@@ -96,6 +98,7 @@ class TorchScriptModel : public Model {
  public:
   TorchScriptModel(torch::jit::Module module, at::Device device, Precision precision)
       : module_(std::move(module)), device_(device) {
+    gamma_ = module_.attr("hdlm_family").toStringRef() == "gamma_hybrid";
     if (module_.hasattr("precision")) {
       if (precision != Precision::Fp32 && !device_.is_cuda()) {
         throw EngineError("HDLM_UNSUPPORTED", std::string("precision context ") + precision_name(precision) +
@@ -117,7 +120,10 @@ class TorchScriptModel : public Model {
   }
 
   Logits forward(const std::vector<int32_t>& tokens, int64_t batch, int64_t length,
-                 const std::vector<int32_t>& positions, bool fast) override {
+                 const std::vector<int32_t>& positions, const std::vector<float>& sigma, bool fast) override {
+    if (gamma_ && sigma.empty()) throw EngineError("HDLM_INVALID_ARGUMENT", "a gamma_hybrid model's forward needs sigma");
+    if (!gamma_ && !sigma.empty()) throw EngineError("HDLM_INVALID_ARGUMENT", "an epsilon_hybrid model's forward takes no sigma");
+    if (gamma_ && fast) throw EngineError("HDLM_UNSUPPORTED", "fast mode is for epsilon_hybrid models");
     return guarded("HDLM_NATIVE", "forward", [&] {
       c10::InferenceMode guard;
       const auto opts = at::TensorOptions().dtype(at::kLong).device(device_);
@@ -130,7 +136,9 @@ class TorchScriptModel : public Model {
       } else {
         auto pos = positions.empty() ? at::arange(length, opts).unsqueeze(0).expand({batch, length}).contiguous()
                                      : at::tensor(positions, at::kInt).view({batch, length}).to(opts);
-        logits = call_forward(x, pos);
+        at::Tensor sig;
+        if (gamma_) sig = at::tensor(sigma, at::kFloat).view({batch, length}).to(device_);
+        logits = call_forward(x, pos, sig);
       }
       logits = logits.to(at::kFloat).cpu().contiguous();
       Logits out;
@@ -146,14 +154,43 @@ class TorchScriptModel : public Model {
                               const StepCallback& on_step) override {
     return guarded("HDLM_NATIVE", "sampling", [&] {
       c10::InferenceMode guard;
+      if (gamma_) throw EngineError("HDLM_UNSUPPORTED", "full_diff / semi_diff are epsilon_hybrid samplers; this is a gamma_hybrid model");
+      if (options.shifted && options.semi && !module_.find_method("forward_with_mask")) {
+        throw EngineError("HDLM_UNSUPPORTED", "semi_diff_shifted needs attention masks: this TorchScript module has no forward_with_mask(tokens, positions, attn_mask)");
+      }
       at::Tensor x;
-      if (options.fast) {
+      if (options.fast && !options.shifted) {
         x = run_fast_sampler(fast_forward(), options, device_, abort, on_step);
       } else {
-        auto fwd = [this](const at::Tensor& x, const at::Tensor& pos) { return call_forward(x, pos); };
+        auto fwd = [this](const at::Tensor& x, const at::Tensor& pos, const at::Tensor& mask) {
+          if (!mask.defined()) return call_forward(x, pos, at::Tensor());
+          torch::jit::GraphOptimizerEnabledGuard no_rewrites(false);
+          auto out = module_.get_method("forward_with_mask")({x, pos, mask});
+          if (!out.isTensor()) throw EngineError("HDLM_BAD_FILE", "the model's forward_with_mask did not return a tensor");
+          return out.toTensor();
+        };
         x = run_sampler(fwd, options, device_, abort, on_step);
       }
       x = x.to(at::kInt).contiguous();
+      return std::vector<int32_t>(x.data_ptr<int32_t>(), x.data_ptr<int32_t>() + x.numel());
+    });
+  }
+
+  std::vector<int32_t> sample_gamma(const GammaSampleOptions& options, const std::atomic<bool>& abort,
+                                    const StepCallback& on_step) override {
+    if (!gamma_) throw EngineError("HDLM_UNSUPPORTED", "the gamma samplers need a gamma_hybrid model; this is an epsilon_hybrid model");
+    if (!module_.find_method("forward_with_mask")) {
+      throw EngineError("HDLM_UNSUPPORTED", "this TorchScript module has no forward_with_mask(tokens, positions, sigma, attn_mask), which the gamma samplers need");
+    }
+    return guarded("HDLM_NATIVE", "sampling", [&] {
+      c10::InferenceMode guard;
+      auto fwd = [this](const at::Tensor& x, const at::Tensor& sigma, const at::Tensor& pos, const at::Tensor& mask) {
+        torch::jit::GraphOptimizerEnabledGuard no_rewrites(false);
+        auto out = module_.get_method("forward_with_mask")({x, pos, sigma, mask});
+        if (!out.isTensor()) throw EngineError("HDLM_BAD_FILE", "the model's forward_with_mask did not return a tensor");
+        return out.toTensor();
+      };
+      auto x = run_gamma_sampler(fwd, options, device_, abort, on_step).to(at::kInt).contiguous();
       return std::vector<int32_t>(x.data_ptr<int32_t>(), x.data_ptr<int32_t>() + x.numel());
     });
   }
@@ -163,6 +200,7 @@ class TorchScriptModel : public Model {
   FastForward& fast_forward() {
     std::lock_guard<std::mutex> lock(fast_mutex_);
     if (!fast_) {
+      if (gamma_) throw EngineError("HDLM_UNSUPPORTED", "fast mode is for epsilon_hybrid models");
       fast_ = FastForward::from_module(module_, device_);
       if (!fast_) {
         throw EngineError("HDLM_UNSUPPORTED",
@@ -172,11 +210,11 @@ class TorchScriptModel : public Model {
     return *fast_;
   }
 
-  at::Tensor call_forward(const at::Tensor& x, const at::Tensor& pos) {
+  at::Tensor call_forward(const at::Tensor& x, const at::Tensor& pos, const at::Tensor& sigma) {
     // Run the graph as written: no fusion, no rewrites (fused kernels would change the bits,
     // and upstream's reference runs had TorchScript GPU fusion off). The flag is per thread.
     torch::jit::GraphOptimizerEnabledGuard no_rewrites(false);
-    auto out = module_.forward({x, pos});
+    auto out = gamma_ ? module_.forward({x, pos, sigma}) : module_.forward({x, pos});
     if (!out.isTensor()) throw EngineError("HDLM_BAD_FILE", "the model's forward did not return a tensor");
     auto logits = out.toTensor();
     if (logits.dim() != 3 || logits.size(0) != x.size(0) || logits.size(1) != x.size(1)) {
@@ -191,6 +229,7 @@ class TorchScriptModel : public Model {
   // it are safe (the graph executor locks its own plan cache).
   torch::jit::Module module_;
   at::Device device_;
+  bool gamma_ = false;
   std::string precision_ = "module";
   std::mutex fast_mutex_;
   std::unique_ptr<FastForward> fast_;
@@ -202,29 +241,33 @@ void check_interface(const torch::jit::Module& m, const std::string& path) {
                                            " (see README, \"TorchScript interface\")");
   };
   if (!m.hasattr("hdlm_format") || !m.attr("hdlm_format").isInt()) fail("it has no integer attribute 'hdlm_format'");
-  if (m.attr("hdlm_format").toInt() != kEpsilonFormatVersion) {
-    fail("its hdlm_format is " + std::to_string(m.attr("hdlm_format").toInt()) + ", this version reads " +
-         std::to_string(kEpsilonFormatVersion));
-  }
   if (!m.hasattr("hdlm_family") || !m.attr("hdlm_family").isString()) fail("it has no string attribute 'hdlm_family'");
+  const bool gamma = m.attr("hdlm_family").toStringRef() == "gamma_hybrid";
+  const int64_t version = gamma ? kGammaFormatVersion : kEpsilonFormatVersion;
+  if (m.attr("hdlm_format").toInt() != version) {
+    fail("its hdlm_format is " + std::to_string(m.attr("hdlm_format").toInt()) + ", this version reads " +
+         std::to_string(version));
+  }
   if (!m.hasattr("hdlm_config") || !m.attr("hdlm_config").isString()) fail("it has no string attribute 'hdlm_config'");
   auto method = m.find_method("forward");
   if (!method) fail("it has no forward method");
-  // forward(self, tokens, positions)
-  if (method->function().getSchema().arguments().size() != 3) fail("its forward does not take (tokens, positions)");
+  // forward(self, tokens, positions) or, for gamma_hybrid, forward(self, tokens, positions, sigma)
+  if (gamma && method->function().getSchema().arguments().size() != 4) fail("its forward does not take (tokens, positions, sigma)");
+  if (!gamma && method->function().getSchema().arguments().size() != 3) fail("its forward does not take (tokens, positions)");
 }
 
 }  // namespace
 
 std::shared_ptr<Model> build_model(const BuildSpec& spec) {
   const auto device = parse_device(spec.device);
-  if (spec.arch.family != "epsilon_hybrid") {
+  if (spec.arch.family != "epsilon_hybrid" && spec.arch.family != "gamma_hybrid") {
     throw EngineError("HDLM_UNSUPPORTED", "model family '" + spec.arch.family + "' is not supported by the native builder");
   }
   auto module = guarded("HDLM_BAD_FILE", spec.weights_path, [&] {
     c10::InferenceMode guard;
     auto weights = read_safetensors(spec.weights_path, spec.file_size, spec.tensors);
     for (auto& kv : weights) kv.second = kv.second.to(device);
+    if (spec.arch.family == "gamma_hybrid") return build_gamma_module(spec.arch, weights, spec.config_json);
     return build_epsilon_module(spec.arch, weights, spec.config_json);
   });
   if (!spec.cache_path.empty()) {

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "metaschedule.h"
+
 namespace hdlm {
 
 // Errors the engine throws; addon.cc turns them into JS errors carrying `code`.
@@ -27,11 +29,19 @@ struct TensorEntry {
 };
 
 struct Architecture {
-  std::string family;  // epsilon_hybrid
+  std::string family;  // epsilon_hybrid or gamma_hybrid
   int64_t vocab_size = 0;
   int64_t hidden_size = 0;
   int64_t n_heads = 0;
   int64_t n_blocks = 0;
+  // gamma_hybrid only (hdlm-reference §3.1); decided from the config by lib/config.ts
+  int64_t cond_dim = 0;
+  double gamma = 0.0;               // graph.gamma (embedding interpolation)
+  bool radd = false;                // §3.2 mask-interpolated embedding
+  bool sigma_conditioning = false;  // adaLN in blocks
+  bool timestep_embedding = false;  // sigma_map present
+  bool scale_by_sigma = false;      // §3.6
+  bool post_process_ar = false;     // §3.7 rule 1 (AR sampling_method with post_process_logits)
 };
 
 // How the epsilon model computes (see model_epsilon.cc): fp32 on the CPU; on CUDA upstream's
@@ -61,7 +71,13 @@ struct ModelInfo {
 enum class Algorithm { Original, Acs, Remask, RemaskAdhocShuffle, Remdm };
 
 struct SampleOptions {
-  bool semi = false;  // false: full_diff, true: semi_diff
+  bool semi = false;     // false: full_diff (full_diff_shifted), true: semi_diff (semi_diff_shifted)
+  bool shifted = false;  // the next-token samplers full_diff_shifted / semi_diff_shifted (§4.4, §4.5)
+  double repetition_penalty = 1.2;  // shifted samplers
+  int64_t bos_id = 50256;           // shifted samplers: written at position 0 before the prompt
+  MetaScheduleSpec schedule;        // semi_diff_shifted
+  ContextAttention context_attention = ContextAttention::BlockCausal;  // semi_diff_shifted
+  BlockAttention block_attention = BlockAttention::Full;              // semi_diff_shifted
   Algorithm alg = Algorithm::Original;
   std::vector<int32_t> prompt;  // batch_size × prompt_length, row-major; empty = no prompt
   int64_t prompt_length = 0;
@@ -79,6 +95,24 @@ struct SampleOptions {
   bool fast = false;  // fast mode (same distribution, another random stream); see sampler.h
 };
 
+// Upstream's gamma samplers (hdlm/gamma_hybrid/sampling.py get_sa_sampling_fn, "NAR", and
+// sampling_sar.py, "SAR"): analytic predictor, log-linear noise, driven by a metaschedule.
+enum class GammaGraph { QGamma = 0, Absorb = 1 };
+struct GammaSampleOptions {
+  bool sar = false;
+  MetaScheduleSpec schedule;
+  ContextAttention context_attention = ContextAttention::BlockCausal;
+  BlockAttention block_attention = BlockAttention::Full;
+  GammaGraph graph = GammaGraph::QGamma;
+  double gamma = 0.01;     // graph.gamma (QGamma)
+  int64_t vocab_size = 50258;  // states, mask included (mask = vocab_size − 1)
+  int64_t batch_size = 1;
+  int64_t context_length = 1024;
+  double eps = 1e-4;       // annealing.sampling_eps
+  uint64_t seed = 0;
+  bool step_tokens = false;
+};
+
 // Called after every step (from the sampling thread). `tokens` is empty unless asked for.
 using StepCallback = std::function<void(int64_t step, int64_t total, std::vector<int32_t>&& tokens)>;
 
@@ -91,13 +125,17 @@ class Model {
  public:
   virtual ~Model() = default;
   virtual ModelInfo info() const = 0;
-  // tokens: batch × length ids; positions: same size or empty for 0..length-1.
-  // fast: the fast path's forward (positions must be empty: 0..length-1).
+  // tokens: batch × length ids; positions: same size or empty for 0..length-1; sigma: same
+  // size (gamma models: per-token total noise; required) or empty (epsilon models).
+  // fast: the fast path's forward (epsilon models; positions must be empty: 0..length-1).
   virtual Logits forward(const std::vector<int32_t>& tokens, int64_t batch, int64_t length,
-                         const std::vector<int32_t>& positions, bool fast) = 0;
+                         const std::vector<int32_t>& positions, const std::vector<float>& sigma, bool fast) = 0;
   // Returns batch_size × context_length ids. Throws EngineError("HDLM_ABORTED") when `abort` is set.
   virtual std::vector<int32_t> sample(const SampleOptions& options, const std::atomic<bool>& abort,
                                       const StepCallback& on_step) = 0;
+  // Gamma models only. Returns batch_size × context_length ids.
+  virtual std::vector<int32_t> sample_gamma(const GammaSampleOptions& options, const std::atomic<bool>& abort,
+                                            const StepCallback& on_step) = 0;
 };
 
 // Build an epsilon-family model from a safetensors checkpoint; saves it to spec.cache_path if set.

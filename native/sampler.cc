@@ -19,7 +19,9 @@ namespace {
 
 using at::indexing::Slice;
 
-at::Generator make_generator(const at::Device& device, uint64_t seed) {
+}  // namespace
+
+at::Generator make_sampling_generator(const at::Device& device, uint64_t seed) {
 #ifdef HDLM_WITH_CUDA
   if (device.is_cuda()) {
     auto gen = at::cuda::detail::createCUDAGenerator(device.index());
@@ -29,6 +31,8 @@ at::Generator make_generator(const at::Device& device, uint64_t seed) {
 #endif
   return at::make_generator<at::CPUGeneratorImpl>(seed);
 }
+
+namespace {
 
 // Where a step gets its logits from. Reference: the full [B, n, V] logits of this step's
 // forward. Fast: hidden states, recomputed only when x changed, and the head on demand.
@@ -52,7 +56,7 @@ struct Thresholds {
 class Sampler {
  public:
   Sampler(const SampleOptions& o, const at::Device& device, bool fast)
-      : o_(o), device_(device), fast_(fast), gen_(make_generator(device, o.seed)) {}
+      : o_(o), device_(device), fast_(fast), gen_(make_sampling_generator(device, o.seed)) {}
 
   at::Tensor run(Logits& logits, const std::atomic<bool>& abort, const StepCallback& on_step) {
     const int64_t B = o_.batch_size, L = o_.context_length;
@@ -251,9 +255,9 @@ class ReferenceLogits : public Logits {
     const int64_t B = x.size(0), n = x.size(1);
     auto pos = at::arange(n, at::TensorOptions().dtype(at::kLong).device(device_)).unsqueeze(0).expand({B, n}).contiguous();
     if (o_.cfg_scale > 0) {
-      logits_ = guided(o_, forward_(with_guidance(o_, x), at::cat({pos, pos})));
+      logits_ = guided(o_, forward_(with_guidance(o_, x), at::cat({pos, pos}), at::Tensor()));
     } else {
-      logits_ = forward_(x, pos);
+      logits_ = forward_(x, pos, at::Tensor());
     }
   }
   at::Tensor rows(const at::Tensor& sel) override { return logits_.index({sel}); }
@@ -301,6 +305,7 @@ class FastLogits : public Logits {
 
 at::Tensor run_sampler(const ForwardFn& forward, const SampleOptions& options, const at::Device& device,
                        const std::atomic<bool>& abort, const StepCallback& on_step) {
+  if (options.shifted) return run_shifted_sampler(forward, options, device, abort, on_step);
   ReferenceLogits logits(forward, options, device);
   return Sampler(options, device, false).run(logits, abort, on_step);
 }

@@ -43,7 +43,8 @@ describe('loader: Hugging Face repo ids (mock hub)', function () {
     const { model, cfg, device, metaschedule } = await smartModelLoader('hdlm-test/tiny-epsilon', options());
     try {
       assert.strictEqual(device, 'cpu');
-      assert.strictEqual(metaschedule, null);
+      // upstream create_metaschedule: annealing block, width 64, eval_tau 64 in the synthetic config
+      assert.strictEqual(String(metaschedule), 'Metaschedule(block, width 64, tau 64)');
       assert.strictEqual(cfg.model.length, 64);
       assert.match(model.source, /^hdlm-test\/tiny-epsilon@[0-9a-f]{40}$/);
       const repoDir = path.join(tmp, 'hf', 'models--hdlm-test--tiny-epsilon');

@@ -145,12 +145,31 @@ describe('errors: loading', function () {
     await assert.rejects(smartModelLoader(dir, opts()), isHdlm('HDLM_BAD_FILE', /config/));
   });
 
-  it('a gamma checkpoint is refused as not supported yet', async () => {
+  it('a gamma config with a broken weights file is a bad file, not a crash', async () => {
     const dir = path.join(tmp, 'gamma');
     fs.mkdirSync(dir);
     fs.copyFileSync(path.join(FIXTURES, 'tiny-gamma', 'config.json'), path.join(dir, 'config.json'));
     fs.writeFileSync(path.join(dir, 'model.safetensors'), Buffer.alloc(16));
-    await assert.rejects(smartModelLoader(dir, opts()), isHdlm('HDLM_UNSUPPORTED', /gamma_hybrid.*not support/));
+    await assert.rejects(smartModelLoader(dir, opts()), isHdlm('HDLM_BAD_FILE'));
+  });
+
+  it('a gamma checkpoint whose config lacks the sigma_map it conditions on is refused', async () => {
+    const dir = path.join(tmp, 'gamma-no-temb');
+    fs.mkdirSync(dir);
+    const cfg = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'tiny-gamma', 'config.json'), 'utf8'));
+    cfg.model.use_timestep_embedding = false;
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(cfg));
+    fs.copyFileSync(path.join(FIXTURES, 'tiny-gamma', 'model.safetensors'), path.join(dir, 'model.safetensors'));
+    await assert.rejects(smartModelLoader(dir, opts()), isHdlm('HDLM_UNSUPPORTED', /use_timestep_embedding/));
+  });
+
+  it('an epsilon model takes no sigma', async () => {
+    const { model } = await smartModelLoader(DEMO_MODEL, opts());
+    try {
+      await assert.rejects(model.forward([[1, 2]], [[0, 1]], [[1, 1]]), isHdlm('HDLM_INVALID_ARGUMENT', /sigma/));
+    } finally {
+      model.dispose();
+    }
   });
 
   it('pytorch_model.bin gets a convert-to-safetensors message', async () => {

@@ -11,6 +11,7 @@ const { startMockHub } = require('./helpers/mock-hub');
 const ROOT = path.join(__dirname, '..');
 const CLI = path.join(ROOT, 'dist', 'cli.js');
 const DEMO_MODEL = path.join(ROOT, 'models', 'brown-epsilon');
+const FIXTURES = path.join(ROOT, 'test', 'fixtures');
 const VERSION = require('../package.json').version;
 
 // Small, fast generations: the prompt "The future" is GPT-2 ids [464, 2003].
@@ -180,6 +181,47 @@ describe('cli: hdlm', function () {
       const samples = r.stdout.split('\n---\n');
       assert.equal(samples.length, 2, r.stdout);
       for (const s of samples) assert.ok(s.startsWith('The future'), s);
+    });
+
+    it('the shifted samplers: full-shifted and semi-shifted (the model\'s metaschedule) keep the prompt', async () => {
+      const full = await cli(['generate', 'The future', '--sampler', 'full-shifted', '--steps', '4', '--context-length', '16', '--seed', '3', '--json']);
+      expectExit(full, 0);
+      const f = JSON.parse(full.stdout);
+      assert.equal(f.sampler, 'full-shifted');
+      assert.deepEqual(f.samples[0].ids.slice(0, 2), [464, 2003]);
+      assert.equal(f.samples[0].ids.length, 16);
+      // a small synthetic checkpoint whose metaschedule is block annealing, width 16, eval_tau 16 → 16 steps
+      const { makeEpsilonCheckpoint } = require('./helpers/safetensors-writer');
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hdlm-cli-shifted-'));
+      let s;
+      try {
+        makeEpsilonCheckpoint(dir, { hiddenSize: 8, nHeads: 2, nBlocks: 1, length: 16 });
+        const semi = await cli(['generate', 'The future', '--model', dir, '--no-cache', '--sampler', 'semi-shifted', '--context-length', '4', '--seed', '3', '--json']);
+        expectExit(semi, 0);
+        s = JSON.parse(semi.stdout);
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+      assert.equal(s.steps, 16);
+      assert.deepEqual(s.samples[0].ids.slice(0, 2), [464, 2003]);
+      assert.equal(s.samples[0].ids.length, 4);
+    });
+
+    it('sampler and model family must match; gamma samplers take no prompt and no --steps', async () => {
+      const eps = await cli(['generate', '--sampler', 'nar', '--context-length', '8']);
+      expectExit(eps, 2);
+      assert.match(eps.stderr, /for --sampler with this epsilon_hybrid model but received "nar"/);
+      const gammaDir = path.join(FIXTURES, 'tiny-gamma');
+      const prompt = await cli(['generate', 'hello', '--model', gammaDir]);
+      expectExit(prompt, 2);
+      assert.match(prompt.stderr, /no prompt for --sampler nar\/sar/);
+      const full = await cli(['generate', '--model', gammaDir, '--sampler', 'full']);
+      expectExit(full, 2);
+      assert.match(full.stderr, /'nar' or 'sar' .* with this gamma_hybrid model but received "full"/);
+      const steps = await cli(['generate', '--sampler', 'sar', '--steps', '3']);
+      expectExit(steps, 2);
+      assert.match(steps.stderr, /--steps does not apply to --sampler sar/);
+      noStack(steps.stderr);
     });
 
     it('a value only the model can reject (context length above its 256) exits 2 naming the flag', async () => {
