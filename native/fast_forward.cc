@@ -29,6 +29,19 @@ struct FastForward::Graph {
 // the caching allocator, which must not happen inside a capture.
 constexpr int kWarmupCalls = 2;
 
+#ifdef HDLM_WITH_CUDA
+// One capture stream per device for the whole process: a pool stream per capture would leave a
+// cuBLAS workspace behind on every stream the pool hands out.
+c10::cuda::CUDAStream capture_stream(c10::DeviceIndex index) {
+  static std::mutex mutex;
+  static std::map<c10::DeviceIndex, c10::cuda::CUDAStream> streams;
+  std::lock_guard<std::mutex> lock(mutex);
+  auto it = streams.find(index);
+  if (it == streams.end()) it = streams.emplace(index, c10::cuda::getStreamFromPool(false, index)).first;
+  return it->second;
+}
+#endif
+
 FastForward::~FastForward() = default;
 
 std::unique_ptr<FastForward> FastForward::from_module(const torch::jit::Module& m, const at::Device& device) {
@@ -132,7 +145,7 @@ at::Tensor FastForward::hidden(const at::Tensor& tokens) {
     // the current stream's pending work.
     g.tokens = tokens.clone();
     auto current = c10::cuda::getCurrentCUDAStream(device_.index());
-    auto side = c10::cuda::getStreamFromPool(false, device_.index());
+    auto side = capture_stream(device_.index());
     at::cuda::CUDAEvent before_capture;
     before_capture.record(current);
     before_capture.block(side);
