@@ -1,5 +1,7 @@
 #include "model_epsilon.h"
 
+#include "module_common.h"
+
 #include <cmath>
 
 namespace hdlm {
@@ -121,19 +123,6 @@ def forward(self, tokens, positions):
     return self.forward_with_mask(tokens, positions, None)
 )JIT";
 
-at::Tensor take(std::unordered_map<std::string, at::Tensor>& weights, const std::string& name) {
-  auto it = weights.find(name);
-  if (it == weights.end()) throw EngineError("HDLM_BAD_FILE", "checkpoint is missing tensor '" + name + "'");
-  return it->second.contiguous();
-}
-
-void expect_shape(const at::Tensor& t, const std::string& name, std::vector<int64_t> shape) {
-  if (t.sizes().vec() != shape) {
-    throw EngineError("HDLM_BAD_FILE", "tensor '" + name + "' has shape " + c10::str(t.sizes()) + ", expected " +
-                                           c10::str(at::IntArrayRef(shape)));
-  }
-}
-
 }  // namespace
 
 torch::jit::Module build_epsilon_module(const Architecture& arch, std::unordered_map<std::string, at::Tensor>& weights,
@@ -144,52 +133,14 @@ torch::jit::Module build_epsilon_module(const Architecture& arch, std::unordered
                                            std::to_string(D) + ", heads " + std::to_string(H) + ")");
   }
   const int64_t d = D / H;
-  auto named = [&](const std::string& name, std::vector<int64_t> shape) {
-    auto t = take(weights, name);
-    expect_shape(t, name, std::move(shape));
-    return t;
-  };
   auto device = weights.empty() ? at::Device(at::kCPU) : weights.begin()->second.device();
 
   torch::jit::Module m("__torch__.hdlm.EpsilonHDLM");
-  m.register_attribute("hdlm_format", c10::IntType::get(), kEpsilonFormatVersion);
-  m.register_attribute("hdlm_family", c10::StringType::get(), std::string("epsilon_hybrid"));
-  m.register_attribute("hdlm_config", c10::StringType::get(), config_json);
-  m.register_attribute("hidden_size", c10::IntType::get(), D);
-  m.register_attribute("n_heads", c10::IntType::get(), H);
-  m.register_attribute("head_dim", c10::IntType::get(), d);
-  m.register_attribute("n_blocks", c10::IntType::get(), NB);
-  m.register_attribute("sqrt_head_dim", c10::FloatType::get(), std::sqrt(static_cast<double>(d)));
-  m.register_attribute("precision", c10::IntType::get(), static_cast<int64_t>(0));
-  m.register_attribute("dtype_bf16", c10::IntType::get(), static_cast<int64_t>(at::kBFloat16));
-  m.register_attribute("dtype_f16", c10::IntType::get(), static_cast<int64_t>(at::kHalf));
-
-  m.register_attribute("embedding", c10::TensorType::get(), named("vocab_embed.embedding", {V, D}));
-  at::Tensor inv_freq;
-  if (weights.count("rotary_emb.inv_freq")) {
-    inv_freq = named("rotary_emb.inv_freq", {d / 2});
-  } else {
-    // Upstream's construction-time formula, in fp32 on the CPU (hdlm-reference §2.2).
-    auto k2 = at::arange(0, d, 2, at::kFloat) / static_cast<float>(d);
-    inv_freq = (1.0 / at::pow(10000.0, k2)).to(device);
-  }
-  m.register_attribute("inv_freq", c10::TensorType::get(), inv_freq);
-
-  const std::vector<std::pair<std::string, std::vector<int64_t>>> per_block = {
-      {"norm1.weight", {D}},        {"attn_qkv.weight", {3 * D, D}}, {"attn_out.weight", {D, D}},
-      {"norm2.weight", {D}},        {"mlp.0.weight", {4 * D, D}},    {"mlp.0.bias", {4 * D}},
-      {"mlp.2.weight", {D, 4 * D}}, {"mlp.2.bias", {D}}};
-  const char* attr_names[] = {"norm1", "attn_qkv", "attn_out", "norm2", "mlp0_w", "mlp0_b", "mlp2_w", "mlp2_b"};
-  for (size_t j = 0; j < per_block.size(); ++j) {
-    c10::List<at::Tensor> list;
-    for (int64_t i = 0; i < NB; ++i) {
-      list.push_back(named("blocks." + std::to_string(i) + "." + per_block[j].first, per_block[j].second));
-    }
-    m.register_attribute(attr_names[j], c10::ListType::ofTensors(), list);
-  }
-  m.register_attribute("norm_final", c10::TensorType::get(), named("output_layer.norm_final.weight", {D}));
-  m.register_attribute("out_w", c10::TensorType::get(), named("output_layer.linear.weight", {V, D}));
-  m.register_attribute("out_b", c10::TensorType::get(), named("output_layer.linear.bias", {V}));
+  register_common_attributes(m, "epsilon_hybrid", kEpsilonFormatVersion, config_json, D, H, NB);
+  m.register_attribute("embedding", c10::TensorType::get(), take_weight(weights, "vocab_embed.embedding", {V, D}));
+  m.register_attribute("inv_freq", c10::TensorType::get(), rotary_inv_freq(weights, d, device));
+  register_block_weights(m, weights, D, NB);
+  register_output_layer(m, weights, V, D);
 
   m.define(kEpsilonSource);
   m.eval();

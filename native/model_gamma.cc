@@ -1,5 +1,7 @@
 #include "model_gamma.h"
 
+#include "module_common.h"
+
 #include <cmath>
 
 namespace hdlm {
@@ -185,18 +187,6 @@ def forward(self, tokens, positions, sigma):
     return self.forward_with_mask(tokens, positions, sigma, None)
 )JIT";
 
-at::Tensor take(std::unordered_map<std::string, at::Tensor>& weights, const std::string& name,
-                const std::vector<int64_t>& shape) {
-  auto it = weights.find(name);
-  if (it == weights.end()) throw EngineError("HDLM_BAD_FILE", "checkpoint is missing tensor '" + name + "'");
-  auto t = it->second.contiguous();
-  if (t.sizes().vec() != shape) {
-    throw EngineError("HDLM_BAD_FILE", "tensor '" + name + "' has shape " + c10::str(t.sizes()) + ", expected " +
-                                           c10::str(at::IntArrayRef(shape)));
-  }
-  return t;
-}
-
 }  // namespace
 
 torch::jit::Module build_gamma_module(const Architecture& arch, std::unordered_map<std::string, at::Tensor>& weights,
@@ -216,17 +206,7 @@ torch::jit::Module build_gamma_module(const Architecture& arch, std::unordered_m
   auto device = weights.empty() ? at::Device(at::kCPU) : weights.begin()->second.device();
 
   torch::jit::Module m("__torch__.hdlm.GammaHDLM");
-  m.register_attribute("hdlm_format", c10::IntType::get(), kGammaFormatVersion);
-  m.register_attribute("hdlm_family", c10::StringType::get(), std::string("gamma_hybrid"));
-  m.register_attribute("hdlm_config", c10::StringType::get(), config_json);
-  m.register_attribute("hidden_size", c10::IntType::get(), D);
-  m.register_attribute("n_heads", c10::IntType::get(), H);
-  m.register_attribute("head_dim", c10::IntType::get(), d);
-  m.register_attribute("n_blocks", c10::IntType::get(), NB);
-  m.register_attribute("sqrt_head_dim", c10::FloatType::get(), std::sqrt(static_cast<double>(d)));
-  m.register_attribute("precision", c10::IntType::get(), static_cast<int64_t>(0));
-  m.register_attribute("dtype_bf16", c10::IntType::get(), static_cast<int64_t>(at::kBFloat16));
-  m.register_attribute("dtype_f16", c10::IntType::get(), static_cast<int64_t>(at::kHalf));
+  register_common_attributes(m, "gamma_hybrid", kGammaFormatVersion, config_json, D, H, NB);
   m.register_attribute("radd", c10::BoolType::get(), arch.radd);
   m.register_attribute("use_sigma", c10::BoolType::get(), arch.sigma_conditioning);
   m.register_attribute("scale_sigma", c10::BoolType::get(), arch.scale_by_sigma);
@@ -237,49 +217,35 @@ torch::jit::Module build_gamma_module(const Architecture& arch, std::unordered_m
   // np.log(x.shape[-1] - 1): a float64 scalar, entering the bf16/fp32 subtraction as a scalar.
   m.register_attribute("log_v_minus_1", c10::FloatType::get(), std::log(static_cast<double>(V - 1)));
 
-  m.register_attribute("embedding", c10::TensorType::get(), take(weights, "vocab_embed.embedding", {V, D}));
-  at::Tensor inv_freq;
-  if (weights.count("rotary_emb.inv_freq")) {
-    inv_freq = take(weights, "rotary_emb.inv_freq", {d / 2});
-  } else {
-    auto k2 = at::arange(0, d, 2, at::kFloat) / static_cast<float>(d);
-    inv_freq = (1.0 / at::pow(10000.0, k2)).to(device);
-  }
-  m.register_attribute("inv_freq", c10::TensorType::get(), inv_freq);
-
-  std::vector<std::pair<std::string, std::vector<int64_t>>> per_block = {
-      {"norm1.weight", {D}},        {"attn_qkv.weight", {3 * D, D}}, {"attn_out.weight", {D, D}},
-      {"norm2.weight", {D}},        {"mlp.0.weight", {4 * D, D}},    {"mlp.0.bias", {4 * D}},
-      {"mlp.2.weight", {D, 4 * D}}, {"mlp.2.bias", {D}}};
-  std::vector<std::string> attr_names = {"norm1", "attn_qkv", "attn_out", "norm2", "mlp0_w", "mlp0_b", "mlp2_w", "mlp2_b"};
-  per_block.push_back({"adaLN_modulation.weight", {6 * D, C}});
-  per_block.push_back({"adaLN_modulation.bias", {6 * D}});
-  attr_names.push_back("ada_w");
-  attr_names.push_back("ada_b");
-  for (size_t j = 0; j < per_block.size(); ++j) {
-    const bool ada = j >= 8;
+  m.register_attribute("embedding", c10::TensorType::get(), take_weight(weights, "vocab_embed.embedding", {V, D}));
+  m.register_attribute("inv_freq", c10::TensorType::get(), rotary_inv_freq(weights, d, device));
+  register_block_weights(m, weights, D, NB);
+  // adaLN modulation per block; zeros (no modulation) when the config turns conditioning off
+  // and the checkpoint has none.
+  const std::vector<std::pair<std::string, std::vector<int64_t>>> ada = {
+      {"adaLN_modulation.weight", {6 * D, C}}, {"adaLN_modulation.bias", {6 * D}}};
+  const char* ada_names[] = {"ada_w", "ada_b"};
+  for (size_t j = 0; j < ada.size(); ++j) {
     c10::List<at::Tensor> list;
     for (int64_t i = 0; i < NB; ++i) {
-      const auto name = "blocks." + std::to_string(i) + "." + per_block[j].first;
-      if (ada && !arch.sigma_conditioning && !weights.count(name)) {
-        list.push_back(at::zeros(per_block[j].second, at::TensorOptions().device(device)));
+      const auto name = "blocks." + std::to_string(i) + "." + ada[j].first;
+      if (!arch.sigma_conditioning && !weights.count(name)) {
+        list.push_back(at::zeros(ada[j].second, at::TensorOptions().device(device)));
       } else {
-        list.push_back(take(weights, name, per_block[j].second));
+        list.push_back(take_weight(weights, name, ada[j].second));
       }
     }
-    m.register_attribute(attr_names[j], c10::ListType::ofTensors(), list);
+    m.register_attribute(ada_names[j], c10::ListType::ofTensors(), list);
   }
   auto sm = [&](const std::string& name, std::vector<int64_t> shape) {
     if (!arch.timestep_embedding && !weights.count(name)) return at::zeros(shape, at::TensorOptions().device(device));
-    return take(weights, name, shape);
+    return take_weight(weights, name, shape);
   };
   m.register_attribute("sm0_w", c10::TensorType::get(), sm("sigma_map.mlp.0.weight", {C, 256}));
   m.register_attribute("sm0_b", c10::TensorType::get(), sm("sigma_map.mlp.0.bias", {C}));
   m.register_attribute("sm2_w", c10::TensorType::get(), sm("sigma_map.mlp.2.weight", {C, C}));
   m.register_attribute("sm2_b", c10::TensorType::get(), sm("sigma_map.mlp.2.bias", {C}));
-  m.register_attribute("norm_final", c10::TensorType::get(), take(weights, "output_layer.norm_final.weight", {D}));
-  m.register_attribute("out_w", c10::TensorType::get(), take(weights, "output_layer.linear.weight", {V, D}));
-  m.register_attribute("out_b", c10::TensorType::get(), take(weights, "output_layer.linear.bias", {V}));
+  register_output_layer(m, weights, V, D);
 
   m.define(kGammaSource);
   m.eval();

@@ -2,29 +2,17 @@
 // §6.5 (per-step times and masks, native/metaschedule.cc). Compiled with -ffp-contract=off.
 #include "sampler_gamma.h"
 
+#include "sampler.h"
+
 #include <algorithm>
 #include <vector>
 
-#ifdef HDLM_WITH_CUDA
-#include <ATen/cuda/CUDAGeneratorImpl.h>
-#endif
 #include <ATen/CPUGeneratorImpl.h>
 
 namespace hdlm {
 namespace {
 
 using at::indexing::Slice;
-
-at::Generator device_generator(const at::Device& device, uint64_t seed) {
-#ifdef HDLM_WITH_CUDA
-  if (device.is_cuda()) {
-    auto gen = at::cuda::detail::createCUDAGenerator(device.index());
-    gen.set_current_seed(seed);
-    return gen;
-  }
-#endif
-  return at::make_generator<at::CPUGeneratorImpl>(seed);
-}
 
 // LogLinearNoise.total_noise with its fixed ε_n = 0.005 (config sigma_min/max are ignored, §5.1):
 // −log1p(f32(−(1 − ε_n)) · t).
@@ -179,7 +167,7 @@ struct GammaSampler {
 
 at::Tensor run_gamma_sampler(const GammaForwardFn& forward, const GammaSampleOptions& options, const at::Device& device,
                              const std::atomic<bool>& abort, const StepCallback& on_step) {
-  GammaSampler sampler{forward, options, options.vocab_size, device, device_generator(device, options.seed)};
+  GammaSampler sampler{forward, options, options.vocab_size, device, make_sampling_generator(device, options.seed)};
   return sampler.run(abort, on_step);
 }
 
