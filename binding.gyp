@@ -32,7 +32,9 @@
         "native/checkpoint.cc",
         "native/model_epsilon.cc",
         "native/fast_forward.cc",
-        "native/sampler.cc"
+        "native/sampler.cc",
+        "native/eval.cc",
+        "native/model_gpt2.cc"
       ],
       "include_dirs": [
         "<!@(node -p \"require('node-addon-api').include\")"

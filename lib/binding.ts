@@ -104,10 +104,45 @@ export interface NativeModel {
   forward(tokens: Int32Array, batch: number, length: number, positions: Int32Array | null, fast: boolean): Promise<NativeLogits>;
   /** resolves to batchSize × contextLength ids, row-major */
   sample(options: NativeSampleOptions, onStep: NativeStepCallback | null): NativeJob<Int32Array>;
+  /** evaluation (issue 8, lib/eval.ts): 'mc_loglik' on HDLM models, 'causal_nll' on GPT-2 models */
+  evaluate(request: NativeEvalRequest): NativeJob<NativeEvalResult>;
   /** frees the module; idempotent; running jobs keep their own reference and finish */
   dispose(): void;
   isDisposed(): boolean;
 }
+
+// ---- evaluation (issue 8; see EvalRequest in native/engine.h) ----
+export interface NativeEvalRequest {
+  op: 'mc_loglik' | 'causal_nll';
+  /** rows × length ids, row-major */
+  tokens: Int32Array;
+  rows: number;
+  length: number;
+  /** mc_loglik: copies per forward; causal_nll: rows per forward */
+  batchSize: number;
+  /** mc_loglik: draws per row (floor(monteCarloTimesteps / batchSize)); 1 otherwise */
+  repetitions: number;
+  samplingEps: number;
+  maskId: number;
+  seed: bigint;
+}
+/** values: rows × cols, row-major (mc_loglik: cols = repetitions, NaN where nothing was masked) */
+export interface NativeEvalResult {
+  values: Float64Array;
+  rows: number;
+  cols: number;
+}
+export interface NativeGpt2Spec {
+  weightsPath: string;
+  fileSize: number;
+  /** compact JSON of the HF config (layer_norm_epsilon is read from it) */
+  configJson: string;
+  device: string;
+  nHeads: number;
+  nLayers: number;
+  tensors: NativeTensorEntry[];
+}
+// ---- end evaluation ----
 
 export interface NativeRuntimeInfo {
   libtorchVersion: string;
@@ -123,6 +158,8 @@ export interface NativeAddon {
   cudaMemory(deviceIndex: number, resetPeak: boolean): { allocated: number; peakAllocated: number; reserved: number };
   buildModel(spec: NativeBuildSpec): Promise<NativeModel>;
   loadTorchScript(path: string, device: string, precision: NativePrecision): Promise<NativeModel>;
+  /** a GPT-2 (HF layout) for evaluation (issue 8) */
+  buildGpt2(spec: NativeGpt2Spec): Promise<NativeModel>;
 }
 
 /** Which binary was loaded, and the libtorch it runs on (hdlm info, runtimeInfo). */

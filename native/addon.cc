@@ -113,7 +113,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     return DefineClass(env, "NativeModel",
                        {InstanceMethod("info", &ModelWrap::Info), InstanceMethod("forward", &ModelWrap::Forward),
                         InstanceMethod("sample", &ModelWrap::Sample), InstanceMethod("dispose", &ModelWrap::Dispose),
-                        InstanceMethod("isDisposed", &ModelWrap::IsDisposed)});
+                        InstanceMethod("isDisposed", &ModelWrap::IsDisposed),
+                        InstanceMethod("evaluate", &ModelWrap::Evaluate)});
   }
 
   // Wraps an engine model in a new JS object (main thread only).
@@ -135,6 +136,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value Info(const Napi::CallbackInfo& info);
   Napi::Value Forward(const Napi::CallbackInfo& info);
   Napi::Value Sample(const Napi::CallbackInfo& info);
+  Napi::Value Evaluate(const Napi::CallbackInfo& info);  // evaluation (issue 8), below
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
     // Running jobs hold their own reference and finish; the module is freed after the last one.
     model_.reset();
@@ -393,6 +395,141 @@ Napi::Value ModelWrap::Sample(const Napi::CallbackInfo& info) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Evaluation (issue 8): model.evaluate(request) → { promise, abort }, and buildGpt2(spec).
+
+class EvalWorker : public Napi::AsyncWorker {
+ public:
+  EvalWorker(Napi::Env env, std::shared_ptr<hdlm::Model> model, hdlm::EvalRequest request,
+             std::shared_ptr<std::atomic<bool>> abort)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), model_(std::move(model)),
+        request_(std::move(request)), abort_(std::move(abort)) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    try {
+      result_ = model_->evaluate(request_, *abort_);
+    } catch (const EngineError& e) {
+      code_ = e.code;
+      SetError(e.what());
+    } catch (const std::exception& e) {
+      code_ = "HDLM_NATIVE";
+      SetError(e.what());
+    }
+  }
+  void OnOK() override {
+    auto env = Env();
+    auto values = Napi::Float64Array::New(env, result_.values.size());
+    if (!result_.values.empty()) std::memcpy(values.Data(), result_.values.data(), result_.values.size() * sizeof(double));
+    auto out = Napi::Object::New(env);
+    out.Set("values", values);
+    out.Set("rows", Napi::Number::New(env, static_cast<double>(result_.rows)));
+    out.Set("cols", Napi::Number::New(env, static_cast<double>(result_.cols)));
+    deferred_.Resolve(out);
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(make_error(Env(), code_, e.Message()).Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::shared_ptr<hdlm::Model> model_;
+  hdlm::EvalRequest request_;
+  std::shared_ptr<std::atomic<bool>> abort_;
+  hdlm::EvalResult result_;
+  std::string code_ = "HDLM_NATIVE";
+};
+
+Napi::Value ModelWrap::Evaluate(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  auto model = live(env);
+  if (info.Length() < 1 || !info[0].IsObject()) throw_type(env, "evaluate(request)");
+  auto o = info[0].As<Napi::Object>();
+  hdlm::EvalRequest r;
+  r.op = get_string(o, "op");
+  r.tokens = to_int32_vector(env, get(o, "tokens"), "tokens");
+  r.rows = get_int(o, "rows");
+  r.length = get_int(o, "length");
+  r.batch_size = get_int(o, "batchSize");
+  r.repetitions = get_int(o, "repetitions");
+  r.sampling_eps = get_number(o, "samplingEps");
+  r.mask_id = get_int(o, "maskId");
+  auto seed = get(o, "seed");
+  if (!seed.IsBigInt()) throw_type(env, "a bigint seed");
+  bool lossless = false;
+  r.seed = seed.As<Napi::BigInt>().Uint64Value(&lossless);
+  if (!lossless) throw_type(env, "a seed in [0, 2^64)");
+  if (r.rows < 1 || r.length < 1 || static_cast<int64_t>(r.tokens.size()) != r.rows * r.length || r.batch_size < 1 ||
+      r.repetitions < 1) {
+    throw_type(env, "tokens of rows × length ids, batchSize and repetitions ≥ 1");
+  }
+  auto abort = std::make_shared<std::atomic<bool>>(false);
+  auto* worker = new EvalWorker(env, std::move(model), std::move(r), abort);
+  auto out = Napi::Object::New(env);
+  out.Set("promise", worker->Promise());
+  out.Set("abort", Napi::Function::New(env, [abort](const Napi::CallbackInfo& info) {
+            abort->store(true);
+            return info.Env().Undefined();
+          }));
+  worker->Queue();
+  return out;
+}
+
+class Gpt2BuildWorker : public PromiseWorker {
+ public:
+  Gpt2BuildWorker(Napi::Env env, hdlm::BuildSpec spec) : PromiseWorker(env), spec_(std::move(spec)) {}
+
+ protected:
+  void Run() override { model_ = hdlm::build_gpt2(spec_); }
+  Napi::Value Result(Napi::Env env) override { return ModelWrap::New(env, std::move(model_)); }
+
+ private:
+  hdlm::BuildSpec spec_;
+  std::shared_ptr<hdlm::Model> model_;
+};
+
+// { weightsPath, fileSize, configJson, device, nHeads, nLayers, tensors: [{ name, dtype, shape, begin, end }] }
+hdlm::BuildSpec read_gpt2_spec(Napi::Env env, const Napi::Object& o) {
+  hdlm::BuildSpec spec;
+  spec.weights_path = get_string(o, "weightsPath");
+  spec.file_size = static_cast<uint64_t>(get_int(o, "fileSize"));
+  spec.config_json = get_string(o, "configJson");
+  spec.device = get_string(o, "device");
+  spec.arch.family = "gpt2";
+  spec.arch.n_heads = get_int(o, "nHeads");
+  spec.arch.n_blocks = get_int(o, "nLayers");
+  auto tensors = get(o, "tensors");
+  if (!tensors.IsArray()) throw_type(env, "an array of tensors");
+  auto list = tensors.As<Napi::Array>();
+  for (uint32_t i = 0; i < list.Length(); ++i) {
+    auto item = list.Get(i);
+    if (!item.IsObject()) throw_type(env, "tensor entries as objects");
+    auto t = item.As<Napi::Object>();
+    hdlm::TensorEntry e;
+    e.name = get_string(t, "name");
+    e.dtype = get_string(t, "dtype");
+    e.begin = static_cast<uint64_t>(get_int(t, "begin"));
+    e.end = static_cast<uint64_t>(get_int(t, "end"));
+    auto shape = get(t, "shape");
+    if (!shape.IsArray()) throw_type(env, "a shape array");
+    auto dims = shape.As<Napi::Array>();
+    for (uint32_t j = 0; j < dims.Length(); ++j) {
+      auto dim = dims.Get(j);
+      if (!dim.IsNumber()) throw_type(env, "numeric dimensions");
+      e.shape.push_back(dim.As<Napi::Number>().Int64Value());
+    }
+    spec.tensors.push_back(std::move(e));
+  }
+  return spec;
+}
+
+Napi::Value BuildGpt2(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) throw_type(env, "buildGpt2(spec)");
+  auto* worker = new Gpt2BuildWorker(env, read_gpt2_spec(env, info[0].As<Napi::Object>()));
+  auto promise = worker->Promise();
+  worker->Queue();
+  return promise;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Module-level functions
 
 class BuildWorker : public PromiseWorker {
@@ -532,6 +669,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("runtimeInfo", Napi::Function::New(env, RuntimeInfo));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   exports.Set("cudaMemory", Napi::Function::New(env, CudaMemory));
+  exports.Set("buildGpt2", Napi::Function::New(env, BuildGpt2));  // evaluation (issue 8)
   return exports;
 }
 
