@@ -145,7 +145,27 @@ function writeJson(file: string, data: unknown): void {
   fs.writeFileSync(file, JSON.stringify(data, null, 2) + '\n');
 }
 
+/** Library option names → this command's flags, so error messages name what the user typed. */
+const EVAL_FLAG_OF: Record<string, string> = {
+  batchSize: '--batch-size', monteCarloTimesteps: '--mc-timesteps', samplingEps: '--sampling-eps', lastFraction: '--last-fraction',
+  numSamples: '--num-samples', samplingMethod: '--sampling-method', blockSize: '--block-size', gpt2BatchSize: '--gpt2-batch-size',
+  dataset: '--dataset', detokenizer: '--detokenizer', start: '--start', end: '--end', algorithm: '--algorithm', gpt2: '--gpt2',
+};
+
 export async function evalCommand(args: string[], ctx: EvalCliContext): Promise<number> {
+  try {
+    return await evalCommandInner(args, ctx);
+  } catch (e) {
+    const err = e as Error & { code?: string };
+    if (err?.code === 'HDLM_INVALID_ARGUMENT' && typeof err.message === 'string') {
+      err.message = err.message.replace(/ for ([A-Za-z0-9]+) but received /, (all, name: string) =>
+        EVAL_FLAG_OF[name] ? ` for ${EVAL_FLAG_OF[name]} but received ` : all);
+    }
+    throw e;
+  }
+}
+
+async function evalCommandInner(args: string[], ctx: EvalCliContext): Promise<number> {
   const [sub, ...rest] = args;
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const hdlm = require('./index') as typeof Lib;

@@ -39,3 +39,11 @@ export function nativeInfo(): { binary: NativeBinaryInfo; libtorch: LoadedLibtor
 
 /** Path of the embedded demo checkpoint (a small HDLM trained on the Brown corpus; writes English-like text offline). */
 export const DEMO_MODEL_PATH: string = require('path').join(__dirname, '..', 'models', 'brown-epsilon');
+
+// Evaluation (issue 8): upstream's eval_modeling.py / eval_generation.py
+export {
+  evaluatePerplexity, evaluateGeneration, textEntropy, type PerplexityOptions, type PerplexityResult, type GenerationOptions,
+  type GenerationResult,
+} from './eval';
+export { loadGpt2, Gpt2Model, type Gpt2LoadOptions, type Gpt2Config } from './gpt2';
+export { chunkTexts, readBrownCorpus, readTextFile, detokenizer, type DetokenizerName } from './datasets';
