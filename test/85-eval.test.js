@@ -46,6 +46,14 @@ describe('eval: chunking and detokenisers (hand-checked)', () => {
     assert.strictEqual(brown.length, 500);
     assert.ok(brown[0].startsWith('The Fulton County Grand Jury said Friday an investigation of Atlanta\'s recent primary election produced "no evidence"'));
     assert.ok(!/\/[a-z]/.test(brown[0].slice(0, 2000)), 'tags stripped');
+    // paragraphs (runs of non-blank lines) joined with a blank line, sentences with a space
+    assert.strictEqual(ds.brownDocument('\n\n\tA/at b/nn ./.\nC/np d/vb ./.\n\n\n\tE/np !/.\n'), 'A b. C d.\n\nE!');
+    // the same text as the fixture's training data: test/fixtures/brown-epsilon/training.json
+    // counts 1,299,619 corpus tokens (EOS after each document) and 253 held-out chunks
+    const training = JSON.parse(fs.readFileSync(path.join(ROOT, 'test', 'fixtures', 'brown-epsilon', 'training.json'), 'utf8'));
+    const chunks = ds.chunkTexts(brown, 256);
+    assert.ok(Math.abs(chunks.length * 256 / training.corpus_tokens - 1) < 0.002, `${chunks.length} chunks`);
+    assert.strictEqual(Math.floor(chunks.length * 0.05), training.val_chunks);
     const dir = tempDir('ds');
     try {
       fs.writeFileSync(path.join(dir, 'a.txt'), 'first line\n\nsecond line\n');
