@@ -793,7 +793,8 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   generate,
   export: exportCommand,
   download: downloadCommand,
-  info: infoCommand,  // evaluation (issue 8): lib/cli-eval.ts
+  info: infoCommand,
+  // evaluation (issue 8): lib/cli-eval.ts
   eval: (args: string[]) => evalCommand(args, { signal: interrupt.controller.signal, markAbortable: () => (interrupt.abortable = true) }),
 };
 HELP.eval = EVAL_HELP;
