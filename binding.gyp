@@ -36,7 +36,9 @@
         "native/sampler.cc",
         "native/sampler_shifted.cc",
         "native/sampler_gamma.cc",
-        "native/metaschedule.cc"
+        "native/metaschedule.cc",
+        "native/eval.cc",
+        "native/model_gpt2.cc"
       ],
       "include_dirs": [
         "<!@(node -p \"require('node-addon-api').include\")"

@@ -129,6 +129,8 @@ export interface NativeModel {
   sample(options: NativeSampleOptions, onStep: NativeStepCallback | null): NativeJob<Int32Array>;
   /** gamma models: upstream's NAR / SAR sampler; resolves to batchSize × contextLength ids */
   sampleGamma(options: NativeGammaSampleOptions, onStep: NativeStepCallback | null): NativeJob<Int32Array>;
+  /** evaluation (lib/eval.ts): 'mc_loglik' on HDLM models, 'causal_nll' on GPT-2 models */
+  evaluate(request: NativeEvalRequest): NativeJob<NativeEvalResult>;
   /**
    * frees the module; idempotent. Calls not started yet reject with HDLM_DISPOSED, running
    * samples stop at their next step and reject with HDLM_DISPOSED, a running forward finishes;
@@ -139,6 +141,39 @@ export interface NativeModel {
   /** calls of this model whose promise has not settled yet */
   pendingCalls(): number;
 }
+
+// ---- evaluation (issue 8; see EvalRequest in native/engine.h) ----
+export interface NativeEvalRequest {
+  op: 'mc_loglik' | 'causal_nll';
+  /** rows × length ids, row-major */
+  tokens: Int32Array;
+  rows: number;
+  length: number;
+  /** mc_loglik: copies per forward; causal_nll: rows per forward */
+  batchSize: number;
+  /** mc_loglik: draws per row (floor(monteCarloTimesteps / batchSize)); 1 otherwise */
+  repetitions: number;
+  samplingEps: number;
+  maskId: number;
+  seed: bigint;
+}
+/** values: rows × cols, row-major (mc_loglik: cols = repetitions, NaN where nothing was masked) */
+export interface NativeEvalResult {
+  values: Float64Array;
+  rows: number;
+  cols: number;
+}
+export interface NativeGpt2Spec {
+  weightsPath: string;
+  fileSize: number;
+  /** compact JSON of the HF config (layer_norm_epsilon is read from it) */
+  configJson: string;
+  device: string;
+  nHeads: number;
+  nLayers: number;
+  tensors: NativeTensorEntry[];
+}
+// ---- end evaluation ----
 
 export interface NativeRuntimeInfo {
   libtorchVersion: string;
@@ -201,6 +236,8 @@ export interface NativeAddon {
   cudaMemory(deviceIndex: number, resetPeak: boolean): { allocated: number; peakAllocated: number; reserved: number } | null;
   buildModel(spec: NativeBuildSpec): Promise<NativeModel>;
   loadTorchScript(path: string, device: string, precision: NativePrecision): Promise<NativeModel>;
+  /** a GPT-2 (HF layout) for evaluation (issue 8) */
+  buildGpt2(spec: NativeGpt2Spec): Promise<NativeModel>;
 }
 
 /** Which binary was loaded, and the libtorch it runs on (hdlm info, runtimeInfo). */

@@ -15,6 +15,7 @@ import { parseArgs } from 'util';
 import { createProgress, formatBytes, formatDuration, type Progress } from './progress';
 import * as v from './validate';
 import type * as Lib from './index';
+import { evalCommand, EVAL_HELP } from './cli-eval'; // evaluation (issue 8)
 
 type Values = Record<string, string | boolean | undefined>;
 type OptionSpec = { type: 'string' | 'boolean'; short?: string };
@@ -241,6 +242,7 @@ Commands:
   export <model> <out.pt>    build a model's TorchScript module and save it
   download <repo-id>         fetch a model into the Hugging Face cache
   info                       libtorch, devices, caches and cached models
+  eval ppl|generation        zero-shot perplexity / sample quality (upstream's eval scripts)
 
 Options:
   -h, --help                 show help (also: hdlm <command> --help)
@@ -834,7 +836,10 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   export: exportCommand,
   download: downloadCommand,
   info: infoCommand,
+  // evaluation (issue 8): lib/cli-eval.ts
+  eval: (args: string[]) => evalCommand(args, { signal: interrupt.controller.signal, markAbortable: () => (interrupt.abortable = true) }),
 };
+HELP.eval = EVAL_HELP;
 
 async function main(argv: string[]): Promise<number> {
   const [first, ...rest] = argv;

@@ -57,3 +57,11 @@ export function cudaMemory(deviceIndex = 0, resetPeak = false): { allocated: num
   if (typeof resetPeak !== 'boolean') throw invalidParameterError('resetPeak', 'a boolean', resetPeak);
   return addon().cudaMemory(deviceIndex, resetPeak);
 }
+
+// Evaluation (issue 8): upstream's eval_modeling.py / eval_generation.py
+export {
+  evaluatePerplexity, evaluateGeneration, textEntropy, type PerplexityOptions, type PerplexityResult, type GenerationOptions,
+  type GenerationResult,
+} from './eval';
+export { loadGpt2, Gpt2Model, type Gpt2LoadOptions, type Gpt2Config } from './gpt2';
+export { chunkTexts, readBrownCorpus, readTextFile, detokenizer, type DetokenizerName } from './datasets';

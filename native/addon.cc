@@ -320,10 +320,10 @@ struct ModelState {
   std::atomic<bool> disposed{false};
 };
 
-// The abort flag of one sample call; aborted by its AbortSignal, by dispose(), or at exit.
 // The sampling call a pool thread runs: one of the engine's samplers, bound to its options.
 using SampleCall = std::function<std::vector<int32_t>(hdlm::Model&, const std::atomic<bool>&, const hdlm::StepCallback&)>;
 
+// The abort flag of one sample call; aborted by its AbortSignal, by dispose(), or at exit.
 struct AbortFlag {
   std::atomic<bool> requested{false};
   std::atomic<int64_t> steps_done{0};
@@ -343,7 +343,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                         InstanceMethod("sample", &ModelWrap::Sample),
                         InstanceMethod("sampleGamma", &ModelWrap::SampleGamma), InstanceMethod("dispose", &ModelWrap::Dispose),
                         InstanceMethod("isDisposed", &ModelWrap::IsDisposed),
-                        InstanceMethod("pendingCalls", &ModelWrap::PendingCalls)});
+                        InstanceMethod("pendingCalls", &ModelWrap::PendingCalls),
+                        InstanceMethod("evaluate", &ModelWrap::Evaluate)});
   }
 
   // Wraps an engine model in a new JS object (main thread only).
@@ -367,6 +368,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value Sample(const Napi::CallbackInfo& info);
   Napi::Value SampleGamma(const Napi::CallbackInfo& info);
   Napi::Value StartSample(const Napi::CallbackInfo& info, std::shared_ptr<hdlm::Model> model, SampleCall call);
+  Napi::Value Evaluate(const Napi::CallbackInfo& info);  // evaluation (issue 8), below
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
     // Calls not started yet reject with HDLM_DISPOSED; running samples stop at their next step
     // and reject with HDLM_DISPOSED; a running forward finishes. Jobs hold their own reference,
@@ -778,6 +780,133 @@ Napi::Value ModelWrap::SampleGamma(const Napi::CallbackInfo& info) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Evaluation (issue 8): model.evaluate(request) → { promise, abort }, and buildGpt2(spec).
+
+class EvalTask : public ModelTask {
+ public:
+  EvalTask(Napi::Env env, ModelWrap* wrap, std::shared_ptr<hdlm::Model> model, std::shared_ptr<ModelState> state,
+           hdlm::EvalRequest request, std::shared_ptr<AbortFlag> abort)
+      : ModelTask(env, wrap, std::move(model), std::move(state)), request_(std::move(request)), abort_(std::move(abort)) {}
+
+  void Cancel() override { abort_->abort(); }
+
+ protected:
+  void Run() override {
+    check_live();
+    result_ = model_->evaluate(request_, abort_->requested);
+  }
+  napi_value Result(Napi::Env env) override {
+    auto values = Napi::Float64Array::New(env, result_.values.size());
+    if (!result_.values.empty()) std::memcpy(values.Data(), result_.values.data(), result_.values.size() * sizeof(double));
+    auto out = Napi::Object::New(env);
+    out.Set("values", values);
+    out.Set("rows", Napi::Number::New(env, static_cast<double>(result_.rows)));
+    out.Set("cols", Napi::Number::New(env, static_cast<double>(result_.cols)));
+    return out;
+  }
+
+ private:
+  hdlm::EvalRequest request_;
+  std::shared_ptr<AbortFlag> abort_;
+  hdlm::EvalResult result_;
+};
+
+Napi::Value ModelWrap::Evaluate(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  auto model = live(env);
+  if (info.Length() < 1 || !info[0].IsObject()) throw_type(env, "evaluate(request)");
+  auto o = info[0].As<Napi::Object>();
+  hdlm::EvalRequest r;
+  r.op = get_string(o, "op");
+  r.tokens = to_int32_vector(env, get(o, "tokens"), "tokens");
+  r.rows = get_int(o, "rows");
+  r.length = get_int(o, "length");
+  r.batch_size = get_int(o, "batchSize");
+  r.repetitions = get_int(o, "repetitions");
+  r.sampling_eps = get_number(o, "samplingEps");
+  r.mask_id = get_int(o, "maskId");
+  auto seed = get(o, "seed");
+  if (!seed.IsBigInt()) throw_type(env, "a bigint seed");
+  bool lossless = false;
+  r.seed = seed.As<Napi::BigInt>().Uint64Value(&lossless);
+  if (!lossless) throw_type(env, "a seed in [0, 2^64)");
+  if (r.rows < 1 || r.length < 1 || static_cast<int64_t>(r.tokens.size()) != r.rows * r.length || r.batch_size < 1 ||
+      r.repetitions < 1) {
+    throw_type(env, "tokens of rows × length ids, batchSize and repetitions ≥ 1");
+  }
+  auto abort = std::make_shared<AbortFlag>();
+  aborts_.push_back(abort);  // dispose() aborts running evaluations too
+  auto* task = new EvalTask(env, this, std::move(model), state_, std::move(r), abort);
+  napi_value promise = task->Promise();
+  ++pending_;
+  pool_of(env).Submit(task);
+  auto out = Napi::Object::New(env);
+  out.Set("promise", Napi::Value(env, promise));
+  out.Set("abort", Napi::Function::New(env, [abort](const Napi::CallbackInfo& info) {
+            abort->abort();
+            return info.Env().Undefined();
+          }));
+  return out;
+}
+
+class Gpt2BuildTask : public PromiseTask {
+ public:
+  Gpt2BuildTask(Napi::Env env, hdlm::BuildSpec spec) : PromiseTask(env), spec_(std::move(spec)) {}
+
+ protected:
+  void Run() override { model_ = hdlm::build_gpt2(spec_); }
+  napi_value Result(Napi::Env env) override { return ModelWrap::New(env, std::move(model_)); }
+
+ private:
+  hdlm::BuildSpec spec_;
+  std::shared_ptr<hdlm::Model> model_;
+};
+
+// { weightsPath, fileSize, configJson, device, nHeads, nLayers, tensors: [{ name, dtype, shape, begin, end }] }
+hdlm::BuildSpec read_gpt2_spec(Napi::Env env, const Napi::Object& o) {
+  hdlm::BuildSpec spec;
+  spec.weights_path = get_string(o, "weightsPath");
+  spec.file_size = static_cast<uint64_t>(get_int(o, "fileSize"));
+  spec.config_json = get_string(o, "configJson");
+  spec.device = get_string(o, "device");
+  spec.arch.family = "gpt2";
+  spec.arch.n_heads = get_int(o, "nHeads");
+  spec.arch.n_blocks = get_int(o, "nLayers");
+  auto tensors = get(o, "tensors");
+  if (!tensors.IsArray()) throw_type(env, "an array of tensors");
+  auto list = tensors.As<Napi::Array>();
+  for (uint32_t i = 0; i < list.Length(); ++i) {
+    auto item = list.Get(i);
+    if (!item.IsObject()) throw_type(env, "tensor entries as objects");
+    auto t = item.As<Napi::Object>();
+    hdlm::TensorEntry e;
+    e.name = get_string(t, "name");
+    e.dtype = get_string(t, "dtype");
+    e.begin = static_cast<uint64_t>(get_int(t, "begin"));
+    e.end = static_cast<uint64_t>(get_int(t, "end"));
+    auto shape = get(t, "shape");
+    if (!shape.IsArray()) throw_type(env, "a shape array");
+    auto dims = shape.As<Napi::Array>();
+    for (uint32_t j = 0; j < dims.Length(); ++j) {
+      auto dim = dims.Get(j);
+      if (!dim.IsNumber()) throw_type(env, "numeric dimensions");
+      e.shape.push_back(dim.As<Napi::Number>().Int64Value());
+    }
+    spec.tensors.push_back(std::move(e));
+  }
+  return spec;
+}
+
+Napi::Value BuildGpt2(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) throw_type(env, "buildGpt2(spec)");
+  auto* task = new Gpt2BuildTask(env, read_gpt2_spec(env, info[0].As<Napi::Object>()));
+  napi_value promise = task->Promise();
+  pool_of(env).Submit(task);
+  return Napi::Value(env, promise);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Module-level functions
 
 Napi::Uint8Array to_uint8_array(Napi::Env env, const std::vector<uint8_t>& v) {
@@ -987,6 +1116,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   exports.Set("cudaMemory", Napi::Function::New(env, CudaMemory));
   exports.Set("metascheduleQuery", Napi::Function::New(env, MetascheduleQuery));
+  exports.Set("buildGpt2", Napi::Function::New(env, BuildGpt2));  // evaluation (issue 8)
   return exports;
 }
 

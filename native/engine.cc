@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
+#include "eval.h"
 #include "fast_forward.h"
 #include "model_epsilon.h"
 #include "model_gamma.h"
@@ -192,6 +193,17 @@ class TorchScriptModel : public Model {
       };
       auto x = run_gamma_sampler(fwd, options, device_, abort, on_step).to(at::kInt).contiguous();
       return std::vector<int32_t>(x.data_ptr<int32_t>(), x.data_ptr<int32_t>() + x.numel());
+    });
+  }
+
+  // Evaluation (issue 8): the Monte-Carlo masked likelihood of upstream's zeroshot_ppl.py.
+  EvalResult evaluate(const EvalRequest& request, const std::atomic<bool>& abort) override {
+    return guarded("HDLM_NATIVE", "evaluation", [&] {
+      c10::InferenceMode guard;
+      if (request.op != "mc_loglik") eval_unsupported(request.op, module_.attr("hdlm_family").toStringRef());
+      if (gamma_) eval_unsupported(request.op, "gamma_hybrid");
+      auto fwd = [this](const at::Tensor& x, const at::Tensor& pos) { return call_forward(x, pos, at::Tensor()); };
+      return eval_mc_loglik(fwd, device_, request, abort);
     });
   }
 

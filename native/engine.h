@@ -121,6 +121,9 @@ struct Logits {
   int64_t batch = 0, length = 0, vocab = 0;
 };
 
+struct EvalRequest;  // evaluation, see below
+struct EvalResult;
+
 class Model {
  public:
   virtual ~Model() = default;
@@ -136,12 +139,42 @@ class Model {
   // Gamma models only. Returns batch_size × context_length ids.
   virtual std::vector<int32_t> sample_gamma(const GammaSampleOptions& options, const std::atomic<bool>& abort,
                                             const StepCallback& on_step) = 0;
+  // Evaluation (issue 8; see EvalRequest below). Models that do not support `request.op` throw.
+  virtual EvalResult evaluate(const EvalRequest& request, const std::atomic<bool>& abort);
 };
 
 // Build an epsilon-family model from a safetensors checkpoint; saves it to spec.cache_path if set.
 std::shared_ptr<Model> build_model(const BuildSpec& spec);
 // Load a TorchScript module that follows the hdlm interface (see README "TorchScript interface").
 std::shared_ptr<Model> load_torchscript(const std::string& path, const std::string& device, Precision precision);
+
+// ---- Evaluation (issue 8: native/eval.cc, native/model_gpt2.cc) ---------------------------------
+// op "mc_loglik" (diffusion models, upstream zeroshot_ppl.py, mode aligned, nll_type mc): for
+//   each of `rows` sequences of `length` ids, `repetitions` times: batch_size copies, stratified
+//   times t_b = (u0 + b/batch_size) mod 1, p_b = (1 − sampling_eps)·t_b + sampling_eps, every
+//   position masked (mask_id) with probability p_b, one forward; the value is
+//   Σ_{masked} CE(logits, x) / p_b / batch_size, or NaN when nothing was masked (upstream skips it).
+//   Result: rows × repetitions. Draws come from a CPU generator seeded with `seed`.
+// op "causal_nll" (GPT-2): Result rows × 1, Σ_{l=1..length−1} CE(logits[l−1], x_l) per row.
+struct EvalRequest {
+  std::string op;
+  std::vector<int32_t> tokens;  // rows × length, row-major
+  int64_t rows = 0, length = 0;
+  int64_t batch_size = 16;
+  int64_t repetitions = 1;
+  double sampling_eps = 1e-3;
+  int64_t mask_id = 50257;
+  uint64_t seed = 0;
+};
+struct EvalResult {
+  std::vector<double> values;
+  int64_t rows = 0, cols = 0;
+};
+// A GPT-2 (Hugging Face layout: wte, wpe, h.{i}.*, ln_f; optional `transformer.` prefix) as a
+// TorchScript module; arch.family "gpt2", arch.n_blocks layers; config_json carries
+// n_positions and layer_norm_epsilon. Supports forward and evaluate("causal_nll").
+std::shared_ptr<Model> build_gpt2(const BuildSpec& spec);
+// ---- end evaluation ------------------------------------------------------------------------------
 
 struct RuntimeInfo {
   std::string libtorch_version;

@@ -11,7 +11,9 @@
 // MALLOC_ARENA_MAX=1: otherwise glibc keeps memory freed on one thread in another thread's arena
 // (a model is built on a pool thread and freed on the main thread), which blurs the numbers.
 // Load/dispose cycles warm up over ~30 cycles (libtorch and V8 reach a plateau about 70 MiB up:
-// 50 and 200 cycles after 10 warm-ups end at the same RSS), hence 40 warm-up cycles there.
+// 50 and 200 cycles after 10 warm-ups end at the same RSS), hence 40 warm-up cycles there; its
+// RSS still swings by tens of MiB either way between runs (seen: −39 to +20 MiB), so its bound
+// is 48 MiB — leaking one model per cycle would add 130 MiB or more.
 const assert = require('assert');
 const fs = require('fs');
 const path = require('path');
@@ -20,6 +22,7 @@ const { tempDir } = require('./helpers/reference');
 const { runChild, assertCleanExit } = require('./helpers/child');
 
 const BOUND_MIB = 16;
+const LOAD_BOUND_MIB = 48;
 
 describe('leaks: RSS stays flat', function () {
   this.timeout(180000);
@@ -42,7 +45,8 @@ describe('leaks: RSS stays flat', function () {
     ['load', 100, 40],
   ];
   for (const [phase, n, warmup] of phases) {
-    it(`${phase}: ${n} calls after ${warmup} warm-up calls grow the RSS by less than ${BOUND_MIB} MiB`, async () => {
+    const bound = phase === 'load' ? LOAD_BOUND_MIB : BOUND_MIB;
+    it(`${phase}: ${n} calls after ${warmup} warm-up calls grow the RSS by less than ${bound} MiB`, async () => {
       const code = fs.readFileSync(path.join(__dirname, 'helpers', 'leak-child.js'), 'utf8').replace("'../../dist'", "'./dist'");
       const r = await runChild(code, {
         nodeArgs: ['--expose-gc'],
@@ -53,7 +57,7 @@ describe('leaks: RSS stays flat', function () {
       assertCleanExit(assert, r, 0);
       report.push(r.result);
       const growth = r.result.after - r.result.before;
-      assert.ok(growth < BOUND_MIB, `${phase}: RSS ${r.result.before.toFixed(1)} → ${r.result.after.toFixed(1)} MiB`);
+      assert.ok(growth < bound, `${phase}: RSS ${r.result.before.toFixed(1)} → ${r.result.after.toFixed(1)} MiB`);
     });
   }
 });

