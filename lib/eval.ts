@@ -324,7 +324,7 @@ export async function evaluateGeneration(options: GenerationOptions): Promise<Ge
 
   // 3. GPT-2 perplexity: floor(N / 4) batches of 4 (remainder dropped), mean of per-sample exp(mean CE)
   const notComputed: Record<string, string> = {
-    mauve: 'not implemented: MAUVE needs GPT-2-large features plus PCA/k-means quantisation (mauve-text), which hdlm does not ship',
+    mauve: 'not computed: MAUVE needs GPT-2-large features plus PCA/k-means quantisation (mauve-text), which hdlm does not ship',
   };
   let gpt2Perplexity: GenerationResult['gpt2Perplexity'] = null;
   const used = Math.floor(numSamples / gpt2BatchSize) * gpt2BatchSize;

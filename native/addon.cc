@@ -862,16 +862,9 @@ class Gpt2BuildTask : public PromiseTask {
   std::shared_ptr<hdlm::Model> model_;
 };
 
-// { weightsPath, fileSize, configJson, device, nHeads, nLayers, tensors: [{ name, dtype, shape, begin, end }] }
-hdlm::BuildSpec read_gpt2_spec(Napi::Env env, const Napi::Object& o) {
-  hdlm::BuildSpec spec;
-  spec.weights_path = get_string(o, "weightsPath");
-  spec.file_size = static_cast<uint64_t>(get_int(o, "fileSize"));
-  spec.config_json = get_string(o, "configJson");
-  spec.device = get_string(o, "device");
-  spec.arch.family = "gpt2";
-  spec.arch.n_heads = get_int(o, "nHeads");
-  spec.arch.n_blocks = get_int(o, "nLayers");
+// The safetensors entries lib/checkpoint.ts located: [{ name, dtype, shape, begin, end }].
+std::vector<hdlm::TensorEntry> read_tensor_entries(Napi::Env env, const Napi::Object& o) {
+  std::vector<hdlm::TensorEntry> out;
   auto tensors = get(o, "tensors");
   if (!tensors.IsArray()) throw_type(env, "an array of tensors");
   auto list = tensors.As<Napi::Array>();
@@ -882,8 +875,10 @@ hdlm::BuildSpec read_gpt2_spec(Napi::Env env, const Napi::Object& o) {
     hdlm::TensorEntry e;
     e.name = get_string(t, "name");
     e.dtype = get_string(t, "dtype");
-    e.begin = static_cast<uint64_t>(get_int(t, "begin"));
-    e.end = static_cast<uint64_t>(get_int(t, "end"));
+    const auto begin = get_int(t, "begin"), end = get_int(t, "end");
+    if (begin < 0 || end < 0) throw_type(env, "non-negative tensor offsets");
+    e.begin = static_cast<uint64_t>(begin);
+    e.end = static_cast<uint64_t>(end);
     auto shape = get(t, "shape");
     if (!shape.IsArray()) throw_type(env, "a shape array");
     auto dims = shape.As<Napi::Array>();
@@ -892,8 +887,22 @@ hdlm::BuildSpec read_gpt2_spec(Napi::Env env, const Napi::Object& o) {
       if (!dim.IsNumber()) throw_type(env, "numeric dimensions");
       e.shape.push_back(dim.As<Napi::Number>().Int64Value());
     }
-    spec.tensors.push_back(std::move(e));
+    out.push_back(std::move(e));
   }
+  return out;
+}
+
+// { weightsPath, fileSize, configJson, device, nHeads, nLayers, tensors: [{ name, dtype, shape, begin, end }] }
+hdlm::BuildSpec read_gpt2_spec(Napi::Env env, const Napi::Object& o) {
+  hdlm::BuildSpec spec;
+  spec.weights_path = get_string(o, "weightsPath");
+  spec.file_size = static_cast<uint64_t>(get_int(o, "fileSize"));
+  spec.config_json = get_string(o, "configJson");
+  spec.device = get_string(o, "device");
+  spec.arch.family = "gpt2";
+  spec.arch.n_heads = get_int(o, "nHeads");
+  spec.arch.n_blocks = get_int(o, "nLayers");
+  spec.tensors = read_tensor_entries(env, o);
   return spec;
 }
 
@@ -1026,30 +1035,7 @@ Napi::Value BuildModel(const Napi::CallbackInfo& info) {
     spec.arch.scale_by_sigma = get(a, "scaleBySigma").ToBoolean();
     spec.arch.post_process_ar = get(a, "postProcessAR").ToBoolean();
   }
-  auto tensors = get(o, "tensors");
-  if (!tensors.IsArray()) throw_type(env, "an array of tensors");
-  auto list = tensors.As<Napi::Array>();
-  for (uint32_t i = 0; i < list.Length(); ++i) {
-    auto item = list.Get(i);
-    if (!item.IsObject()) throw_type(env, "tensor entries as objects");
-    auto t = item.As<Napi::Object>();
-    hdlm::TensorEntry e;
-    e.name = get_string(t, "name");
-    e.dtype = get_string(t, "dtype");
-    const auto begin = get_int(t, "begin"), end = get_int(t, "end");
-    if (begin < 0 || end < 0) throw_type(env, "non-negative tensor offsets");
-    e.begin = static_cast<uint64_t>(begin);
-    e.end = static_cast<uint64_t>(end);
-    auto shape = get(t, "shape");
-    if (!shape.IsArray()) throw_type(env, "a shape array");
-    auto dims = shape.As<Napi::Array>();
-    for (uint32_t j = 0; j < dims.Length(); ++j) {
-      auto dim = dims.Get(j);
-      if (!dim.IsNumber()) throw_type(env, "numeric dimensions");
-      e.shape.push_back(dim.As<Napi::Number>().Int64Value());
-    }
-    spec.tensors.push_back(std::move(e));
-  }
+  spec.tensors = read_tensor_entries(env, o);
   auto* task = new BuildTask(env, std::move(spec));
   napi_value promise = task->Promise();
   pool_of(env).Submit(task);
