@@ -368,6 +368,10 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value Sample(const Napi::CallbackInfo& info);
   Napi::Value SampleGamma(const Napi::CallbackInfo& info);
   Napi::Value StartSample(const Napi::CallbackInfo& info, std::shared_ptr<hdlm::Model> model, SampleCall call);
+  // A new abort flag, remembered so that dispose() can abort the call.
+  std::shared_ptr<AbortFlag> TrackAbort();
+  // Queues an abortable task on the pool; returns { promise, abort }.
+  Napi::Value SubmitAbortable(Napi::Env env, PromiseTask* task, const std::shared_ptr<AbortFlag>& abort);
   Napi::Value Evaluate(const Napi::CallbackInfo& info);  // evaluation (issue 8), below
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
     // Calls not started yet reject with HDLM_DISPOSED; running samples stop at their next step
@@ -713,16 +717,23 @@ Napi::Value ModelWrap::StartSample(const Napi::CallbackInfo& info, std::shared_p
     progress = std::make_shared<ProgressTarget>();
     NAPI_THROW_IF_FAILED(env, napi_create_reference(env, info[1], 1, &progress->callback), Napi::Value());
   }
-  auto abort = std::make_shared<AbortFlag>();
+  auto abort = TrackAbort();
+  return SubmitAbortable(env, new SampleTask(env, this, std::move(model), state_, std::move(call), abort, progress), abort);
+}
+
+std::shared_ptr<AbortFlag> ModelWrap::TrackAbort() {
   // Forget the flags of finished calls, then remember this one for dispose().
   aborts_.erase(std::remove_if(aborts_.begin(), aborts_.end(), [](const std::weak_ptr<AbortFlag>& w) { return w.expired(); }),
                 aborts_.end());
+  auto abort = std::make_shared<AbortFlag>();
   aborts_.push_back(abort);
-  auto* task = new SampleTask(env, this, std::move(model), state_, std::move(call), abort, progress);
+  return abort;
+}
+
+Napi::Value ModelWrap::SubmitAbortable(Napi::Env env, PromiseTask* task, const std::shared_ptr<AbortFlag>& abort) {
   napi_value promise = task->Promise();
   ++pending_;
   pool_of(env).Submit(task);
-
   auto out = Napi::Object::New(env);
   out.Set("promise", Napi::Value(env, promise));
   out.Set("abort", Napi::Function::New(env, [abort](const Napi::CallbackInfo& info) {
@@ -834,19 +845,8 @@ Napi::Value ModelWrap::Evaluate(const Napi::CallbackInfo& info) {
       r.repetitions < 1) {
     throw_type(env, "tokens of rows × length ids, batchSize and repetitions ≥ 1");
   }
-  auto abort = std::make_shared<AbortFlag>();
-  aborts_.push_back(abort);  // dispose() aborts running evaluations too
-  auto* task = new EvalTask(env, this, std::move(model), state_, std::move(r), abort);
-  napi_value promise = task->Promise();
-  ++pending_;
-  pool_of(env).Submit(task);
-  auto out = Napi::Object::New(env);
-  out.Set("promise", Napi::Value(env, promise));
-  out.Set("abort", Napi::Function::New(env, [abort](const Napi::CallbackInfo& info) {
-            abort->abort();
-            return info.Env().Undefined();
-          }));
-  return out;
+  auto abort = TrackAbort();  // dispose() aborts running evaluations too
+  return SubmitAbortable(env, new EvalTask(env, this, std::move(model), state_, std::move(r), abort), abort);
 }
 
 class Gpt2BuildTask : public PromiseTask {
