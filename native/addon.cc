@@ -849,16 +849,20 @@ Napi::Value ModelWrap::Evaluate(const Napi::CallbackInfo& info) {
   return SubmitAbortable(env, new EvalTask(env, this, std::move(model), state_, std::move(r), abort), abort);
 }
 
-class Gpt2BuildTask : public PromiseTask {
+// Builds a model from a spec with one of the engine's builders (build_model, build_gpt2).
+class BuildTask : public PromiseTask {
  public:
-  Gpt2BuildTask(Napi::Env env, hdlm::BuildSpec spec) : PromiseTask(env), spec_(std::move(spec)) {}
+  using Builder = std::shared_ptr<hdlm::Model> (*)(const hdlm::BuildSpec&);
+  BuildTask(Napi::Env env, hdlm::BuildSpec spec, Builder build)
+      : PromiseTask(env), spec_(std::move(spec)), build_(build) {}
 
  protected:
-  void Run() override { model_ = hdlm::build_gpt2(spec_); }
+  void Run() override { model_ = build_(spec_); }
   napi_value Result(Napi::Env env) override { return ModelWrap::New(env, std::move(model_)); }
 
  private:
   hdlm::BuildSpec spec_;
+  Builder build_;
   std::shared_ptr<hdlm::Model> model_;
 };
 
@@ -909,7 +913,7 @@ hdlm::BuildSpec read_gpt2_spec(Napi::Env env, const Napi::Object& o) {
 Napi::Value BuildGpt2(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject()) throw_type(env, "buildGpt2(spec)");
-  auto* task = new Gpt2BuildTask(env, read_gpt2_spec(env, info[0].As<Napi::Object>()));
+  auto* task = new BuildTask(env, read_gpt2_spec(env, info[0].As<Napi::Object>()), hdlm::build_gpt2);
   napi_value promise = task->Promise();
   pool_of(env).Submit(task);
   return Napi::Value(env, promise);
@@ -976,18 +980,6 @@ Napi::Value MetascheduleQuery(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-class BuildTask : public PromiseTask {
- public:
-  BuildTask(Napi::Env env, hdlm::BuildSpec spec) : PromiseTask(env), spec_(std::move(spec)) {}
-
- protected:
-  void Run() override { model_ = hdlm::build_model(spec_); }
-  napi_value Result(Napi::Env env) override { return ModelWrap::New(env, std::move(model_)); }
-
- private:
-  hdlm::BuildSpec spec_;
-  std::shared_ptr<hdlm::Model> model_;
-};
 
 class LoadTask : public PromiseTask {
  public:
@@ -1036,7 +1028,7 @@ Napi::Value BuildModel(const Napi::CallbackInfo& info) {
     spec.arch.post_process_ar = get(a, "postProcessAR").ToBoolean();
   }
   spec.tensors = read_tensor_entries(env, o);
-  auto* task = new BuildTask(env, std::move(spec));
+  auto* task = new BuildTask(env, std::move(spec), hdlm::build_model);
   napi_value promise = task->Promise();
   pool_of(env).Submit(task);
   return Napi::Value(env, promise);

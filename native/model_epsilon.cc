@@ -23,12 +23,6 @@ namespace {
 //      Same ATen ops with the same operand layouts as upstream, so the same kernels run.
 // dtype constants do not resolve in TorchScript source without Python, hence the int attributes.
 const char* kEpsilonSource = R"JIT(
-def rotate(self, x, cos, sin):
-    half = self.head_dim // 2
-    x1 = x[..., :half]
-    x2 = x[..., half:]
-    return x * cos + torch.cat([-x2, x1], -1) * sin
-
 def forward_fp32(self, tokens, positions, attn_mask: Optional[Tensor]):
     B = tokens.size(0)
     L = tokens.size(1)
@@ -59,19 +53,6 @@ def forward_fp32(self, tokens, positions, attn_mask: Optional[Tensor]):
         h = h + (torch.matmul(z, self.mlp2_w[i].t()) + self.mlp2_b[i])
     u = torch.layer_norm(h, [D], None, None, 1e-5) * self.norm_final
     return torch.matmul(u, self.out_w.t()) + self.out_b
-
-def norm(self, x, w):
-    return torch.layer_norm(x.float(), [self.hidden_size], None, None, 1e-5) * w
-
-def lin(self, x, w, b: Optional[Tensor]):
-    bf16 = self.dtype_bf16
-    if b is None:
-        return torch.linear(x.to(bf16), w.to(bf16), None)
-    return torch.linear(x.to(bf16), w.to(bf16), b.to(bf16))
-
-def rotate_half(self, x):
-    half = x.size(-1) // 2
-    return torch.cat([-x[..., half:], x[..., :half]], -1)
 
 def forward_autocast(self, tokens, positions, attn_mask: Optional[Tensor]):
     B = tokens.size(0)
@@ -142,6 +123,7 @@ torch::jit::Module build_epsilon_module(const Architecture& arch, std::unordered
   register_block_weights(m, weights, D, NB);
   register_output_layer(m, weights, V, D);
 
+  m.define(kSharedMethodsSource);
   m.define(kEpsilonSource);
   m.eval();
   return m;

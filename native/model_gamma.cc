@@ -45,12 +45,6 @@ def cond(self, sigma, dtype: int):
     y = torch.linear(y, self.sm2_w.to(tf.dtype), self.sm2_b.to(tf.dtype))
     return torch.silu(y).view(B, L, -1)
 
-def rotate(self, x, cos, sin):
-    half = self.head_dim // 2
-    x1 = x[..., :half]
-    x2 = x[..., half:]
-    return x * cos + torch.cat([-x2, x1], -1) * sin
-
 def finish(self, x, tokens, sigma):
     if self.scale_sigma:
         esm1 = torch.where(sigma < 0.5, torch.expm1(sigma), sigma.exp() - 1).log().to(x.dtype)
@@ -106,19 +100,6 @@ def forward_fp32(self, tokens, positions, sigma, attn_mask: Optional[Tensor]):
     u = torch.layer_norm(h, [D], None, None, 1e-5) * self.norm_final
     x = torch.matmul(u, self.out_w.t()) + self.out_b
     return self.finish(x, tokens, sigma)
-
-def norm(self, x, w):
-    return torch.layer_norm(x.float(), [self.hidden_size], None, None, 1e-5) * w
-
-def lin(self, x, w, b: Optional[Tensor]):
-    bf16 = self.dtype_bf16
-    if b is None:
-        return torch.linear(x.to(bf16), w.to(bf16), None)
-    return torch.linear(x.to(bf16), w.to(bf16), b.to(bf16))
-
-def rotate_half(self, x):
-    half = x.size(-1) // 2
-    return torch.cat([-x[..., half:], x[..., :half]], -1)
 
 def forward_autocast(self, tokens, positions, sigma, attn_mask: Optional[Tensor]):
     B = tokens.size(0)
@@ -247,6 +228,7 @@ torch::jit::Module build_gamma_module(const Architecture& arch, std::unordered_m
   m.register_attribute("sm2_b", c10::TensorType::get(), sm("sigma_map.mlp.2.bias", {C}));
   register_output_layer(m, weights, V, D);
 
+  m.define(kSharedMethodsSource);
   m.define(kGammaSource);
   m.eval();
   return m;

@@ -15,6 +15,30 @@ namespace hdlm {
 
 using WeightMap = std::unordered_map<std::string, at::Tensor>;
 
+// TorchScript methods both families use, defined before each family's own source. `rotate`: the
+// fp32 rotary on q or k; `norm`, `lin`, `rotate_half`: upstream's ops under bf16 autocast (fp32
+// LayerNorm times weight, bf16 linear, NeoX half rotation), see model_epsilon.cc.
+constexpr const char* kSharedMethodsSource = R"JIT(
+def rotate(self, x, cos, sin):
+    half = self.head_dim // 2
+    x1 = x[..., :half]
+    x2 = x[..., half:]
+    return x * cos + torch.cat([-x2, x1], -1) * sin
+
+def norm(self, x, w):
+    return torch.layer_norm(x.float(), [self.hidden_size], None, None, 1e-5) * w
+
+def lin(self, x, w, b: Optional[Tensor]):
+    bf16 = self.dtype_bf16
+    if b is None:
+        return torch.linear(x.to(bf16), w.to(bf16), None)
+    return torch.linear(x.to(bf16), w.to(bf16), b.to(bf16))
+
+def rotate_half(self, x):
+    half = x.size(-1) // 2
+    return torch.cat([-x[..., half:], x[..., :half]], -1)
+)JIT";
+
 inline at::Tensor take_weight(WeightMap& weights, const std::string& name, const std::vector<int64_t>& shape) {
   auto it = weights.find(name);
   if (it == weights.end()) throw EngineError("HDLM_BAD_FILE", "checkpoint is missing tensor '" + name + "'");

@@ -82,7 +82,7 @@ if (!compiler) {
 }
 
 function giveUp(extra) {
-  const todo = [
+  const remedies = [
     '  - Debian 12 / Ubuntu >= 23.04: sudo apt-get install libtorch-dev cmake g++ (or run',
     `    ${path.relative(env.INIT_CWD || process.cwd(), path.join(root, 'scripts', 'install-system-deps.sh')) || 'scripts/install-system-deps.sh'}), then npm rebuild hdlm`,
     '  - any Linux: unpack a libtorch zip from https://pytorch.org, set LIBTORCH=/path/to/libtorch and',
@@ -93,7 +93,7 @@ function giveUp(extra) {
   console.error(
     `hdlm: cannot install the native addon${extra ? ': ' + extra : ''}. Tried, in order:\n` +
       tried.map((t, i) => `  ${i + 1}. ${t}`).join('\n') +
-      '\nTo fix it, one of:\n' + todo.join('\n'),
+      '\nTo fix it, one of:\n' + remedies.join('\n'),
   );
   process.exit(1);
 }
