@@ -32,6 +32,7 @@
         "native/checkpoint.cc",
         "native/model_epsilon.cc",
         "native/fast_forward.cc",
+        "native/fused_kernels.cc",
         "native/model_gamma.cc",
         "native/sampler.cc",
         "native/sampler_shifted.cc",

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "engine.h"
+#include "fused_kernels.h"
 
 #ifdef HDLM_WITH_CUDA
 #include <ATen/cuda/CUDAEvent.h>
@@ -75,6 +76,11 @@ std::unique_ptr<FastForward> FastForward::from_module(const torch::jit::Module& 
   f->norm_final_ = cast(m.attr("norm_final").toTensor());
   f->out_w_ = cast(m.attr("out_w").toTensor());
   f->out_b_ = cast(m.attr("out_b").toTensor());
+  if (device.is_cuda() && f->head_dim_ % 2 == 0) {
+    f->fused_ = fused::available(device, &f->fused_reason_);
+  } else {
+    f->fused_reason_ = device.is_cuda() ? "odd head size" : "not a CUDA device";
+  }
   return f;
 }
 
@@ -92,7 +98,43 @@ std::pair<at::Tensor, at::Tensor> FastForward::rotary(int64_t length) {
   return rotary_cache_[length] = {cos, sin_signed};
 }
 
+std::pair<at::Tensor, at::Tensor> FastForward::rotary_table(int64_t length) {
+  auto it = rotary_table_cache_.find(length);
+  if (it != rotary_table_cache_.end()) return it->second;
+  auto positions = at::arange(length, at::TensorOptions().dtype(at::kFloat).device(device_));
+  auto ang = at::outer(positions, inv_freq_);
+  return rotary_table_cache_[length] = {ang.cos().contiguous(), ang.sin().contiguous()};
+}
+
+#ifdef HDLM_WITH_CUDA
+// The CUDA forward with fused kernels: per block, LayerNorm (with the previous block's MLP bias
+// added to the residual in the same pass), the QKV GEMM, rotary on q and k in one kernel, flash
+// attention, and three GEMMs with the residual / bias+GELU in their epilogues.
+at::Tensor FastForward::run_fused(const at::Tensor& tokens) {
+  const int64_t B = tokens.size(0), L = tokens.size(1), D = hidden_size_, H = n_heads_, d = head_dim_;
+  const auto [cos, sin] = rotary_table(L);
+  auto h = at::embedding(embedding_, tokens).view({B * L, D}).contiguous();
+  auto a = at::empty_like(h), q = at::empty_like(h), k = at::empty_like(h);
+  for (size_t i = 0; i < qkv_.size(); ++i) {
+    fused::add_bias_layer_norm(h, i == 0 ? at::Tensor() : mlp2_b_[i - 1], norm1_[i], a, 1e-5);
+    auto qkv = at::mm(a, qkv_[i].t());
+    fused::rotary_qk(qkv, cos, sin, q, k, L, H, d);
+    auto v = qkv.view({B, L, 3, H, d}).select(2, 2).transpose(1, 2);
+    auto o = at::scaled_dot_product_attention(q.view({B, L, H, d}).transpose(1, 2), k.view({B, L, H, d}).transpose(1, 2), v);
+    h = at::addmm(h, o.transpose(1, 2).reshape({B * L, D}), attn_out_[i].t());
+    fused::add_bias_layer_norm(h, at::Tensor(), norm2_[i], a, 1e-5);
+    auto z = at::_addmm_activation(mlp0_b_[i], a, mlp0_w_[i].t(), 1, 1, /*use_gelu=*/true);
+    h = at::addmm(h, z, mlp2_w_[i].t());
+  }
+  if (!mlp2_b_.empty()) h.add_(mlp2_b_.back());
+  return h.view({B, L, D});
+}
+#else
+at::Tensor FastForward::run_fused(const at::Tensor& tokens) { return run(tokens); }
+#endif
+
 at::Tensor FastForward::run(const at::Tensor& tokens) {
+  if (fused_) return run_fused(tokens);
   // Few, large kernels: at B = 1 the step is bound by kernel count, not by FLOPs.
   const int64_t B = tokens.size(0), L = tokens.size(1), D = hidden_size_, H = n_heads_, d = head_dim_;
   const auto [cos, sin_signed] = rotary(L);

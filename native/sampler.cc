@@ -13,6 +13,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include "fast_forward.h"
+#include "fused_kernels.h"
 
 namespace hdlm {
 namespace {
@@ -124,6 +125,9 @@ class Sampler {
       return (l.exp() / g).argmax(-1);
     }
     auto l = rows.to(at::kFloat);
+    // CUDA: one fused kernel (counter-based noise keyed by the seed and a per-call counter).
+    auto fused = fused::gumbel_argmax(l, o_.temperature, o_.seed, fused_calls_++);
+    if (fused.defined()) return fused;
     if (o_.temperature == 0) return l.argmax(-1);
     // argmax(l/T + Gumbel) = argmax(l - T·ln E) with E ~ Exp(1).
     auto log_e = at::empty(l.sizes(), l.options()).exponential_(1.0, gen_).log_();
@@ -230,6 +234,7 @@ class Sampler {
   at::Device device_;
   bool fast_;
   at::Generator gen_;
+  uint64_t fused_calls_ = 0;
   at::Tensor prompt_;  // [B, P] int64 on the device, or undefined
   bool prompt_has_mask_ = false, prompt_imposed_ = false;
 };
