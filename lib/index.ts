@@ -65,3 +65,5 @@ export {
 } from './eval';
 export { loadGpt2, Gpt2Model, type Gpt2LoadOptions, type Gpt2Config } from './gpt2';
 export { chunkTexts, readBrownCorpus, readTextFile, detokenizer, type DetokenizerName } from './datasets';
+export { loadHubDataset, HUB_DATASETS, type HubDatasetInfo, type HubDatasetOptions } from './hub-datasets';
+export { readParquetStringColumn, parquetMetadata, type ParquetMetadata } from './parquet';

@@ -8,19 +8,25 @@
  *   GET|HEAD /<repo>/resolve/<rev>/<file>           content (Range supported); LFS files 302 to /cdn/<sha256>
  *   GET|HEAD /cdn/<sha256>                          LFS content (like the CDN: no auth needed)
  *
+ * and the same for dataset repos (`datasets` option): /api/datasets/<repo>/revision/<rev>,
+ * /api/datasets/<repo>/paths-info/<rev>, /datasets/<repo>/resolve/<rev>/<file>, plus the tree API
+ * GET /api/(models|datasets)/<repo>/tree/<rev>[/<path>] (non-recursive listing). Revisions with a
+ * slash (refs/convert/parquet) arrive URL-encoded, as the Hub expects them.
+ *
  * with the headers the real Hub sends (x-repo-commit, etag, x-linked-etag, x-linked-size,
  * content-range, x-error-code: RepoNotFound / RevisionNotFound / EntryNotFound).
  *
- * startMockHub({ repos, tokens }) where
+ * startMockHub({ repos, datasets, tokens }) where
  *   repos = { 'owner/name': { files: { name: string|Buffer }, branches?: { name: files }, private?: bool, lfs?: string[] } }
+ *   datasets = the same for dataset repos
  *   tokens = valid bearer tokens (default ['good-token'])
  * resolves to { url, requests, close(), commitOf(repo, branch), blobEtag(repo, file, branch),
- *               interruptNext(repo, file, count, branch) }.
+ *               interruptNext(repo, file, count, branch) } (dataset repos: 'datasets/owner/name').
  */
 const http = require('node:http');
 const crypto = require('node:crypto');
 
-const LFS_EXT = /\.(safetensors|bin|pt|pth|ckpt|onnx|gguf|msgpack|h5|npz)$/;
+const LFS_EXT = /\.(safetensors|bin|pt|pth|ckpt|onnx|gguf|msgpack|h5|npz|parquet)$/;
 
 function sha1(buf) {
   return crypto.createHash('sha1').update(buf).digest('hex');
@@ -64,9 +70,11 @@ function buildRepo(id, spec) {
   return { id, private: !!spec.private, commits, refs };
 }
 
-async function startMockHub({ repos = {}, tokens = ['good-token'] } = {}) {
-  const state = new Map();
+async function startMockHub({ repos = {}, datasets = {}, tokens = ['good-token'] } = {}) {
+  const state = new Map(); // 'owner/name' for models, 'datasets/owner/name' for datasets
   for (const [id, spec] of Object.entries(repos)) state.set(id, buildRepo(id, spec));
+  for (const [id, spec] of Object.entries(datasets)) state.set(`datasets/${id}`, buildRepo(id, spec));
+  const keyOf = (kind, id) => (kind === 'datasets' ? `datasets/${id}` : id);
   const validTokens = new Set(tokens);
   const requests = [];
   const interrupts = new Map(); // sha256 of content -> remaining count
@@ -175,10 +183,42 @@ async function startMockHub({ repos = {}, tokens = ['good-token'] } = {}) {
       authorization: req.headers.authorization,
     });
     let m;
-    if ((m = /^\/api\/models\/(.+)\/revision\/([^/]+)$/.exec(p)) && (req.method === 'GET' || req.method === 'HEAD')) {
-      const repo = repoFor(req, res, decodeURIComponent(m[1]));
+    if ((m = /^\/api\/(models|datasets)\/([^/]+\/[^/]+)\/tree\/([^/]+)(?:\/(.*))?$/.exec(p)) && req.method === 'GET') {
+      const repo = repoFor(req, res, keyOf(m[1], decodeURIComponent(m[2])));
       if (!repo) return;
-      const sha = commitFor(res, repo, decodeURIComponent(m[2]));
+      const sha = commitFor(res, repo, decodeURIComponent(m[3]));
+      if (!sha) return;
+      const dir = m[4] ? decodeURIComponent(m[4]).replace(/\/+$/, '') : '';
+      const prefix = dir === '' ? '' : `${dir}/`;
+      const files = repo.commits.get(sha).files;
+      const out = [];
+      const dirs = new Set();
+      for (const e of files.values()) {
+        if (!e.name.startsWith(prefix)) continue;
+        const rest = e.name.slice(prefix.length);
+        if (rest.includes('/')) {
+          dirs.add(prefix + rest.split('/')[0]);
+          continue;
+        }
+        out.push({
+          type: 'file',
+          path: e.name,
+          oid: e.oid,
+          size: e.lfs ? e.content.length : e.content.length,
+          ...(e.lfs ? { lfs: { oid: e.sha256, size: e.content.length, pointerSize: e.pointerSize } } : {}),
+        });
+      }
+      if (out.length === 0 && dirs.size === 0 && dir !== '') {
+        sendError(res, 404, 'EntryNotFound', `${dir} does not exist on "${m[3]}"`);
+        return;
+      }
+      sendJson(res, 200, [...[...dirs].sort().map((d) => ({ type: 'directory', path: d, oid: sha1(d), size: 0 })), ...out]);
+      return;
+    }
+    if ((m = /^\/api\/(models|datasets)\/(.+)\/revision\/([^/]+)$/.exec(p)) && (req.method === 'GET' || req.method === 'HEAD')) {
+      const repo = repoFor(req, res, keyOf(m[1], decodeURIComponent(m[2])));
+      if (!repo) return;
+      const sha = commitFor(res, repo, decodeURIComponent(m[3]));
       if (!sha) return;
       const files = repo.commits.get(sha).files;
       sendJson(res, 200, {
@@ -196,11 +236,11 @@ async function startMockHub({ repos = {}, tokens = ['good-token'] } = {}) {
       });
       return;
     }
-    if ((m = /^\/api\/models\/(.+)\/paths-info\/([^/]+)$/.exec(p)) && req.method === 'POST') {
+    if ((m = /^\/api\/(models|datasets)\/(.+)\/paths-info\/([^/]+)$/.exec(p)) && req.method === 'POST') {
       const body = await readBody(req);
-      const repo = repoFor(req, res, decodeURIComponent(m[1]));
+      const repo = repoFor(req, res, keyOf(m[1], decodeURIComponent(m[2])));
       if (!repo) return;
-      const sha = commitFor(res, repo, decodeURIComponent(m[2]));
+      const sha = commitFor(res, repo, decodeURIComponent(m[3]));
       if (!sha) return;
       let paths;
       try {
@@ -225,12 +265,12 @@ async function startMockHub({ repos = {}, tokens = ['good-token'] } = {}) {
       sendJson(res, 200, out);
       return;
     }
-    if ((m = /^\/([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(p)) && (req.method === 'GET' || req.method === 'HEAD')) {
-      const repo = repoFor(req, res, decodeURIComponent(m[1]));
+    if ((m = /^\/(datasets\/)?([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(p)) && (req.method === 'GET' || req.method === 'HEAD')) {
+      const repo = repoFor(req, res, keyOf(m[1] ? 'datasets' : 'models', decodeURIComponent(m[2])));
       if (!repo) return;
-      const sha = commitFor(res, repo, decodeURIComponent(m[2]));
+      const sha = commitFor(res, repo, decodeURIComponent(m[3]));
       if (!sha) return;
-      const entry = repo.commits.get(sha).files.get(decodeURIComponent(m[3]));
+      const entry = repo.commits.get(sha).files.get(decodeURIComponent(m[4]));
       if (!entry) {
         sendError(res, 404, 'EntryNotFound', 'Entry not found');
         return;
