@@ -374,15 +374,22 @@ class HostSelectedSampler {
           hidden = model_.hidden(x.view({B, L})).reshape({N, -1});
           stale = false;
         }
-        auto host = at::empty({2, n}, pinned);
+        // one transfer: n int64 indices, then 2n bool flags (selected-if-masked, selected-if-unmasked)
+        const int64_t flag_words = (2 * n + 7) / 8;
+        auto host = at::zeros({n + flag_words}, pinned);
         std::copy(idx.begin(), idx.end(), host.data_ptr<int64_t>());
-        std::copy(flags.begin(), flags.end(), host.data_ptr<int64_t>() + n);
+        auto* flag_bytes = reinterpret_cast<uint8_t*>(host.data_ptr<int64_t>() + n);
+        for (int64_t j = 0; j < n; ++j) {
+          flag_bytes[j] = flags[j] & 1;
+          flag_bytes[n + j] = (flags[j] >> 1) & 1;
+        }
         auto dev = host.to(device_, /*non_blocking=*/true);
-        auto sel = dev[0], f = dev[1];
+        auto sel = dev.narrow(0, 0, n);
+        auto f = dev.narrow(0, n, flag_words).view(at::kByte).narrow(0, 0, 2 * n).view(at::kBool);
         auto values = sample(model_.head(hidden.index_select(0, sel)));
         auto current = x.index_select(0, sel);
         auto is_masked = current == M;
-        auto take = acs ? at::where(is_masked, f.bitwise_and(1) != 0, f.bitwise_and(2) != 0) : is_masked;
+        auto take = acs ? at::where(is_masked, f.narrow(0, 0, n), f.narrow(0, n, n)) : is_masked;
         auto written = at::where(take, values, current);
         x.index_copy_(0, sel, written);
         stale = true;
