@@ -73,7 +73,7 @@ async function main() {
     model.dispose();
     if (values.json) console.log(JSON.stringify(result));
     else {
-      console.log(`# ${values.size} model (${size.hiddenSize}/${size.nHeads}/${size.nBlocks}), ${device}, precision ${result.precision}, libtorch ${result.runtime.libtorchVersion}, load ${loadMs} ms`);
+      console.log(`# ${values.size} model (${size.hiddenSize}/${size.nHeads}/${size.nBlocks}), ${device}${result.runtime.cudaDeviceName ? ` (${result.runtime.cudaDeviceName})` : ''}, precision ${result.precision}, libtorch ${result.runtime.libtorchVersion}, load ${loadMs} ms`);
       console.log('| alg | mode | batch | L | steps | ms/step | samples/s | peak GPU GiB | speed-up vs reference |\n|---|---|---|---|---|---|---|---|---|');
       for (const r of rows) {
         console.log(`| ${r.alg} | ${r.mode} | ${r.batchSize} | ${r.contextLength} | ${r.steps} | ${r.msPerStep} | ${r.samplesPerSecond} | ${r.peakGiB ?? '-'} | ${r.speedup ?? '-'} |`);

@@ -179,6 +179,8 @@ export interface NativeRuntimeInfo {
   libtorchVersion: string;
   cudaCompiled: boolean;
   cudaDeviceCount: number;
+  /** name of CUDA device 0 ('' without CUDA) */
+  cudaDeviceName: string;
   threads: number;
   /** threads the addon owns for model work (HDLM_WORKER_THREADS, default 2); libuv's pool is left to fs, dns, zlib */
   workerThreads: number;

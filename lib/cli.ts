@@ -789,6 +789,7 @@ async function infoCommand(args: string[]): Promise<number> {
     binary: native.binary,
     cudaCompiled: rt.cudaCompiled,
     cudaDeviceCount: rt.cudaDeviceCount,
+    cudaDeviceName: rt.cudaDeviceName,
     defaultDevice: rt.cudaDeviceCount > 0 ? 'cuda:0' : 'cpu',
     // what a model load sets (lib/loader.ts): HDLM_NUM_THREADS, else every core
     threads: defaultThreads(),

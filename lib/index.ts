@@ -27,7 +27,7 @@ export type { NativeBinaryInfo, LoadedLibtorch };
 import { invalidParameterError } from './errors';
 
 /** The libtorch this build runs on, and what it sees. */
-export function runtimeInfo(): { libtorchVersion: string; cudaCompiled: boolean; cudaDeviceCount: number; threads: number; workerThreads: number } {
+export function runtimeInfo(): { libtorchVersion: string; cudaCompiled: boolean; cudaDeviceCount: number; cudaDeviceName: string; threads: number; workerThreads: number } {
   return addon().runtimeInfo();
 }
 

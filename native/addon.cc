@@ -1054,6 +1054,7 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
   out.Set("cudaCompiled", Napi::Boolean::New(env, ri.cuda_compiled));
   out.Set("cudaDeviceCount", Napi::Number::New(env, static_cast<double>(ri.cuda_device_count)));
   out.Set("threads", Napi::Number::New(env, static_cast<double>(ri.threads)));
+  out.Set("cudaDeviceName", ri.cuda_device_name);
   out.Set("workerThreads", Napi::Number::New(env, static_cast<double>(pool_of(env).size())));
   return out;
 }

@@ -6,13 +6,11 @@
 #include <torch/version.h>
 #include <torch/cuda.h>
 #ifdef HDLM_WITH_CUDA
+#include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
 #include <ATen/Parallel.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
-#ifdef HDLM_WITH_CUDA
-#include <c10/cuda/CUDACachingAllocator.h>
-#endif
 
 #include <cstdio>
 #include <filesystem>
@@ -305,6 +303,7 @@ RuntimeInfo runtime_info() {
 #ifdef HDLM_WITH_CUDA
   info.cuda_compiled = true;
   info.cuda_device_count = static_cast<int64_t>(torch::cuda::device_count());
+  if (info.cuda_device_count > 0) info.cuda_device_name = at::cuda::getDeviceProperties(0)->name;
 #endif
   info.threads = at::get_num_threads();
   return info;

@@ -181,6 +181,7 @@ struct RuntimeInfo {
   bool cuda_compiled = false;
   int64_t cuda_device_count = 0;
   int64_t threads = 0;
+  std::string cuda_device_name;  // device 0, empty without CUDA
 };
 RuntimeInfo runtime_info();
 void set_threads(int64_t n);

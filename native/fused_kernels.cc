@@ -31,25 +31,26 @@ __device__ __forceinline__ bf16 f2bf(float f) {
   return (bf16)(u >> 16);
 }
 
-// One thread per rotated pair: (row, q|k, head, i < d/2).
+// One block per row (token); its threads walk the row's (q|k, head, i < d/2) pairs. 32-bit
+// index math: 64-bit divisions would cost more than the loads.
 extern "C" __global__ void rotary_qk(const bf16* __restrict__ qkv, const float* __restrict__ cos_t,
                                      const float* __restrict__ sin_t, bf16* __restrict__ q_out,
-                                     bf16* __restrict__ k_out, long long rows, int length, int heads, int head_dim) {
+                                     bf16* __restrict__ k_out, int length, int heads, int head_dim) {
   const int half = head_dim / 2;
   const int D = heads * head_dim;
-  const long long n = rows * 2 * heads * half;
-  for (long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x; idx < n; idx += (long long)gridDim.x * blockDim.x) {
-    const int i = (int)(idx % half);
-    long long t = idx / half;
-    const int h = (int)(t % heads);
-    t /= heads;
-    const int which = (int)(t % 2);
-    const long long row = t / 2;
-    const int pos = (int)(row % length);
-    const bf16* in = qkv + row * 3 * D + which * D + h * head_dim;
-    const float x1 = bf2f(in[i]), x2 = bf2f(in[i + half]);
-    const float c = cos_t[pos * half + i], s = sin_t[pos * half + i];
-    bf16* out = (which ? k_out : q_out) + row * D + h * head_dim;
+  const long long row = blockIdx.x;
+  const int pos = (int)(row % length);
+  const bf16* in = qkv + row * 3 * D;
+  const float* c_row = cos_t + pos * half;
+  const float* s_row = sin_t + pos * half;
+  for (int t = threadIdx.x; t < D; t += blockDim.x) {
+    const int i = t % half;
+    const int hw = t / half;               // 0 .. 2·heads − 1
+    const int which = hw >= heads ? 1 : 0;
+    const int off = (hw - which * heads) * head_dim;
+    const float x1 = bf2f(in[which * D + off + i]), x2 = bf2f(in[which * D + off + i + half]);
+    const float c = c_row[i], s = s_row[i];
+    bf16* out = (which ? k_out : q_out) + row * D + off;
     out[i] = f2bf(x1 * c - x2 * s);
     out[i + half] = f2bf(x2 * c + x1 * s);
   }
@@ -328,11 +329,10 @@ void rotary_qk(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& s
   const void* sin_p = sin.data_ptr();
   void* q_p = q.data_ptr();
   void* k_p = k.data_ptr();
-  long long rows = qkv.size(0);
   int len = static_cast<int>(length), h = static_cast<int>(heads), d = static_cast<int>(head_dim);
-  void* args[] = {&qkv_p, &cos_p, &sin_p, &q_p, &k_p, &rows, &len, &h, &d};
-  const int64_t n = rows * heads * head_dim;  // pairs: rows · 2 · heads · d/2
-  launch(ks.rotary, std::min<int64_t>((n + 255) / 256, 65535), 256, args);
+  void* args[] = {&qkv_p, &cos_p, &sin_p, &q_p, &k_p, &len, &h, &d};
+  // one block per row, one thread per pair: rows · 2 · heads · d/2 = rows · D pairs
+  launch(ks.rotary, qkv.size(0), static_cast<int>(std::min<int64_t>(heads * head_dim, 1024)), args);
 }
 
 void add_bias_layer_norm(at::Tensor& h, const at::Tensor& bias, const at::Tensor& weight, at::Tensor& out, double eps) {

@@ -51,6 +51,8 @@ describe('build: native addon', function () {
     assert.strictEqual(typeof info.cudaCompiled, 'boolean');
     assert.ok(Number.isInteger(info.cudaDeviceCount) && info.cudaDeviceCount >= 0);
     if (!info.cudaCompiled) assert.strictEqual(info.cudaDeviceCount, 0);
+    assert.strictEqual(typeof info.cudaDeviceName, 'string');
+    if (info.cudaDeviceCount === 0) assert.strictEqual(info.cudaDeviceName, '');
     assert.ok(Number.isInteger(info.threads) && info.threads >= 1, `threads ${info.threads}`);
   });
 
