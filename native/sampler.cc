@@ -38,6 +38,22 @@ at::Generator make_sampling_generator(const at::Device& device, uint64_t seed) {
 
 namespace {
 
+// Fast mode: one sample per row of float32 logits [N, V] from softmax(l / T) (argmax for T = 0) —
+// in distribution, not in bits, what upstream's Gumbel-max draws. CUDA: one fused kernel (noise
+// keyed by the seed and a per-call counter); CPU: inverse-CDF sampling (one uniform per row)
+// rather than one exponential draw per logit.
+at::Tensor sample_fast(const at::Tensor& l, double temperature, uint64_t seed, uint64_t& calls, at::Generator& gen) {
+  if (l.size(0) == 0) return at::empty({0}, l.options().dtype(at::kLong));
+  auto fused = fused::gumbel_argmax(l, temperature, seed, calls++);
+  if (fused.defined()) return fused;
+  if (temperature == 0) return l.argmax(-1);
+  if (l.is_cuda()) {  // no fused kernels: argmax(l/T + Gumbel) = argmax(l − T·ln E), E ~ Exp(1)
+    auto log_e = at::empty(l.sizes(), l.options()).exponential_(1.0, gen).log_();
+    return at::sub(l, log_e, temperature).argmax(-1);
+  }
+  return at::multinomial(at::softmax(l / temperature, -1), 1, /*replacement=*/false, gen).squeeze(1);
+}
+
 // Where a step gets its logits from. Reference: the full [B, n, V] logits of this step's
 // forward. Fast: hidden states, recomputed only when x changed, and the head on demand.
 class Logits {
@@ -127,14 +143,7 @@ class Sampler {
       auto g = (-uniform(l.sizes()).log()).pow(o_.temperature);
       return (l.exp() / g).argmax(-1);
     }
-    auto l = rows.to(at::kFloat);
-    // CUDA: one fused kernel (counter-based noise keyed by the seed and a per-call counter).
-    auto fused = fused::gumbel_argmax(l, o_.temperature, o_.seed, fused_calls_++);
-    if (fused.defined()) return fused;
-    if (o_.temperature == 0) return l.argmax(-1);
-    // argmax(l/T + Gumbel) = argmax(l - T·ln E) with E ~ Exp(1).
-    auto log_e = at::empty(l.sizes(), l.options()).exponential_(1.0, gen_).log_();
-    return at::sub(l, log_e, o_.temperature).argmax(-1);
+    return sample_fast(rows.to(at::kFloat), o_.temperature, o_.seed, fused_calls_, gen_);
   }
 
   // Writes the tokens sampled for the rows of the last logits.rows(sel) call.
@@ -457,14 +466,7 @@ class HostSelectedSampler {
     }
   }
 
-  // One sample per row of float logits from softmax(l / T) (argmax for T = 0).
-  at::Tensor sample(const at::Tensor& logits) {
-    auto fused = fused::gumbel_argmax(logits, o_.temperature, o_.seed, fused_calls_++);
-    if (fused.defined()) return fused;
-    if (o_.temperature == 0) return logits.argmax(-1);
-    auto log_e = at::empty(logits.sizes(), logits.options()).exponential_(1.0, gen_).log_();
-    return at::sub(logits, log_e, o_.temperature).argmax(-1);
-  }
+  at::Tensor sample(const at::Tensor& logits) { return sample_fast(logits, o_.temperature, o_.seed, fused_calls_, gen_); }
 
   FastForward& model_;
   const SampleOptions& o_;
