@@ -299,3 +299,66 @@ describe('samplers: distributions on a model with known logits', function () {
     assert.strictEqual(maskedAfter[S - 1], 0);
   });
 });
+
+describe('samplers: a model that samples the mask id (fast mode tracks the mask state it cannot see)', function () {
+  // logits = output bias: the mask id is as likely as the best real token, so sampled positions often
+  // stay masked, and fast mode's host-side mirror of the mask state must catch up with the device.
+  let dir;
+  let cache;
+  let model;
+  before(async () => {
+    dir = tempDir('mask-heavy');
+    cache = tempDir('ts');
+    makeEpsilonCheckpoint(dir, {
+      hiddenSize: 8, nHeads: 2, nBlocks: 1, length: 64,
+      fill: (name, shape) => {
+        if (name === 'output_layer.linear.weight') return new Float32Array(shape[0] * shape[1]);
+        if (name === 'output_layer.linear.bias') {
+          const b = new Float32Array(shape[0]).fill(-40);
+          b[10] = 1.0;
+          b[11] = 0.0;
+          b[MASK] = 1.0;
+          return b;
+        }
+        return defaultFill(name, shape);
+      },
+    });
+    ({ model } = await smartModelLoader(dir, { device: 'cpu', torchscriptCacheDir: cache }));
+  });
+  after(() => {
+    model?.dispose();
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(cache, { recursive: true, force: true });
+  });
+
+  for (const alg of ['original', 'acs']) {
+    it(`${alg}: fast and reference modes leave the same share of masks`, async () => {
+      const share = {};
+      for (const reference of [true, false]) {
+        let masks = 0;
+        let total = 0;
+        for (let seed = 0; seed < 6; seed++) {
+          const out = await fullDiff({ model, alg, eta: 0.3, batchSize: 4, steps: 8, contextLength: 64, seed, reference });
+          masks += countMasks(out);
+          total += 4 * 64;
+        }
+        share[reference ? 'reference' : 'fast'] = { p: masks / total, n: total };
+      }
+      const { reference: r, fast: f } = share;
+      const pooled = (r.p * r.n + f.p * f.n) / (r.n + f.n);
+      const z = (f.p - r.p) / Math.sqrt(pooled * (1 - pooled) * (1 / r.n + 1 / f.n));
+      // P(mask) per draw is e / (2e + 1) ≈ 0.42: a good share stays masked after the last step
+      assert.ok(r.p > 0.05 && f.p > 0.05, `shares ${r.p}, ${f.p}`);
+      if (process.env.HDLM_TEST_VERBOSE) console.log(`      mask share: reference ${r.p.toFixed(4)}, fast ${f.p.toFixed(4)}`);
+      assert.ok(Math.abs(z) < 4, `mask share reference ${r.p.toFixed(4)} vs fast ${f.p.toFixed(4)} (z = ${z.toFixed(2)})`);
+    });
+  }
+
+  for (const reference of [true, false]) it(`a prompt holding the mask id keeps it: upstream re-imposes the prompt (${reference ? 'reference' : 'fast'})`, async () => {
+    for (const alg of ['original', 'acs']) {
+      const prompt = [10, MASK, 11];
+      const out = await fullDiff({ model, alg, prompt, steps: 4, contextLength: 16, seed: 5, reference });
+      assert.deepStrictEqual(out[0].slice(0, 3), prompt, alg);
+    }
+  });
+});
