@@ -34,7 +34,7 @@ describe('leaks: RSS stays flat', function () {
     makeEpsilonCheckpoint(path.join(tmp, 'm'), { hiddenSize: 32, nHeads: 2, nBlocks: 1, length: 64, vocabTokens: 4095 });
   });
   after(() => {
-    for (const r of report) console.log(`      ${r.phase} × ${r.n}: RSS ${r.before.toFixed(1)} MiB → ${r.after.toFixed(1)} MiB (${(r.after - r.before >= 0 ? '+' : '') + (r.after - r.before).toFixed(1)} MiB)`);
+    for (const r of report) console.log(`      ${r.phase} × ${r.n}: RSS ${r.before.toFixed(1)} MiB → ${r.mid.toFixed(1)} → ${r.after.toFixed(1)} MiB (${(r.after - r.before >= 0 ? '+' : '') + (r.after - r.before).toFixed(1)} MiB)`);
     fs.rmSync(tmp, { recursive: true, force: true });
   });
 
@@ -56,8 +56,11 @@ describe('leaks: RSS stays flat', function () {
       });
       assertCleanExit(assert, r, 0);
       report.push(r.result);
-      const growth = r.result.after - r.result.before;
-      assert.ok(growth < bound, `${phase}: RSS ${r.result.before.toFixed(1)} → ${r.result.after.toFixed(1)} MiB`);
+      // A leak grows the RSS in both halves of the loop; allocator and V8 noise settles. So the
+      // whole loop may exceed the bound only if its second half stays within half of it.
+      const { before, mid, after } = r.result;
+      assert.ok(after - before < bound || after - mid < bound / 2,
+        `${phase}: RSS ${before.toFixed(1)} → ${mid.toFixed(1)} (halfway) → ${after.toFixed(1)} MiB`);
     });
   }
 });

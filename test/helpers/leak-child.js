@@ -1,6 +1,6 @@
 'use strict';
 // Child process of test/65-leaks.test.js (run with --expose-gc): repeats calls and reports the
-// resident set size before and after, in MiB. argv: JSON { dir, cache, phase, n }.
+// resident set size before, halfway and after, in MiB. argv: JSON { dir, cache, phase, n }.
 const { smartModelLoader, fullDiff } = require('../../dist');
 
 const mib = () => process.memoryUsage().rss / 1048576;
@@ -41,10 +41,13 @@ async function settle() {
   for (let i = 0; i < warmup; i++) await once();
   await settle();
   const before = mib();
-  for (let i = 0; i < n; i++) await once();
+  for (let i = 0; i < n / 2; i++) await once();
+  await settle();
+  const mid = mib();
+  for (let i = n / 2; i < n; i++) await once();
   await settle();
   const after = mib();
-  console.log('RESULT:' + JSON.stringify({ phase, n, before, after }));
+  console.log('RESULT:' + JSON.stringify({ phase, n, before, mid, after }));
 })().catch((e) => {
   console.error(e);
   process.exit(3);
