@@ -233,6 +233,8 @@ export interface NativeGammaSampleOptions {
 export interface NativeAddon {
   metascheduleQuery(spec: NativeScheduleSpec, query: NativeScheduleQuery): NativeScheduleAnswer;
   runtimeInfo(): NativeRuntimeInfo;
+  /** whether fast mode's fused CUDA kernels run on that device (compiles them on first use); reason when not */
+  fusedKernelStatus(deviceIndex: number): { available: boolean; reason: string };
   setThreads(n: number): void;
   /** CUDA caching-allocator bytes of one device (allocated by live tensors, peak since the last reset, reserved incl. cache); null without CUDA */
   cudaMemory(deviceIndex: number, resetPeak: boolean): { allocated: number; peakAllocated: number; reserved: number } | null;

@@ -790,6 +790,8 @@ async function infoCommand(args: string[]): Promise<number> {
     cudaCompiled: rt.cudaCompiled,
     cudaDeviceCount: rt.cudaDeviceCount,
     cudaDeviceName: rt.cudaDeviceName,
+    // fast mode's NVRTC-compiled CUDA kernels on device 0 (else ATen kernels, and why)
+    fusedKernels: hdlm.fusedKernelStatus(0),
     defaultDevice: rt.cudaDeviceCount > 0 ? 'cuda:0' : 'cpu',
     // what a model load sets (lib/loader.ts): HDLM_NUM_THREADS, else every core
     threads: defaultThreads(),

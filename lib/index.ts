@@ -41,6 +41,18 @@ export function nativeInfo(): { binary: NativeBinaryInfo; libtorch: LoadedLibtor
   return { binary: nativeBinary(), libtorch: loadedLibtorch() };
 }
 
+/**
+ * Whether fast mode's fused CUDA kernels (compiled at run time with NVRTC) run on CUDA device
+ * `deviceIndex`; `reason` says why not (no CUDA, NVRTC missing, HDLM_FUSED_KERNELS=0, …). Fast
+ * mode then runs the same computation from ATen kernels. Compiles the kernels on first use.
+ */
+export function fusedKernelStatus(deviceIndex = 0): { available: boolean; reason: string } {
+  if (!Number.isInteger(deviceIndex) || deviceIndex < 0) {
+    throw invalidParameterError('deviceIndex', 'a non-negative integer', deviceIndex);
+  }
+  return addon().fusedKernelStatus(deviceIndex);
+}
+
 /** Path of the embedded demo checkpoint (a small HDLM trained on the Brown corpus; writes English-like text offline). */
 export const DEMO_MODEL_PATH: string = require('path').join(__dirname, '..', 'models', 'brown-epsilon');
 

@@ -1059,6 +1059,15 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
   return out;
 }
 
+Napi::Value FusedKernelStatus(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  const auto s = hdlm::fused_kernel_status(static_cast<int64_t>(info[0].As<Napi::Number>().Int64Value()));
+  auto out = Napi::Object::New(env);
+  out.Set("available", Napi::Boolean::New(env, s.available));
+  out.Set("reason", s.reason);
+  return out;
+}
+
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   if (info.Length() < 1 || !info[0].IsNumber()) throw_type(env, "setThreads(n)");
@@ -1092,6 +1101,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("buildModel", Napi::Function::New(env, BuildModel));
   exports.Set("loadTorchScript", Napi::Function::New(env, LoadTorchScript));
   exports.Set("runtimeInfo", Napi::Function::New(env, RuntimeInfo));
+  exports.Set("fusedKernelStatus", Napi::Function::New(env, FusedKernelStatus));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   exports.Set("cudaMemory", Napi::Function::New(env, CudaMemory));
   exports.Set("metascheduleQuery", Napi::Function::New(env, MetascheduleQuery));

@@ -22,6 +22,7 @@
 #include "checkpoint.h"
 #include "eval.h"
 #include "fast_forward.h"
+#include "fused_kernels.h"
 #include "model_epsilon.h"
 #include "model_gamma.h"
 #include "sampler.h"
@@ -307,6 +308,22 @@ RuntimeInfo runtime_info() {
 #endif
   info.threads = at::get_num_threads();
   return info;
+}
+
+FusedKernelStatus fused_kernel_status(int64_t device_index) {
+  FusedKernelStatus s;
+#ifdef HDLM_WITH_CUDA
+  if (device_index < 0 || device_index >= static_cast<int64_t>(torch::cuda::device_count())) {
+    s.reason = "no CUDA device " + std::to_string(device_index);
+    return s;
+  }
+  guarded("HDLM_NATIVE", "fused kernels", [&] {
+    s.available = fused::available(at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(device_index)), &s.reason);
+  });
+#else
+  s.reason = "built without CUDA";
+#endif
+  return s;
 }
 
 CudaMemory cuda_memory(int64_t device_index, bool reset_peak) {

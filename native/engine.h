@@ -184,6 +184,13 @@ struct RuntimeInfo {
   std::string cuda_device_name;  // device 0, empty without CUDA
 };
 RuntimeInfo runtime_info();
+// Whether the fast path's fused CUDA kernels (fused_kernels.h) run on a CUDA device (compiling them
+// on first use); `reason` says why not.
+struct FusedKernelStatus {
+  bool available = false;
+  std::string reason;
+};
+FusedKernelStatus fused_kernel_status(int64_t device_index);
 void set_threads(int64_t n);
 
 // CUDA caching-allocator counters of one device, in bytes; -1 without CUDA (or a bad index).

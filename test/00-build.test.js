@@ -53,6 +53,11 @@ describe('build: native addon', function () {
     if (!info.cudaCompiled) assert.strictEqual(info.cudaDeviceCount, 0);
     assert.strictEqual(typeof info.cudaDeviceName, 'string');
     if (info.cudaDeviceCount === 0) assert.strictEqual(info.cudaDeviceName, '');
+    const { fusedKernelStatus } = require('../dist');
+    const fused = fusedKernelStatus(0);
+    assert.strictEqual(typeof fused.available, 'boolean');
+    if (!info.cudaCompiled) assert.deepStrictEqual(fused, { available: false, reason: 'built without CUDA' });
+    assert.throws(() => fusedKernelStatus(-1), { code: 'HDLM_INVALID_ARGUMENT', message: /deviceIndex/ });
     assert.ok(Number.isInteger(info.threads) && info.threads >= 1, `threads ${info.threads}`);
   });
 

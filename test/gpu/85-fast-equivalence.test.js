@@ -4,7 +4,7 @@
 const assert = require('assert');
 const fs = require('fs');
 const path = require('path');
-const { smartModelLoader, fullDiff, runtimeInfo } = require('../../dist');
+const { smartModelLoader, fullDiff, runtimeInfo, fusedKernelStatus } = require('../../dist');
 const { DEMO_MODEL, FIXTURES, readReference, rowsOf, tempDir } = require('../helpers/reference');
 const { chiSquareTwoSample } = require('../helpers/stats');
 
@@ -30,6 +30,11 @@ describe('GPU: fast mode is equivalent in distribution to reference mode (brown-
   after(() => {
     model?.dispose();
     if (cache) fs.rmSync(cache, { recursive: true, force: true });
+  });
+
+  it('the fused CUDA kernels compile and load (NVRTC)', () => {
+    const status = fusedKernelStatus(0);
+    assert.ok(status.available, `fused kernels unavailable: ${status.reason}`);
   });
 
   it('fast logits have the same argmax as reference logits on >= 97% of positions', async () => {
