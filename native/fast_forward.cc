@@ -76,11 +76,7 @@ std::unique_ptr<FastForward> FastForward::from_module(const torch::jit::Module& 
   f->norm_final_ = cast(m.attr("norm_final").toTensor());
   f->out_w_ = cast(m.attr("out_w").toTensor());
   f->out_b_ = cast(m.attr("out_b").toTensor());
-  if (device.is_cuda() && f->head_dim_ % 2 == 0) {
-    f->fused_ = fused::available(device, &f->fused_reason_);
-  } else {
-    f->fused_reason_ = device.is_cuda() ? "odd head size" : "not a CUDA device";
-  }
+  f->fused_ = device.is_cuda() && f->head_dim_ % 2 == 0 && fused::available(device);
   return f;
 }
 
@@ -108,8 +104,8 @@ std::pair<at::Tensor, at::Tensor> FastForward::rotary_table(int64_t length) {
 
 #ifdef HDLM_WITH_CUDA
 // The CUDA forward with fused kernels: per block, LayerNorm (with the previous block's MLP bias
-// added to the residual in the same pass), the QKV GEMM, rotary on q and k in one kernel, flash
-// attention, and three GEMMs with the residual / bias+GELU in their epilogues.
+// added to the residual in the same pass), the QKV GEMM, rotary on q and k in one kernel, fused
+// (SDPA) attention, and three GEMMs with the residual / bias+GELU in their epilogues.
 at::Tensor FastForward::run_fused(const at::Tensor& tokens) {
   const int64_t B = tokens.size(0), L = tokens.size(1), D = hidden_size_, H = n_heads_, d = head_dim_;
   const auto [cos, sin] = rotary_table(L);

@@ -10,7 +10,6 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <string>
 #include <utility>
 #include <vector>
 
@@ -30,9 +29,6 @@ class FastForward {
   at::Tensor head(const at::Tensor& rows) const;
 
   int64_t vocab_size() const { return out_w_.size(0); }
-  // Whether the forward runs the NVRTC-compiled fused kernels (fused_kernels.h); if not, why.
-  bool fused() const { return fused_; }
-  const std::string& fused_reason() const { return fused_reason_; }
 
  private:
   FastForward() = default;
@@ -48,8 +44,7 @@ class FastForward {
   at::Tensor embedding_, inv_freq_, norm_final_, out_w_, out_b_;
   std::vector<at::Tensor> norm1_, qkv_, attn_out_, norm2_, mlp0_w_, mlp0_b_, mlp2_w_, mlp2_b_;
   std::map<int64_t, std::pair<at::Tensor, at::Tensor>> rotary_cache_, rotary_table_cache_;
-  bool fused_ = false;
-  std::string fused_reason_;
+  bool fused_ = false;  // CUDA with the NVRTC-compiled kernels of fused_kernels.h
 
   // CUDA graphs, one per (batch, length), captured after a few eager warm-up calls.
   struct Graph;
