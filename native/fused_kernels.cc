@@ -148,7 +148,7 @@ extern "C" __global__ void gumbel_argmax(const float* __restrict__ logits, long 
 )CUDA";
 
 // The few NVRTC and driver entry points we use, resolved with dlopen/dlsym: libtorch's wheels ship
-// neither nvrtc.h nor its own NVRTC stub header, and linking libcuda directly would break loading
+// neither nvrtc.h nor libtorch's own NVRTC header, and linking libcuda directly would break loading
 // the addon on machines without a driver.
 using CUresult = int;
 using CUfunction = void*;

@@ -385,7 +385,7 @@ class HostSelectedSampler {
         }
         // one transfer: n int64 indices, then 2n bool flags (selected-if-masked, selected-if-unmasked)
         const int64_t flag_words = (2 * n + 7) / 8;
-        auto host = at::zeros({n + flag_words}, pinned);
+        auto host = at::empty({n + flag_words}, pinned);  // bytes past the 2n flags are never read
         std::copy(idx.begin(), idx.end(), host.data_ptr<int64_t>());
         auto* flag_bytes = reinterpret_cast<uint8_t*>(host.data_ptr<int64_t>() + n);
         for (int64_t j = 0; j < n; ++j) {

@@ -15,6 +15,36 @@ function countMasks(rows) {
   return rows.reduce((n, row) => n + row.filter((t) => t === MASK).length, 0);
 }
 
+// Registers hooks that build and load a checkpoint whose logits are its output bias at every
+// position (output weights 0): `logits` maps ids to their logit, every other id (the mask id too,
+// unless given) sits at -40. The loaded model is `ctx.model` once the hooks ran.
+function useBiasOnlyModel(label, logits) {
+  const ctx = {};
+  before(async () => {
+    ctx.dir = tempDir(label);
+    ctx.cache = tempDir('ts');
+    makeEpsilonCheckpoint(ctx.dir, {
+      hiddenSize: 8, nHeads: 2, nBlocks: 1, length: 64,
+      fill: (name, shape) => {
+        if (name === 'output_layer.linear.weight') return new Float32Array(shape[0] * shape[1]);
+        if (name === 'output_layer.linear.bias') {
+          const b = new Float32Array(shape[0]).fill(-40);
+          for (const [id, l] of Object.entries(logits)) b[Number(id)] = l;
+          return b;
+        }
+        return defaultFill(name, shape);
+      },
+    });
+    ({ model: ctx.model } = await smartModelLoader(ctx.dir, { device: 'cpu', torchscriptCacheDir: ctx.cache }));
+  });
+  after(() => {
+    ctx.model?.dispose();
+    fs.rmSync(ctx.dir, { recursive: true, force: true });
+    fs.rmSync(ctx.cache, { recursive: true, force: true });
+  });
+  return ctx;
+}
+
 describe('samplers: invariants on the demo model', function () {
   let model;
   let cache;
@@ -201,32 +231,9 @@ describe('samplers: distributions on a model with known logits', function () {
   // everything else (mask included) far below.
   const CHOICES = [10, 11, 12, 13, 14, 15, 16, 17];
   const LOGITS = [2.0, 1.0, 0.5, 0.0, -0.5, -1.0, 1.5, 0.2];
-  let dir;
-  let cache;
+  const ctx = useBiasOnlyModel('known', Object.fromEntries(CHOICES.map((id, i) => [id, LOGITS[i]])));
   let model;
-
-  before(async () => {
-    dir = tempDir('known');
-    cache = tempDir('ts');
-    makeEpsilonCheckpoint(dir, {
-      hiddenSize: 8, nHeads: 2, nBlocks: 1, length: 64,
-      fill: (name, shape) => {
-        if (name === 'output_layer.linear.weight') return new Float32Array(shape[0] * shape[1]);
-        if (name === 'output_layer.linear.bias') {
-          const b = new Float32Array(shape[0]).fill(-40);
-          CHOICES.forEach((id, i) => { b[id] = LOGITS[i]; });
-          return b;
-        }
-        return defaultFill(name, shape);
-      },
-    });
-    ({ model } = await smartModelLoader(dir, { device: 'cpu', torchscriptCacheDir: cache }));
-  });
-  after(() => {
-    model?.dispose();
-    fs.rmSync(dir, { recursive: true, force: true });
-    fs.rmSync(cache, { recursive: true, force: true });
-  });
+  before(() => { model = ctx.model; });
 
   function chiSquare(counts, probs) {
     const n = counts.reduce((a, b) => a + b, 0);
@@ -303,33 +310,9 @@ describe('samplers: distributions on a model with known logits', function () {
 describe('samplers: a model that samples the mask id (fast mode tracks the mask state it cannot see)', function () {
   // logits = output bias: the mask id is as likely as the best real token, so sampled positions often
   // stay masked, and fast mode's host-side mirror of the mask state must catch up with the device.
-  let dir;
-  let cache;
+  const ctx = useBiasOnlyModel('mask-heavy', { 10: 1.0, 11: 0.0, [MASK]: 1.0 });
   let model;
-  before(async () => {
-    dir = tempDir('mask-heavy');
-    cache = tempDir('ts');
-    makeEpsilonCheckpoint(dir, {
-      hiddenSize: 8, nHeads: 2, nBlocks: 1, length: 64,
-      fill: (name, shape) => {
-        if (name === 'output_layer.linear.weight') return new Float32Array(shape[0] * shape[1]);
-        if (name === 'output_layer.linear.bias') {
-          const b = new Float32Array(shape[0]).fill(-40);
-          b[10] = 1.0;
-          b[11] = 0.0;
-          b[MASK] = 1.0;
-          return b;
-        }
-        return defaultFill(name, shape);
-      },
-    });
-    ({ model } = await smartModelLoader(dir, { device: 'cpu', torchscriptCacheDir: cache }));
-  });
-  after(() => {
-    model?.dispose();
-    fs.rmSync(dir, { recursive: true, force: true });
-    fs.rmSync(cache, { recursive: true, force: true });
-  });
+  before(() => { model = ctx.model; });
 
   for (const alg of ['original', 'acs']) {
     it(`${alg}: fast and reference modes leave the same share of masks`, async () => {
