@@ -3,6 +3,7 @@
 #include <torch/version.h>
 
 #include <cmath>
+#include <limits>
 #include <cstdlib>
 #include <string>
 
@@ -74,8 +75,17 @@ std::unique_ptr<FastForward> FastForward::from_module(const torch::jit::Module& 
   f->mlp2_w_ = list("mlp2_w");
   f->mlp2_b_ = list("mlp2_b");
   f->norm_final_ = cast(m.attr("norm_final").toTensor());
-  f->out_w_ = cast(m.attr("out_w").toTensor());
-  f->out_b_ = cast(m.attr("out_b").toTensor());
+  // The output head with its rows padded to a multiple of 8 (bias −inf, never sampled): aligned
+  // logit rows give the GEMM its fast kernels. head() reads the unpadded view.
+  auto out_w = cast(m.attr("out_w").toTensor());
+  auto out_b = cast(m.attr("out_b").toTensor());
+  const int64_t V = out_w.size(0), padded = (V + 7) / 8 * 8;
+  f->out_w_pad_ = at::zeros({padded, out_w.size(1)}, out_w.options());
+  f->out_w_pad_.narrow(0, 0, V).copy_(out_w);
+  f->out_b_pad_ = at::full({padded}, -std::numeric_limits<double>::infinity(), out_b.options());
+  f->out_b_pad_.narrow(0, 0, V).copy_(out_b);
+  f->out_w_ = f->out_w_pad_.narrow(0, 0, V);
+  f->out_b_ = f->out_b_pad_.narrow(0, 0, V);
   f->fused_ = device.is_cuda() && f->head_dim_ % 2 == 0 && fused::available(device);
   return f;
 }
@@ -104,23 +114,26 @@ std::pair<at::Tensor, at::Tensor> FastForward::rotary_table(int64_t length) {
 
 #ifdef HDLM_WITH_CUDA
 // The CUDA forward with fused kernels: per block, LayerNorm (with the previous block's MLP bias
-// added to the residual in the same pass), the QKV GEMM, rotary on q and k in one kernel, fused
-// (SDPA) attention, and three GEMMs with the residual / bias+GELU in their epilogues.
+// added to the residual in the same pass), the QKV GEMM, rotary on q and k in place, fused (SDPA)
+// attention on views of qkv, and three GEMMs that accumulate into the residual in place or apply
+// bias + GELU in their epilogue.
 at::Tensor FastForward::run_fused(const at::Tensor& tokens) {
   const int64_t B = tokens.size(0), L = tokens.size(1), D = hidden_size_, H = n_heads_, d = head_dim_;
   const auto [cos, sin] = rotary_table(L);
   auto h = at::embedding(embedding_, tokens).view({B * L, D}).contiguous();
-  auto a = at::empty_like(h), q = at::empty_like(h), k = at::empty_like(h);
+  auto a = at::empty_like(h);
   for (size_t i = 0; i < qkv_.size(); ++i) {
-    fused::add_bias_layer_norm(h, i == 0 ? at::Tensor() : mlp2_b_[i - 1], norm1_[i], a, 1e-5);
+    fused::layer_norm_rows(h, {}, i == 0 ? at::Tensor() : mlp2_b_[i - 1], norm1_[i], a, 1e-5);
     auto qkv = at::mm(a, qkv_[i].t());
-    fused::rotary_qk(qkv, cos, sin, q, k, L, H, d);
-    auto v = qkv.view({B, L, 3, H, d}).select(2, 2).transpose(1, 2);
-    auto o = at::scaled_dot_product_attention(q.view({B, L, H, d}).transpose(1, 2), k.view({B, L, H, d}).transpose(1, 2), v);
-    h = at::addmm(h, o.transpose(1, 2).reshape({B * L, D}), attn_out_[i].t());
-    fused::add_bias_layer_norm(h, at::Tensor(), norm2_[i], a, 1e-5);
+    fused::rotary_qk(qkv, cos, sin, L, H, d);
+    // q, k, v as strided views of qkv: the attention kernel reads them in place
+    auto heads = qkv.view({B, L, 3, H, d});
+    auto o = at::scaled_dot_product_attention(heads.select(2, 0).transpose(1, 2), heads.select(2, 1).transpose(1, 2),
+                                              heads.select(2, 2).transpose(1, 2));
+    h.addmm_(o.transpose(1, 2).reshape({B * L, D}), attn_out_[i].t());
+    fused::layer_norm_rows(h, {}, {}, norm2_[i], a, 1e-5);
     auto z = at::_addmm_activation(mlp0_b_[i], a, mlp0_w_[i].t(), 1, 1, /*use_gelu=*/true);
-    h = at::addmm(h, z, mlp2_w_[i].t());
+    h.addmm_(z, mlp2_w_[i].t());
   }
   if (!mlp2_b_.empty()) h.add_(mlp2_b_.back());
   return h.view({B, L, D});
@@ -207,6 +220,18 @@ at::Tensor FastForward::hidden(const at::Tensor& tokens) {
 at::Tensor FastForward::head(const at::Tensor& rows) const {
   auto u = at::layer_norm(rows, {hidden_size_}, norm_final_, {}, 1e-5);
   return at::linear(u, out_w_, out_b_).to(at::kFloat);
+}
+
+at::Tensor FastForward::head_rows(const at::Tensor& hidden, const at::Tensor& index) const {
+  at::Tensor u;
+  if (fused_) {
+    auto h = hidden;
+    u = at::empty({index.numel(), hidden_size_}, hidden.options());
+    fused::layer_norm_rows(h, index, {}, norm_final_, u, 1e-5);
+  } else {
+    u = at::layer_norm(hidden.index_select(0, index), {hidden_size_}, norm_final_, {}, 1e-5);
+  }
+  return at::addmm(out_b_pad_, u, out_w_pad_.t());
 }
 
 }  // namespace hdlm

@@ -27,6 +27,9 @@ class FastForward {
   at::Tensor hidden(const at::Tensor& tokens);
   // Float32 logits [N, V] for hidden rows [N, D].
   at::Tensor head(const at::Tensor& rows) const;
+  // Logits in the compute dtype, [N, padded vocab] (padding columns −inf), of the rows `index`
+  // [N] (int64, on the device) of hidden [R, D] (contiguous).
+  at::Tensor head_rows(const at::Tensor& hidden, const at::Tensor& index) const;
 
   int64_t vocab_size() const { return out_w_.size(0); }
 
@@ -41,7 +44,7 @@ class FastForward {
   at::Device device_{at::kCPU};
   at::ScalarType dtype_ = at::kFloat;
   int64_t hidden_size_ = 0, n_heads_ = 0, head_dim_ = 0;
-  at::Tensor embedding_, inv_freq_, norm_final_, out_w_, out_b_;
+  at::Tensor embedding_, inv_freq_, norm_final_, out_w_, out_b_, out_w_pad_, out_b_pad_;
   std::vector<at::Tensor> norm1_, qkv_, attn_out_, norm2_, mlp0_w_, mlp0_b_, mlp2_w_, mlp2_b_;
   std::map<int64_t, std::pair<at::Tensor, at::Tensor>> rotary_cache_, rotary_table_cache_;
   bool fused_ = false;  // CUDA with the NVRTC-compiled kernels of fused_kernels.h

@@ -1,5 +1,6 @@
 #include "fused_kernels.h"
 
+#include <algorithm>
 #include <cstdlib>
 
 #ifdef HDLM_WITH_CUDA
@@ -30,29 +31,53 @@ __device__ __forceinline__ bf16 f2bf(float f) {
   u += 0x7fffu + ((u >> 16) & 1u);                                          // round to nearest even
   return (bf16)(u >> 16);
 }
+// Eight bf16 in one 16-byte access.
+struct __align__(16) bf16x8 { unsigned int w[4]; };
+__device__ __forceinline__ void unpack8(const bf16x8& u, float* f) {
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    f[2 * i] = __uint_as_float(u.w[i] << 16);
+    f[2 * i + 1] = __uint_as_float(u.w[i] & 0xffff0000u);
+  }
+}
+__device__ __forceinline__ bf16x8 pack8(const float* f) {
+  bf16x8 u;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) u.w[i] = (unsigned int)f2bf(f[2 * i]) | ((unsigned int)f2bf(f[2 * i + 1]) << 16);
+  return u;
+}
 
-// One block per row (token); its threads walk the row's (q|k, head, i < d/2) pairs. 32-bit
-// index math: 64-bit divisions would cost more than the loads.
-extern "C" __global__ void rotary_qk(const bf16* __restrict__ qkv, const float* __restrict__ cos_t,
-                                     const float* __restrict__ sin_t, bf16* __restrict__ q_out,
-                                     bf16* __restrict__ k_out, int length, int heads, int head_dim) {
-  const int half = head_dim / 2;
-  const int D = heads * head_dim;
-  const long long row = blockIdx.x;
+// In place on the q and k thirds of qkv [rows, 3D]: NeoX-halves rotary per head, angles from
+// cos/sin [L, d/2] fp32. One thread per (row, q|k, head, chunk of `width` pairs); width 8 (16-byte
+// accesses) when d/2 is a multiple of 8, else 1.
+extern "C" __global__ void rotary_qk(bf16* __restrict__ qkv, const float* __restrict__ cos_t, const float* __restrict__ sin_t,
+                                     long long rows, int length, int heads, int head_dim, int width) {
+  const int half = head_dim / 2, chunks = half / width, D = heads * head_dim;
+  const long long per_row = 2LL * heads * chunks;
+  const long long t = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+  if (t >= rows * per_row) return;
+  const long long row = t / per_row;
+  const int r = (int)(t - row * per_row);
+  const int c = r % chunks, hw = r / chunks;  // hw: 0 .. 2·heads − 1 (q heads, then k heads)
+  bf16* x = qkv + row * 3 * D + hw * head_dim + c * width;
   const int pos = (int)(row % length);
-  const bf16* in = qkv + row * 3 * D;
-  const float* c_row = cos_t + pos * half;
-  const float* s_row = sin_t + pos * half;
-  for (int t = threadIdx.x; t < D; t += blockDim.x) {
-    const int i = t % half;
-    const int hw = t / half;               // 0 .. 2·heads − 1
-    const int which = hw >= heads ? 1 : 0;
-    const int off = (hw - which * heads) * head_dim;
-    const float x1 = bf2f(in[which * D + off + i]), x2 = bf2f(in[which * D + off + i + half]);
-    const float c = c_row[i], s = s_row[i];
-    bf16* out = (which ? k_out : q_out) + row * D + off;
-    out[i] = f2bf(x1 * c - x2 * s);
-    out[i + half] = f2bf(x2 * c + x1 * s);
+  const float* cs = cos_t + pos * half + c * width;
+  const float* sn = sin_t + pos * half + c * width;
+  if (width == 8) {
+    float x1[8], x2[8], y1[8], y2[8];
+    unpack8(*(const bf16x8*)x, x1);
+    unpack8(*(const bf16x8*)(x + half), x2);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      y1[i] = x1[i] * cs[i] - x2[i] * sn[i];
+      y2[i] = x2[i] * cs[i] + x1[i] * sn[i];
+    }
+    *(bf16x8*)x = pack8(y1);
+    *(bf16x8*)(x + half) = pack8(y2);
+  } else {
+    const float x1 = bf2f(x[0]), x2 = bf2f(x[half]);
+    x[0] = f2bf(x1 * cs[0] - x2 * sn[0]);
+    x[half] = f2bf(x2 * cs[0] + x1 * sn[0]);
   }
 }
 
@@ -61,14 +86,67 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
-// One warp per row.
-extern "C" __global__ void add_bias_layer_norm(bf16* __restrict__ h, const bf16* __restrict__ bias,
-                                               const bf16* __restrict__ weight, bf16* __restrict__ out,
-                                               long long rows, int D, float eps) {
+// One warp per output row r, reading input row gather[r] (r without gather). With bias (only
+// without gather) h = bf16(h + bias) is written back first. out = LayerNorm(h)·weight, no
+// LayerNorm bias. The row stays in registers: D a multiple of 8, at most 2048.
+extern "C" __global__ void layer_norm_rows(bf16* __restrict__ h, const long long* __restrict__ gather,
+                                           const bf16* __restrict__ bias, const bf16* __restrict__ weight,
+                                           bf16* __restrict__ out, long long rows, int D, float eps) {
   const int lane = threadIdx.x & 31;
   const long long row = blockIdx.x * (long long)(blockDim.x / 32) + threadIdx.x / 32;
   if (row >= rows) return;
-  bf16* x = h + row * D;
+  const int nvec = D / 8;
+  bf16x8* x = (bf16x8*)(h + (gather ? gather[row] : row) * D);
+  float v[8][8];
+  float sum = 0.f;
+#pragma unroll
+  for (int c = 0; c < 8; ++c) {
+    const int j = c * 32 + lane;
+    if (j < nvec) {
+      unpack8(x[j], v[c]);
+      if (bias) {
+        float b[8];
+        unpack8(((const bf16x8*)bias)[j], b);
+#pragma unroll
+        for (int i = 0; i < 8; ++i) v[c][i] = bf2f(f2bf(v[c][i] + b[i]));
+        x[j] = pack8(v[c]);
+      }
+#pragma unroll
+      for (int i = 0; i < 8; ++i) sum += v[c][i];
+    }
+  }
+  const float mean = warp_sum(sum) / D;
+  float sq = 0.f;
+#pragma unroll
+  for (int c = 0; c < 8; ++c) {
+    if (c * 32 + lane < nvec) {
+#pragma unroll
+      for (int i = 0; i < 8; ++i) sq += (v[c][i] - mean) * (v[c][i] - mean);
+    }
+  }
+  const float rstd = rsqrtf(warp_sum(sq) / D + eps);
+  bf16x8* y = (bf16x8*)(out + row * D);
+#pragma unroll
+  for (int c = 0; c < 8; ++c) {
+    const int j = c * 32 + lane;
+    if (j < nvec) {
+      float w[8];
+      unpack8(((const bf16x8*)weight)[j], w);
+#pragma unroll
+      for (int i = 0; i < 8; ++i) v[c][i] = (v[c][i] - mean) * rstd * w[i];
+      y[j] = pack8(v[c]);
+    }
+  }
+}
+
+// The same for any D (three passes over the row in memory).
+extern "C" __global__ void layer_norm_rows_any(bf16* __restrict__ h, const long long* __restrict__ gather,
+                                               const bf16* __restrict__ bias, const bf16* __restrict__ weight,
+                                               bf16* __restrict__ out, long long rows, int D, float eps) {
+  const int lane = threadIdx.x & 31;
+  const long long row = blockIdx.x * (long long)(blockDim.x / 32) + threadIdx.x / 32;
+  if (row >= rows) return;
+  bf16* x = h + (gather ? gather[row] : row) * D;
   float sum = 0.f;
   for (int j = lane; j < D; j += 32) {
     float v = bf2f(x[j]);
@@ -106,44 +184,76 @@ __device__ __forceinline__ unsigned int philox(unsigned int c0, unsigned int c1,
   return c0;
 }
 
-// One block per row: argmax_j (l_j + T·G_j), G_j = −ln(−ln u_j), u_j in (0, 1); ties → lowest j.
-extern "C" __global__ void gumbel_argmax(const float* __restrict__ logits, long long* __restrict__ out, int V,
-                                         float temperature, unsigned long long seed, unsigned long long stream) {
+// (value, index) as one integer whose order is argmax order: larger value first, NaN above
+// everything (as torch.argmax), ties to the lowest index.
+__device__ __forceinline__ unsigned long long argmax_key(float v, int j) {
+  unsigned int u = __float_as_uint(v);
+  u = (v != v) ? 0xffffffffu : ((u & 0x80000000u) ? ~u : (u | 0x80000000u));
+  return ((unsigned long long)u << 32) | (unsigned int)(0x7fffffff - j);
+}
+
+__device__ __forceinline__ float to_float(float x) { return x; }
+__device__ __forceinline__ float to_float(bf16 x) { return bf2f(x); }
+
+// keys[row] = max over this block's slice of the row of argmax_key(l_j + T·G_j), G_j Gumbel noise
+// from Philox keyed by (seed, stream, row, j) (l_j alone for T = 0). Grid (rows, slices): many
+// blocks per row, so that a handful of rows still fills the GPU; keys must start at 0.
+template <typename T>
+__device__ void gumbel_keys(const T* __restrict__ logits, long long row_stride, int V, float temperature,
+                            unsigned long long seed, unsigned long long stream, unsigned long long* __restrict__ keys) {
   const int row = blockIdx.x;
-  const float* l = logits + (long long)row * V;
-  float best = -__int_as_float(0x7f800000);
-  int best_j = 0x7fffffff;
-  for (int j = threadIdx.x; j < V; j += blockDim.x) {
-    float v = l[j];
+  const int per = (V + gridDim.y - 1) / gridDim.y;
+  const int j0 = blockIdx.y * per, j1 = min(V, j0 + per);
+  const T* l = logits + row * row_stride;
+  unsigned long long best = 0;
+  for (int j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
+    float v = to_float(l[j]);
     if (temperature > 0.f) {
       const unsigned int bits = philox((unsigned int)j, (unsigned int)row, (unsigned int)stream,
                                        (unsigned int)(stream >> 32), (unsigned int)seed, (unsigned int)(seed >> 32));
       const float u = ((float)(bits >> 8) + 0.5f) * (1.0f / 16777216.0f);
       v += temperature * -logf(-logf(u));
     }
-    if (v > best || (v == best && j < best_j) || (v != v && best == best)) { best = v; best_j = j; }
+    const unsigned long long k = argmax_key(v, j);
+    if (k > best) best = k;
   }
   for (int o = 16; o > 0; o >>= 1) {
-    const float ov = __shfl_xor_sync(0xffffffffu, best, o);
-    const int oj = __shfl_xor_sync(0xffffffffu, best_j, o);
-    if (ov > best || (ov == best && oj < best_j) || (ov != ov && best == best)) { best = ov; best_j = oj; }
+    const unsigned long long other = __shfl_xor_sync(0xffffffffu, best, o);
+    if (other > best) best = other;
   }
-  __shared__ float s_best[32];
-  __shared__ int s_j[32];
-  const int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
-  if (lane == 0) { s_best[warp] = best; s_j[warp] = best_j; }
-  __syncthreads();
-  if (warp == 0) {
-    const int warps = blockDim.x / 32;
-    best = lane < warps ? s_best[lane] : -__int_as_float(0x7f800000);
-    best_j = lane < warps ? s_j[lane] : 0x7fffffff;
-    for (int o = 16; o > 0; o >>= 1) {
-      const float ov = __shfl_xor_sync(0xffffffffu, best, o);
-      const int oj = __shfl_xor_sync(0xffffffffu, best_j, o);
-      if (ov > best || (ov == best && oj < best_j) || (ov != ov && best == best)) { best = ov; best_j = oj; }
-    }
-    if (lane == 0) out[row] = best_j;
-  }
+  if ((threadIdx.x & 31) == 0) atomicMax(keys + row, best);
+}
+extern "C" __global__ void gumbel_keys_f32(const float* l, long long s, int V, float t, unsigned long long seed,
+                                           unsigned long long stream, unsigned long long* keys) {
+  gumbel_keys(l, s, V, t, seed, stream, keys);
+}
+extern "C" __global__ void gumbel_keys_bf16(const bf16* l, long long s, int V, float t, unsigned long long seed,
+                                            unsigned long long stream, unsigned long long* keys) {
+  gumbel_keys(l, s, V, t, seed, stream, keys);
+}
+
+__device__ __forceinline__ long long key_index(unsigned long long key) {
+  return 0x7fffffffLL - (long long)(key & 0xffffffffu);
+}
+
+extern "C" __global__ void keys_to_index(const unsigned long long* __restrict__ keys, long long* __restrict__ out, int n) {
+  const int j = blockIdx.x * blockDim.x + threadIdx.x;
+  if (j < n) out[j] = key_index(keys[j]);
+}
+
+// The write of one fast step: for j < n, position p = sel[j] takes the sampled token if its
+// current value selects it (masked: take_if_masked[j], unmasked: take_if_unmasked[j]), else keeps
+// it; written[j] receives the value it ends with.
+extern "C" __global__ void write_selected(const unsigned long long* __restrict__ keys, const long long* __restrict__ sel,
+                                          const bool* __restrict__ take_if_masked, const bool* __restrict__ take_if_unmasked,
+                                          long long* __restrict__ x, long long* __restrict__ written, int n, long long mask_id) {
+  const int j = blockIdx.x * blockDim.x + threadIdx.x;
+  if (j >= n) return;
+  const long long p = sel[j], current = x[p];
+  const bool take = current == mask_id ? take_if_masked[j] : take_if_unmasked[j];
+  const long long value = take ? key_index(keys[j]) : current;
+  x[p] = value;
+  written[j] = value;
 }
 )CUDA";
 
@@ -222,7 +332,8 @@ const Api* api(std::string* why) {
 struct Kernels {
   bool ok = false;
   std::string why;
-  CUfunction rotary = nullptr, layer_norm = nullptr, gumbel = nullptr;
+  CUfunction rotary = nullptr, layer_norm = nullptr, layer_norm_any = nullptr, gumbel_f32 = nullptr, gumbel_bf16 = nullptr,
+             keys_to_index = nullptr, write_selected = nullptr;
 };
 
 std::mutex g_mutex;
@@ -262,8 +373,12 @@ Kernels compile(int device) {
   CUmodule module;
   if (nv->cuModuleLoadData(&module, cubin.data()) != kSuccess ||
       nv->cuModuleGetFunction(&k.rotary, module, "rotary_qk") != kSuccess ||
-      nv->cuModuleGetFunction(&k.layer_norm, module, "add_bias_layer_norm") != kSuccess ||
-      nv->cuModuleGetFunction(&k.gumbel, module, "gumbel_argmax") != kSuccess) {
+      nv->cuModuleGetFunction(&k.layer_norm, module, "layer_norm_rows") != kSuccess ||
+      nv->cuModuleGetFunction(&k.layer_norm_any, module, "layer_norm_rows_any") != kSuccess ||
+      nv->cuModuleGetFunction(&k.gumbel_f32, module, "gumbel_keys_f32") != kSuccess ||
+      nv->cuModuleGetFunction(&k.gumbel_bf16, module, "gumbel_keys_bf16") != kSuccess ||
+      nv->cuModuleGetFunction(&k.keys_to_index, module, "keys_to_index") != kSuccess ||
+      nv->cuModuleGetFunction(&k.write_selected, module, "write_selected") != kSuccess) {
     k.why = "could not load the fused kernels' module";
     return k;
   }
@@ -292,13 +407,13 @@ const Kernels& kernels(int device) {
   return it->second;
 }
 
-void launch(CUfunction f, int64_t grid, int block, void** args) {
+void launch(CUfunction f, int64_t grid, int block, void** args, int64_t grid_y = 1) {
   const Api* nv = api(nullptr);
   CUcontext ctx = nullptr;
   nv->cuCtxGetCurrent(&ctx);
   if (!ctx) cudaFree(nullptr);  // a thread that has not used the runtime yet: bind the primary context
   const auto stream = at::cuda::getCurrentCUDAStream();
-  const CUresult r = nv->cuLaunchKernel(f, static_cast<unsigned>(grid), 1, 1, static_cast<unsigned>(block), 1, 1, 0,
+  const CUresult r = nv->cuLaunchKernel(f, static_cast<unsigned>(grid), static_cast<unsigned>(grid_y), 1, static_cast<unsigned>(block), 1, 1, 0,
                                         static_cast<CUstream>(stream.stream()), args, nullptr);
   if (r != kSuccess) {
     const char* msg = nullptr;
@@ -319,51 +434,105 @@ bool available(const at::Device& device, std::string* why) {
   return k.ok;
 }
 
-void rotary_qk(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin, at::Tensor& q, at::Tensor& k,
-               int64_t length, int64_t heads, int64_t head_dim) {
+void rotary_qk(at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin, int64_t length, int64_t heads, int64_t head_dim) {
   const auto& ks = kernels(qkv.device().index());
-  TORCH_CHECK(ks.ok && qkv.is_contiguous() && qkv.scalar_type() == at::kBFloat16 && cos.scalar_type() == at::kFloat,
+  TORCH_CHECK(ks.ok && qkv.is_contiguous() && qkv.scalar_type() == at::kBFloat16 && cos.scalar_type() == at::kFloat &&
+                  head_dim % 2 == 0,
               "rotary_qk: bad arguments");
-  const void* qkv_p = qkv.data_ptr();
+  void* qkv_p = qkv.data_ptr();
   const void* cos_p = cos.data_ptr();
   const void* sin_p = sin.data_ptr();
-  void* q_p = q.data_ptr();
-  void* k_p = k.data_ptr();
+  long long rows = qkv.size(0);
   int len = static_cast<int>(length), h = static_cast<int>(heads), d = static_cast<int>(head_dim);
-  void* args[] = {&qkv_p, &cos_p, &sin_p, &q_p, &k_p, &len, &h, &d};
-  // one block per row, one thread per pair: rows · 2 · heads · d/2 = rows · D pairs
-  launch(ks.rotary, qkv.size(0), static_cast<int>(std::min<int64_t>(heads * head_dim, 1024)), args);
+  int width = (head_dim / 2) % 8 == 0 ? 8 : 1;
+  void* args[] = {&qkv_p, &cos_p, &sin_p, &rows, &len, &h, &d, &width};
+  const int64_t threads = rows * 2 * heads * (head_dim / 2 / width);
+  launch(ks.rotary, (threads + 127) / 128, 128, args);
 }
 
-void add_bias_layer_norm(at::Tensor& h, const at::Tensor& bias, const at::Tensor& weight, at::Tensor& out, double eps) {
+void layer_norm_rows(at::Tensor& h, const at::Tensor& gather, const at::Tensor& bias, const at::Tensor& weight, at::Tensor& out,
+                     double eps) {
   const auto& ks = kernels(h.device().index());
-  TORCH_CHECK(ks.ok && h.is_contiguous() && out.is_contiguous() && h.scalar_type() == at::kBFloat16, "add_bias_layer_norm: bad arguments");
+  TORCH_CHECK(ks.ok && h.is_contiguous() && out.is_contiguous() && h.scalar_type() == at::kBFloat16 &&
+                  (!gather.defined() || (gather.scalar_type() == at::kLong && gather.is_contiguous() && !bias.defined())),
+              "layer_norm_rows: bad arguments");
   void* h_p = h.data_ptr();
+  const void* g_p = gather.defined() ? gather.data_ptr() : nullptr;
   const void* b_p = bias.defined() ? bias.data_ptr() : nullptr;
   const void* w_p = weight.data_ptr();
   void* o_p = out.data_ptr();
-  long long rows = h.numel() / h.size(-1);
   int D = static_cast<int>(h.size(-1));
+  long long rows = gather.defined() ? gather.numel() : h.numel() / D;
+  if (rows == 0) return;
   float e = static_cast<float>(eps);
-  void* args[] = {&h_p, &b_p, &w_p, &o_p, &rows, &D, &e};
+  void* args[] = {&h_p, &g_p, &b_p, &w_p, &o_p, &rows, &D, &e};
   constexpr int kWarps = 4;
-  launch(ks.layer_norm, (rows + kWarps - 1) / kWarps, 32 * kWarps, args);
+  // 16-byte accesses need D % 8 == 0 and aligned rows; the register-resident row caps D at 2048.
+  const bool vector = D % 8 == 0 && D <= 2048 && reinterpret_cast<uintptr_t>(h_p) % 16 == 0 &&
+                      reinterpret_cast<uintptr_t>(o_p) % 16 == 0 && reinterpret_cast<uintptr_t>(w_p) % 16 == 0 &&
+                      (!b_p || reinterpret_cast<uintptr_t>(b_p) % 16 == 0);
+  launch(vector ? ks.layer_norm : ks.layer_norm_any, (rows + kWarps - 1) / kWarps, 32 * kWarps, args);
+}
+
+at::Tensor gumbel_keys(const at::Tensor& logits, int64_t vocab, double temperature, uint64_t seed, uint64_t stream) {
+  TORCH_CHECK(logits.dim() == 2 && logits.stride(1) == 1 && logits.size(1) >= vocab &&
+                  (logits.scalar_type() == at::kFloat || logits.scalar_type() == at::kBFloat16),
+              "gumbel_keys: bad arguments");
+  const auto& ks = kernels(logits.device().index());
+  TORCH_CHECK(ks.ok, "gumbel_keys: fused kernels unavailable");
+  const int64_t rows = logits.size(0);
+  auto keys = at::zeros({rows}, logits.options().dtype(at::kLong));
+  if (rows == 0) return keys;
+  const void* l_p = logits.data_ptr();
+  long long stride = logits.stride(0);
+  int V = static_cast<int>(vocab);
+  float t = static_cast<float>(temperature);
+  unsigned long long s = seed, st = stream;
+  void* k_p = keys.data_ptr();
+  void* args[] = {&l_p, &stride, &V, &t, &s, &st, &k_p};
+  // About two blocks per multiprocessor in all, at most 64 slices per row.
+  const int64_t sms = at::cuda::getDeviceProperties(logits.device().index())->multiProcessorCount;
+  const int64_t slices = std::max<int64_t>(1, std::min<int64_t>(64, (2 * sms + rows - 1) / rows));
+  launch(logits.scalar_type() == at::kFloat ? ks.gumbel_f32 : ks.gumbel_bf16, rows, 256, args, slices);
+  return keys;
 }
 
 at::Tensor gumbel_argmax(const at::Tensor& logits, double temperature, uint64_t seed, uint64_t stream) {
-  if (!available(logits.device()) || logits.scalar_type() != at::kFloat || logits.dim() != 2) return {};
-  const auto& ks = kernels(logits.device().index());
-  auto l = logits.contiguous();
+  if (!logits.is_cuda() || !available(logits.device()) || logits.dim() != 2 ||
+      (logits.scalar_type() != at::kFloat && logits.scalar_type() != at::kBFloat16)) {
+    return {};
+  }
+  auto l = logits.stride(1) == 1 ? logits : logits.contiguous();
+  auto keys = gumbel_keys(l, l.size(1), temperature, seed, stream);
   auto out = at::empty({l.size(0)}, l.options().dtype(at::kLong));
   if (l.size(0) == 0) return out;
-  const void* l_p = l.data_ptr();
+  const auto& ks = kernels(l.device().index());
+  const void* k_p = keys.data_ptr();
   void* o_p = out.data_ptr();
-  int V = static_cast<int>(l.size(1));
-  float t = static_cast<float>(temperature);
-  unsigned long long s = seed, st = stream;
-  void* args[] = {&l_p, &o_p, &V, &t, &s, &st};
-  launch(ks.gumbel, l.size(0), 512, args);
+  int n = static_cast<int>(l.size(0));
+  void* args[] = {&k_p, &o_p, &n};
+  launch(ks.keys_to_index, (n + 255) / 256, 256, args);
   return out;
+}
+
+void write_selected(const at::Tensor& keys, const at::Tensor& sel, const at::Tensor& take_if_masked,
+                    const at::Tensor& take_if_unmasked, at::Tensor& x, at::Tensor& written, int64_t n, int64_t mask_id) {
+  const auto& ks = kernels(x.device().index());
+  TORCH_CHECK(ks.ok && x.is_contiguous() && x.scalar_type() == at::kLong && sel.scalar_type() == at::kLong &&
+                  keys.numel() >= n && sel.numel() >= n && take_if_masked.numel() >= n && take_if_unmasked.numel() >= n &&
+                  written.numel() >= n,
+              "write_selected: bad arguments");
+  if (n == 0) return;
+  const void* k_p = keys.data_ptr();
+  const void* s_p = sel.data_ptr();
+  const void* m_p = take_if_masked.data_ptr();
+  const void* u_p = take_if_unmasked.data_ptr();
+  void* x_p = x.data_ptr();
+  void* w_p = written.data_ptr();
+  int count = static_cast<int>(n);
+  long long mask = mask_id;
+  void* args[] = {&k_p, &s_p, &m_p, &u_p, &x_p, &w_p, &count, &mask};
+  launch(ks.write_selected, (count + 127) / 128, 128, args);
 }
 
 #else  // CPU build: no fused kernels
@@ -372,13 +541,20 @@ bool available(const at::Device&, std::string* why) {
   if (why) *why = "built without CUDA";
   return false;
 }
-void rotary_qk(const at::Tensor&, const at::Tensor&, const at::Tensor&, at::Tensor&, at::Tensor&, int64_t, int64_t, int64_t) {
+void rotary_qk(at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, int64_t, int64_t) {
   TORCH_CHECK(false, "fused kernels need a CUDA build");
 }
-void add_bias_layer_norm(at::Tensor&, const at::Tensor&, const at::Tensor&, at::Tensor&, double) {
+void layer_norm_rows(at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, at::Tensor&, double) {
+  TORCH_CHECK(false, "fused kernels need a CUDA build");
+}
+at::Tensor gumbel_keys(const at::Tensor&, int64_t, double, uint64_t, uint64_t) {
   TORCH_CHECK(false, "fused kernels need a CUDA build");
 }
 at::Tensor gumbel_argmax(const at::Tensor&, double, uint64_t, uint64_t) { return {}; }
+void write_selected(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, at::Tensor&, at::Tensor&, int64_t,
+                    int64_t) {
+  TORCH_CHECK(false, "fused kernels need a CUDA build");
+}
 
 #endif
 

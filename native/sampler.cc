@@ -330,7 +330,7 @@ class HostSelectedSampler {
  public:
   HostSelectedSampler(FastForward& model, const SampleOptions& o, const at::Device& device)
       : model_(model), o_(o), device_(device), rng_(o.seed ^ 0x9E3779B97F4A7C15ull),
-        gen_(make_sampling_generator(device, o.seed)) {}
+        gen_(make_sampling_generator(device, o.seed)), fused_(device.is_cuda() && fused::available(device)) {}
 
   static bool applies(const SampleOptions& o) {
     return !o.semi && o.cfg_scale <= 0 && (o.alg == Algorithm::Original || o.alg == Algorithm::Acs);
@@ -383,24 +383,35 @@ class HostSelectedSampler {
           hidden = model_.hidden(x.view({B, L})).reshape({N, -1});
           stale = false;
         }
-        // one transfer: n int64 indices, then 2n bool flags (selected-if-masked, selected-if-unmasked)
+        // One transfer: the indices padded to a multiple of 8 (padding rows index 0 and are never
+        // written: a few shapes for the head GEMM's kernel choice), then 2n bool flags
+        // (selected-if-masked, selected-if-unmasked).
+        const int64_t rows = fused_ ? (n + 7) / 8 * 8 : n;
         const int64_t flag_words = (2 * n + 7) / 8;
-        auto host = at::empty({n + flag_words}, pinned);  // bytes past the 2n flags are never read
-        std::copy(idx.begin(), idx.end(), host.data_ptr<int64_t>());
-        auto* flag_bytes = reinterpret_cast<uint8_t*>(host.data_ptr<int64_t>() + n);
+        auto host = at::empty({rows + flag_words}, pinned);  // bytes past the 2n flags are never read
+        std::fill(std::copy(idx.begin(), idx.end(), host.data_ptr<int64_t>()), host.data_ptr<int64_t>() + rows, 0);
+        auto* flag_bytes = reinterpret_cast<uint8_t*>(host.data_ptr<int64_t>() + rows);
         for (int64_t j = 0; j < n; ++j) {
           flag_bytes[j] = flags[j] & 1;
           flag_bytes[n + j] = (flags[j] >> 1) & 1;
         }
         auto dev = host.to(device_, /*non_blocking=*/true);
-        auto sel = dev.narrow(0, 0, n);
-        auto f = dev.narrow(0, n, flag_words).view(at::kByte).narrow(0, 0, 2 * n).view(at::kBool);
-        auto values = sample(model_.head(hidden.index_select(0, sel)));
-        auto current = x.index_select(0, sel);
-        auto is_masked = current == M;
-        auto take = acs ? at::where(is_masked, f.narrow(0, 0, n), f.narrow(0, n, n)) : is_masked;
-        auto written = at::where(take, values, current);
-        x.index_copy_(0, sel, written);
+        auto sel = dev.narrow(0, 0, rows);
+        auto f = dev.narrow(0, rows, flag_words).view(at::kByte).narrow(0, 0, 2 * n).view(at::kBool);
+        at::Tensor written;
+        if (fused_) {  // head on the selected rows, Gumbel-max and the write: four kernels
+          auto logits = model_.head_rows(hidden, sel);
+          auto keys = fused::gumbel_keys(logits, model_.vocab_size(), o_.temperature, o_.seed, fused_calls_++);
+          written = at::empty({n}, x.options());
+          fused::write_selected(keys, sel, f.narrow(0, 0, n), f.narrow(0, n, n), x, written, n, M);
+        } else {
+          auto values = sample(model_.head(hidden.index_select(0, sel)));
+          auto current = x.index_select(0, sel);
+          auto is_masked = current == M;
+          auto take = acs ? at::where(is_masked, f.narrow(0, 0, n), f.narrow(0, n, n)) : is_masked;
+          written = at::where(take, values, current);
+          x.index_copy_(0, sel, written);
+        }
         stale = true;
         // read the written values back without waiting; the mirror catches up when they arrive
         Pending pending{i, idx, at::empty({n}, pinned), {}};
@@ -473,6 +484,7 @@ class HostSelectedSampler {
   at::Device device_;
   std::mt19937_64 rng_;
   at::Generator gen_;
+  const bool fused_;
   uint64_t fused_calls_ = 0;
   std::vector<uint8_t> state_;
   std::vector<int64_t> last_touch_;
