@@ -3,8 +3,8 @@
 #include <torch/version.h>
 
 #include <cmath>
-#include <limits>
 #include <cstdlib>
+#include <limits>
 #include <string>
 
 #include "engine.h"
