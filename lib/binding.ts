@@ -6,7 +6,7 @@
 import * as path from 'path';
 import { HdlmError } from './errors';
 
-/** One tensor of a safetensors file, as located by lib/checkpoint.ts (absolute byte offsets). */
+/** One tensor of a safetensors file, as located by core/checkpoint.ts (absolute byte offsets). */
 export interface NativeTensorEntry {
   name: string;
   dtype: 'F32' | 'BF16' | 'F16';
@@ -17,7 +17,7 @@ export interface NativeTensorEntry {
   end: number;
 }
 
-/** Architecture numbers the native builder needs; derived from the config by lib/config.ts. */
+/** Architecture numbers the native builder needs; derived from the config by core/config.ts. */
 export interface NativeArchitecture {
   family: 'epsilon_hybrid' | 'gamma_hybrid';
   vocabSize: number;
@@ -26,7 +26,7 @@ export interface NativeArchitecture {
   nBlocks: number;
 }
 
-/** The gamma builder's extra numbers and switches (lib/config.ts gammaSwitchesOf). */
+/** The gamma builder's extra numbers and switches (core/config.ts gammaSwitchesOf). */
 export interface NativeGammaArchitecture extends NativeArchitecture {
   family: 'gamma_hybrid';
   condDim: number;
@@ -129,7 +129,7 @@ export interface NativeModel {
   sample(options: NativeSampleOptions, onStep: NativeStepCallback | null): NativeJob<Int32Array>;
   /** gamma models: upstream's NAR / SAR sampler; resolves to batchSize × contextLength ids */
   sampleGamma(options: NativeGammaSampleOptions, onStep: NativeStepCallback | null): NativeJob<Int32Array>;
-  /** evaluation (lib/eval.ts): 'mc_loglik' on HDLM models, 'causal_nll' on GPT-2 models */
+  /** evaluation (eval/): 'mc_loglik' on HDLM models, 'causal_nll' on GPT-2 models */
   evaluate(request: NativeEvalRequest): NativeJob<NativeEvalResult>;
   /**
    * frees the module; idempotent. Calls not started yet reject with HDLM_DISPOSED, running
@@ -142,7 +142,7 @@ export interface NativeModel {
   pendingCalls(): number;
 }
 
-// ---- evaluation (issue 8; see EvalRequest in native/engine.h) ----
+// ---- evaluation (eval/: see EvalRequest in native/engine.h) ----
 export interface NativeEvalRequest {
   op: 'mc_loglik' | 'causal_nll';
   /** rows × length ids, row-major */
@@ -186,7 +186,7 @@ export interface NativeRuntimeInfo {
   workerThreads: number;
 }
 
-/** A metaschedule as the native side takes it (lib/metaschedule.ts). */
+/** A metaschedule as the native side takes it (core/metaschedule.ts). */
 export interface NativeScheduleSpec {
   type: 'simple' | 'block' | 'hybrid';
   width: number;
@@ -240,7 +240,7 @@ export interface NativeAddon {
   cudaMemory(deviceIndex: number, resetPeak: boolean): { allocated: number; peakAllocated: number; reserved: number } | null;
   buildModel(spec: NativeBuildSpec): Promise<NativeModel>;
   loadTorchScript(path: string, device: string, precision: NativePrecision): Promise<NativeModel>;
-  /** a GPT-2 (HF layout) for evaluation (issue 8) */
+  /** a GPT-2 (HF layout) for evaluation (eval/gpt2.ts) */
   buildGpt2(spec: NativeGpt2Spec): Promise<NativeModel>;
 }
 

@@ -1,5 +1,5 @@
 'use strict';
-// The `hdlm` command (dist/cli.js), run as a child process: exit codes, output formats, and the
+// The `hdlm` command (dist/cli/main.js), run as a child process: exit codes, output formats, and the
 // generate / export / info / download commands on the demo model and a mock hub.
 const assert = require('node:assert/strict');
 const { spawn } = require('node:child_process');
@@ -9,7 +9,7 @@ const path = require('node:path');
 const { startMockHub } = require('./helpers/mock-hub');
 
 const ROOT = path.join(__dirname, '..');
-const CLI = path.join(ROOT, 'dist', 'cli.js');
+const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
 const DEMO_MODEL = path.join(ROOT, 'models', 'brown-epsilon');
 const FIXTURES = path.join(ROOT, 'test', 'fixtures');
 const VERSION = require('../package.json').version;
@@ -34,7 +34,7 @@ function baseEnv(extra = {}) {
 }
 
 /**
- * Runs `node dist/cli.js ...args` without blocking this process (the mock hub answers from
+ * Runs `node dist/cli/main.js ...args` without blocking this process (the mock hub answers from
  * here). Resolves to { code, signal, stdout, stderr }. `onSpawn(child)` may signal it.
  */
 function cli(args, { env = {}, input, timeout = 60000, onSpawn } = {}) {
@@ -320,7 +320,7 @@ describe('cli: hdlm', function () {
   });
 
   describe('progress bar (lib/progress)', () => {
-    const { createProgress } = require('../dist/progress');
+    const { createProgress } = require('../dist/cli/progress');
     const sink = (isTTY) => {
       const s = { isTTY, columns: 60, text: '', write: (c) => (s.text += c) };
       return s;

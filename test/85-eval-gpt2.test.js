@@ -4,7 +4,7 @@
 const assert = require('assert');
 const fs = require('fs');
 const path = require('path');
-const { loadGpt2 } = require('../dist/gpt2');
+const { loadGpt2 } = require('../dist/eval/gpt2');
 const { rng, makeGpt2, gpt2Reference, nllReference } = require('./helpers/gpt2');
 const { tempDir } = require('./helpers/reference');
 

@@ -9,12 +9,12 @@ const path = require('path');
 const { execFileSync } = require('child_process');
 const { smartModelLoader, DEMO_MODEL_PATH, encode } = require('../dist');
 const ev = require('../dist/eval');
-const ds = require('../dist/datasets');
+const ds = require('../dist/eval/datasets');
 const { makeEpsilonCheckpoint } = require('./helpers/safetensors-writer');
 const { ROOT, tempDir } = require('./helpers/reference');
 const { makeGpt2, nllReference } = require('./helpers/gpt2');
 
-const CLI = path.join(ROOT, 'dist', 'cli.js');
+const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
 
 describe('eval: chunking and detokenisers (hand-checked)', () => {
   it('encodes each text, appends EOS, concatenates and cuts into chunks (remainder dropped)', () => {
@@ -174,7 +174,7 @@ describe('eval: the demo model on the Brown corpus', function () {
     // AdamW only ever pushes down the output bias of a token that never occurs in a training
     // batch, so such tokens all keep one value (that of tokens absent from the corpus). Tokens
     // found only in our held-out chunks must have it; tokens found only in the other chunks not.
-    const { readSafetensorsHeader } = require('../dist/checkpoint');
+    const { readSafetensorsHeader } = require('../dist/core/checkpoint');
     const { readTensorAsFloat32 } = require('./helpers/safetensors-writer');
     const file = path.join(DEMO_MODEL_PATH, 'model.safetensors');
     const entry = readSafetensorsHeader(file).tensors.find((t) => t.name === 'output_layer.linear.bias');

@@ -11,10 +11,11 @@ const path = require('path');
 const zlib = require('zlib');
 const { execFile } = require('child_process');
 const { promisify } = require('util');
-const { smartModelLoader, HdlmError, loadHubDataset, readParquetStringColumn, parquetMetadata } = require('../dist');
-const pq = require('../dist/parquet');
+const { smartModelLoader, HdlmError } = require('../dist');
+const { loadHubDataset, readParquetStringColumn, parquetMetadata } = require('../dist/eval');
+const pq = require('../dist/eval/parquet');
 const ev = require('../dist/eval');
-const ds = require('../dist/datasets');
+const ds = require('../dist/eval/datasets');
 const { writeParquet } = require('./helpers/parquet-writer');
 const { startMockHub } = require('./helpers/mock-hub');
 const { makeEpsilonCheckpoint } = require('./helpers/safetensors-writer');
@@ -22,7 +23,7 @@ const { ROOT, tempDir } = require('./helpers/reference');
 
 const FIX = path.join(ROOT, 'test', 'fixtures', 'parquet');
 const EXPECTED = JSON.parse(fs.readFileSync(path.join(FIX, 'expected.json'), 'utf8'));
-const CLI = path.join(ROOT, 'dist', 'cli.js');
+const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
 
 function isCode(code, pattern) {
   return (e) => {

@@ -1,12 +1,12 @@
 /**
- * Evaluation data (issue 8): upstream's dataset detokenisers (hdlm/data.py), the Brown corpus of
+ * Evaluation data: upstream's dataset detokenisers (hdlm/data.py), the Brown corpus of
  * the demo model, local text / JSONL files, and upstream's chunking (GPT-2 ids, EOS after every
  * text, everything concatenated and cut into non-overlapping chunks, remainder dropped).
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { HdlmError, invalidParameterError } from './errors';
-import { encode, EOS_TOKEN_ID } from './tokenizer';
+import { HdlmError, invalidParameterError } from '../errors';
+import { encode, EOS_TOKEN_ID } from '../core/tokenizer';
 
 export type DetokenizerName = 'none' | 'wikitext' | 'ptb' | 'lambada' | 'lm1b' | 'brown';
 

@@ -5,9 +5,9 @@
  * attention masks, hdlm-reference §6) runs in native/metaschedule.cc — the same code the samplers
  * use — so what you inspect here is what the samplers do.
  */
-import { addon } from './binding';
-import { HdlmError, invalidParameterError } from './errors';
-import * as v from './validate';
+import { addon } from '../binding';
+import { HdlmError, invalidParameterError } from '../errors';
+import * as v from '../validate';
 
 export type MetascheduleType = 'simple' | 'block' | 'hybrid';
 export type ContextAttention = 'full' | 'causal' | 'block_causal';

@@ -6,9 +6,9 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as YAML from 'yaml';
-import type { NativeArchitecture } from './binding';
+import type { NativeArchitecture } from '../binding';
 import type { SafetensorsHeader } from './checkpoint';
-import { HdlmError, describe, invalidParameterError } from './errors';
+import { HdlmError, describe, invalidParameterError } from '../errors';
 
 export type ModelFamily = 'epsilon_hybrid' | 'gamma_hybrid';
 

@@ -18,7 +18,7 @@
 import * as fs from 'fs';
 import * as zlib from 'zlib';
 import { TextDecoder } from 'util';
-import { HdlmError } from './errors';
+import { HdlmError } from '../errors';
 
 // ---------------------------------------------------------------------------------------------
 // errors
