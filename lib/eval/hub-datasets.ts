@@ -155,7 +155,7 @@ export async function loadHubDataset(dataset: string, options: HubDatasetOptions
   let rows = 0;
   let nullRows = 0;
   for (const name of files) {
-    for (const value of readParquetFileStrings(resolved.files[name], field)) {
+    for (const value of await readParquetFileStrings(resolved.files[name], field)) {
       rows++;
       if (value === null) nullRows++;
       else texts.push(value);
