@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 'use strict';
 // Zero-shot perplexity of one model on the CPU and on CUDA, same chunks and seed: the two
-// estimates must agree within their Monte-Carlo error (the GPU check of issue 8).
+// estimates must agree within their Monte-Carlo error (the GPU check of the evaluation).
 //   node bench/ppl-devices.js <model dir> [chunks] [monteCarloTimesteps]
 const { smartModelLoader, runtimeInfo } = require('..');
 const { evaluatePerplexity } = require('../dist/eval');

@@ -1,5 +1,5 @@
 'use strict';
-// Issue 8: the native GPT-2 (HF layout) used for the sample-quality metric, against a direct
+// The native GPT-2 (HF layout) used for the sample-quality metric, against a direct
 // float64 JavaScript computation on a small random checkpoint this test writes.
 const assert = require('assert');
 const fs = require('fs');

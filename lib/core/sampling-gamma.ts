@@ -2,9 +2,9 @@
  * The gamma-hybrid samplers: upstream hdlm/gamma_hybrid/sampling.py `get_sa_sampling_fn` (the
  * non-autoregressive "NAR" sampler) and hdlm/gamma_hybrid/sampling_sar.py (its semi-autoregressive
  * "SAR" variant, same name upstream). Both run the analytic (Tweedie) predictor with the model's
- * graph (QGamma or absorb) and log-linear noise, one step per metaschedule step
- * (hdlm-reference §5). The loop runs natively; this file validates options and holds policy
- * (defaults from the checkpoint config, as upstream's eval path reads them, §5.7).
+ * graph (QGamma or absorb) and log-linear noise (graph_lib.py, noise_lib.py), one step per
+ * metaschedule step. The loop runs natively; this file validates options and holds policy
+ * (defaults from the checkpoint config, as upstream's hdlm/eval_generation.py reads them).
  */
 import { randomBytes } from 'crypto';
 import type { NativeGammaSampleOptions } from '../binding';
@@ -95,7 +95,7 @@ export async function gammaSample(options: GammaSampleOptions): Promise<number[]
   const cfgPredictor = section(cfg, 'sampling').predictor ?? 'analytic';
   const predictor = v.isDefined(o.predictor) ? v.oneOf('predictor', o.predictor, ['analytic'] as const) : cfgPredictor;
   if (predictor !== 'analytic') {
-    // upstream registers 'euler' and 'none' but their update_fn cannot take the samplers' arguments (§5.8)
+    // upstream registers 'euler' and 'none' but their update_fn cannot take the arguments both sampler files pass (den, act)
     throw new HdlmError('HDLM_UNSUPPORTED', `${fnName}: predictor ${JSON.stringify(predictor)} cannot run (upstream too); only 'analytic' works`);
   }
 
