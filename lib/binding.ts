@@ -3,7 +3,10 @@
  * touches the addon object directly. The C++ side (native/addon.cc) trusts these shapes:
  * every value is validated in TypeScript before it gets here.
  */
+import * as fs from 'fs';
 import * as path from 'path';
+import { createRequire } from 'module';
+import nodeGypBuild from 'node-gyp-build';
 import { HdlmError } from './errors';
 
 /** One tensor of a safetensors file, as located by core/checkpoint.ts (absolute byte offsets). */
@@ -271,10 +274,14 @@ interface PrebuildCheck {
   describeLibtorch(dir: string): Omit<LoadedLibtorch, 'file'> | null;
 }
 
-// scripts/ ships with the package (the install script uses the same check).
 const root = path.join(__dirname, '..');
-// eslint-disable-next-line @typescript-eslint/no-var-requires
-const prebuildCheck = (): PrebuildCheck => require(path.join(root, 'scripts', 'prebuild-check.js')) as PrebuildCheck;
+
+/**
+ * Loads what is only known at run time: the addon binary node-gyp-build picks, and the prebuild
+ * check of the install script (scripts/ ships with the package, next to dist/).
+ */
+const loadAtRunTime = createRequire(__filename);
+const prebuildCheck = (): PrebuildCheck => loadAtRunTime(path.join(root, 'scripts', 'prebuild-check.js')) as PrebuildCheck;
 
 let cached: NativeAddon | null = null;
 let binary: NativeBinaryInfo | null = null;
@@ -286,11 +293,9 @@ let binary: NativeBinaryInfo | null = null;
  * it is loaded. Exported for the tests; everything else uses addon().
  */
 export function loadNative(dir: string): { addon: NativeAddon; binary: NativeBinaryInfo } {
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
-  const load = require('node-gyp-build') as { resolve(dir: string): string };
   let file: string;
   try {
-    file = load.resolve(dir);
+    file = nodeGypBuild.resolve(dir);
   } catch (e) {
     throw new HdlmError(
       'HDLM_UNSUPPORTED',
@@ -308,8 +313,7 @@ export function loadNative(dir: string): { addon: NativeAddon; binary: NativeBin
     info = { path: file, kind: 'prebuild', builtFor: r.meta?.libtorch ?? null };
   }
   try {
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
-    return { addon: require(file) as NativeAddon, binary: info };
+    return { addon: loadAtRunTime(file) as NativeAddon, binary: info };
   } catch (e) {
     throw new HdlmError(
       'HDLM_UNSUPPORTED',
@@ -342,7 +346,7 @@ export function loadedLibtorch(): LoadedLibtorch | null {
   addon();
   let maps: string;
   try {
-    maps = require('fs').readFileSync('/proc/self/maps', 'utf8') as string;
+    maps = fs.readFileSync('/proc/self/maps', 'utf8');
   } catch {
     return null;
   }

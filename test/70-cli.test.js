@@ -339,7 +339,9 @@ describe('cli: hdlm', function () {
       const s = sink(true);
       const p = createProgress(s, 'denoising', 8, { unit: 'step', throttleMs: 0 });
       p.update(4);
-      assert.match(s.text, /^\rdenoising\s+50% .* 4\/8 {2}\d+\.\ds {2}[\d.]+ ms\/step\x1b\[K$/);
+      const ERASE_LINE = '\x1b[K';
+      assert.ok(s.text.endsWith(ERASE_LINE), JSON.stringify(s.text));
+      assert.match(s.text.slice(0, -ERASE_LINE.length), /^\rdenoising\s+50% .* 4\/8 {2}\d+\.\ds {2}[\d.]+ ms\/step$/);
       for (const line of s.text.split('\r')) assert.ok(Array.from(line.replace('\x1b[K', '')).length < 60, line);
       p.update(8);
       p.done();

@@ -137,7 +137,7 @@ export function liveText(ids: number[], maskId: number, decode: typeof Lib.decod
     }
   }
   flush();
-  return s.replace(/\t/g, ' ').replace(/\r\n?/g, '\n').replace(/[\x00-\x09\x0b-\x1f\x7f-\x9f]/g, ' ');
+  return s.replace(/\t/g, ' ').replace(/\r\n?/g, '\n').replace(/(?!\n)\p{Cc}/gu, ' '); // control characters but newlines
 }
 
 /** Redraws a block of text in place at the bottom of a terminal. */

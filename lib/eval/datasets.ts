@@ -100,7 +100,7 @@ export function brownDetokenizer(taggedSentence: string): string {
   let s = words.join(' ');
   s = s.replace(/``|''/g, '"');
   s = s.replace(/ ([.,;:!?)\]])/g, '$1');
-  s = s.replace(/([(\[]) /g, '$1');
+  s = s.replace(/([([]) /g, '$1');
   s = s.replace(/ (n't|'s|'re|'ve|'ll|'d|'m)\b/gi, '$1');
   // pair up double quotes: opening ones lose the space after, closing ones the space before
   let open = false;

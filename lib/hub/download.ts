@@ -46,7 +46,7 @@ export async function ensureFile(ctx: Ctx, commit: string, rf: RemoteFile): Prom
     // not there (or a dangling link): fetch it
   }
   const blobPath = path.join(ctx.storage, 'blobs', rf.etag);
-  let haveBlob = false;
+  let haveBlob: boolean;
   try {
     const st = fs.statSync(blobPath);
     haveBlob = st.isFile() && st.size === rf.size;

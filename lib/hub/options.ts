@@ -104,7 +104,7 @@ function checkRevision(revision: unknown): string {
   if (
     typeof revision !== 'string' ||
     revision === '' ||
-    /[\x00-\x20\x7f\\]/.test(revision) ||
+    /[\p{Cc} \\]/u.test(revision) || // control characters, spaces, backslashes
     revision.startsWith('/') ||
     revision.endsWith('/') ||
     revision.split('/').some((seg) => seg === '' || seg === '.' || seg === '..')
@@ -118,7 +118,7 @@ export function checkFileName(name: unknown, where: string): string {
   if (
     typeof name !== 'string' ||
     name === '' ||
-    /[\x00-\x1f\x7f\\:]/.test(name) ||
+    /[\p{Cc}\\:]/u.test(name) || // control characters, backslashes, colons
     name.startsWith('/') ||
     name.split('/').some((seg) => seg === '' || seg === '.' || seg === '..')
   ) {

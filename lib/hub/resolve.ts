@@ -78,7 +78,7 @@ export async function resolveDatasetFolder(
   const local = (): LocalResult => {
     const commit = COMMIT_RE.test(ctx.revision) ? ctx.revision : readRef(ctx, ctx.revision);
     if (commit === null) return { ok: false, missing: `revision "${ctx.revision}" of ${repoId} (no ${path.join(ctx.storage, 'refs', ctx.revision)})` };
-    let names: string[] = [];
+    let names: string[];
     try {
       const dir = snapshotPath(ctx, commit, folder);
       names = fs.readdirSync(dir).filter((n) => match(n) && isFile(path.join(dir, n))).sort();
