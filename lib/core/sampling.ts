@@ -1,7 +1,8 @@
 /**
- * `fullDiff` and `semiDiff`: upstream's epsilon samplers (hdlm/epsilon_hybrid/sample.py
- * `full_diff`, `semi_diff`) with the same parameters in camelCase. The loop runs natively on a
- * worker thread; this file only validates options, applies defaults and shapes the result.
+ * `fullDiff`, `semiDiff`, `fullDiffShifted`, `semiDiffShifted`: upstream's epsilon samplers
+ * (hdlm/epsilon_hybrid/sample.py `full_diff`, `semi_diff`, `full_diff_shifted`,
+ * `semi_diff_shifted`) with the same parameters in camelCase. The loop runs natively on a worker
+ * thread; this file only validates options, applies defaults and shapes the result.
  */
 import { randomBytes } from 'crypto';
 import type { NativeAlgorithm, NativeJob, NativeSampleOptions, NativeStepCallback } from '../binding';
@@ -167,11 +168,15 @@ export const OPTION_RULES = {
  * options are skipped. The sampler checks everything again, with the model's limits.
  */
 export function checkSamplerOptions(mode: SamplerMode, options: Record<string, unknown>): void {
+  const rules: Record<string, (x: unknown) => unknown> = {
+    ...OPTION_RULES,
+    alg: (x) => OPTION_RULES.alg(x, mode),
+    contextLength: (x) => v.integer('contextLength', x, 1),
+    blockSize: (x) => v.integer('blockSize', x, 1),
+  };
+  v.rejectUnknownKeys('checkSamplerOptions', options, Object.keys(rules));
   for (const [key, value] of Object.entries(options)) {
-    if (!v.isDefined(value)) continue;
-    if (key === 'alg') OPTION_RULES.alg(value, mode);
-    else if (key === 'contextLength' || key === 'blockSize') v.integer(key, value, 1);
-    else if (key in OPTION_RULES) (OPTION_RULES[key as Exclude<keyof typeof OPTION_RULES, 'alg'>] as (x: unknown) => unknown)(value);
+    if (v.isDefined(value)) rules[key](value);
   }
 }
 

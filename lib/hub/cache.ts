@@ -132,7 +132,6 @@ export function resolveLocal(ctx: Ctx, groups: RepoFileGroup[], strict: boolean)
   return { ok: true, result: { snapshotDir: snapshotPath(ctx, commit), commit, files } };
 }
 
-
 /** Writes refs/<revision> = commit (atomically), unless the revision is the commit itself. */
 export async function saveRef(ctx: Ctx, commit: string): Promise<void> {
   if (ctx.revision === commit) return;
@@ -174,7 +173,7 @@ export interface CachedModel {
   sizeBytes: number;
 }
 
-
+/** Every ref under refs/ (nested ones as refs/pr/1), name -> commit. */
 function walkRefs(dir: string, prefix: string, out: Record<string, string>): void {
   let entries: fs.Dirent[];
   try {

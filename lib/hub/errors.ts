@@ -6,7 +6,6 @@
 import { HdlmError } from '../errors';
 import type { Ctx } from './options';
 
-
 export function redact(ctx: Ctx, s: string): string {
   return ctx.token !== undefined && ctx.token.length > 0 ? s.split(ctx.token).join('***') : s;
 }
@@ -150,7 +149,6 @@ export function mapError(ctx: Ctx, e: unknown, file?: string): HdlmError {
   return hubError(ctx, `Hugging Face Hub request for ${file !== undefined ? `file "${file}" of ` : ''}${where} failed: ${errorMessage(e)}`, e);
 }
 
-
 /** A failed metadata lookup after which a complete cached snapshot may be used instead (as Python does). */
 export class HubUnreachable extends Error {
   constructor(readonly mapped: HdlmError) {
@@ -162,7 +160,6 @@ export function metadataError(ctx: Ctx, e: unknown): Error {
   const mapped = mapError(ctx, e);
   return mayUseCacheAfter(e) ? new HubUnreachable(mapped) : mapped;
 }
-
 
 export function offlineError(ctx: Ctx, missing: string): HdlmError {
   return hubError(

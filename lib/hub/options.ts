@@ -45,7 +45,6 @@ export interface ResolvedRepoFiles {
   files: Record<string, string>;
 }
 
-
 const DEFAULT_ENDPOINT = 'https://huggingface.co';
 const DEFAULT_REVISION = 'main';
 export const COMMIT_RE = /^[0-9a-f]{40}$/;
@@ -241,7 +240,7 @@ function resolveToken(o: HubOptions): { token: string | undefined; source: strin
 
 let hubLib: typeof HubLib | undefined;
 
-/** @huggingface/hub is an ES module loaded on first use, so that loading hdlm stays cheap. */
+/** @huggingface/hub is large: loaded on first use, so that loading hdlm stays cheap. */
 export async function loadHubLib(): Promise<typeof HubLib> {
   hubLib ??= await import('@huggingface/hub');
   return hubLib;
