@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 'use strict';
 // Zero-shot perplexity of one model on the CPU and on CUDA, same chunks and seed: the two
-// estimates must agree within their Monte-Carlo error (the GPU check of issue 8).
+// estimates must agree within their Monte-Carlo error (the GPU check of the evaluation).
 //   node bench/ppl-devices.js <model dir> [chunks] [monteCarloTimesteps]
-const { smartModelLoader, evaluatePerplexity, runtimeInfo } = require('..');
+const { smartModelLoader, runtimeInfo } = require('..');
+const { evaluatePerplexity } = require('../dist/eval');
 
 const TEXT = [
   'The jury further said in term-end presentments that the City Executive Committee, which had over-all charge of the election, deserves the praise and thanks of the City of Atlanta for the manner in which the election was conducted.',

@@ -16,7 +16,8 @@ import { smartModelLoader, fullDiff, tokenizer, DEMO_MODEL_PATH } from 'hdlm';
 const modelPath = process.argv[2] ?? DEMO_MODEL_PATH;
 const prompt = process.argv[3] ?? 'The future of artificial intelligence';
 
-const { model, cfg, device, metaschedule } = await smartModelLoader({
+// Also in the result, as upstream returns them: cfg (the training config) and metaschedule.
+const { model, device } = await smartModelLoader({
   modelPath, modelType: 'auto', device: 'auto' }); // 'auto': CUDA when available, else CPU
 const promptIds = tokenizer.encode(prompt);
 // The base models have length 1024 (upstream: steps=512, context_length=1024); the demo model 256.

@@ -3,10 +3,13 @@
  * touches the addon object directly. The C++ side (native/addon.cc) trusts these shapes:
  * every value is validated in TypeScript before it gets here.
  */
+import * as fs from 'fs';
 import * as path from 'path';
+import { createRequire } from 'module';
+import nodeGypBuild from 'node-gyp-build';
 import { HdlmError } from './errors';
 
-/** One tensor of a safetensors file, as located by lib/checkpoint.ts (absolute byte offsets). */
+/** One tensor of a safetensors file, as located by core/checkpoint.ts (absolute byte offsets). */
 export interface NativeTensorEntry {
   name: string;
   dtype: 'F32' | 'BF16' | 'F16';
@@ -17,7 +20,7 @@ export interface NativeTensorEntry {
   end: number;
 }
 
-/** Architecture numbers the native builder needs; derived from the config by lib/config.ts. */
+/** Architecture numbers the native builder needs; derived from the config by core/config.ts. */
 export interface NativeArchitecture {
   family: 'epsilon_hybrid' | 'gamma_hybrid';
   vocabSize: number;
@@ -26,7 +29,7 @@ export interface NativeArchitecture {
   nBlocks: number;
 }
 
-/** The gamma builder's extra numbers and switches (lib/config.ts gammaSwitchesOf). */
+/** The gamma builder's extra numbers and switches (core/config.ts gammaSwitchesOf). */
 export interface NativeGammaArchitecture extends NativeArchitecture {
   family: 'gamma_hybrid';
   condDim: number;
@@ -129,7 +132,7 @@ export interface NativeModel {
   sample(options: NativeSampleOptions, onStep: NativeStepCallback | null): NativeJob<Int32Array>;
   /** gamma models: upstream's NAR / SAR sampler; resolves to batchSize × contextLength ids */
   sampleGamma(options: NativeGammaSampleOptions, onStep: NativeStepCallback | null): NativeJob<Int32Array>;
-  /** evaluation (lib/eval.ts): 'mc_loglik' on HDLM models, 'causal_nll' on GPT-2 models */
+  /** evaluation (eval/): 'mc_loglik' on HDLM models, 'causal_nll' on GPT-2 models */
   evaluate(request: NativeEvalRequest): NativeJob<NativeEvalResult>;
   /**
    * frees the module; idempotent. Calls not started yet reject with HDLM_DISPOSED, running
@@ -142,7 +145,7 @@ export interface NativeModel {
   pendingCalls(): number;
 }
 
-// ---- evaluation (issue 8; see EvalRequest in native/engine.h) ----
+// ---- evaluation (eval/: see EvalRequest in native/engine.h) ----
 export interface NativeEvalRequest {
   op: 'mc_loglik' | 'causal_nll';
   /** rows × length ids, row-major */
@@ -186,7 +189,7 @@ export interface NativeRuntimeInfo {
   workerThreads: number;
 }
 
-/** A metaschedule as the native side takes it (lib/metaschedule.ts). */
+/** A metaschedule as the native side takes it (core/metaschedule.ts). */
 export interface NativeScheduleSpec {
   type: 'simple' | 'block' | 'hybrid';
   width: number;
@@ -240,7 +243,7 @@ export interface NativeAddon {
   cudaMemory(deviceIndex: number, resetPeak: boolean): { allocated: number; peakAllocated: number; reserved: number } | null;
   buildModel(spec: NativeBuildSpec): Promise<NativeModel>;
   loadTorchScript(path: string, device: string, precision: NativePrecision): Promise<NativeModel>;
-  /** a GPT-2 (HF layout) for evaluation (issue 8) */
+  /** a GPT-2 (HF layout) for evaluation (eval/gpt2.ts) */
   buildGpt2(spec: NativeGpt2Spec): Promise<NativeModel>;
 }
 
@@ -271,10 +274,14 @@ interface PrebuildCheck {
   describeLibtorch(dir: string): Omit<LoadedLibtorch, 'file'> | null;
 }
 
-// scripts/ ships with the package (the install script uses the same check).
 const root = path.join(__dirname, '..');
-// eslint-disable-next-line @typescript-eslint/no-var-requires
-const prebuildCheck = (): PrebuildCheck => require(path.join(root, 'scripts', 'prebuild-check.js')) as PrebuildCheck;
+
+/**
+ * Loads what is only known at run time: the addon binary node-gyp-build picks, and the prebuild
+ * check of the install script (scripts/ ships with the package, next to dist/).
+ */
+const loadAtRunTime = createRequire(__filename);
+const prebuildCheck = (): PrebuildCheck => loadAtRunTime(path.join(root, 'scripts', 'prebuild-check.js')) as PrebuildCheck;
 
 let cached: NativeAddon | null = null;
 let binary: NativeBinaryInfo | null = null;
@@ -286,11 +293,9 @@ let binary: NativeBinaryInfo | null = null;
  * it is loaded. Exported for the tests; everything else uses addon().
  */
 export function loadNative(dir: string): { addon: NativeAddon; binary: NativeBinaryInfo } {
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
-  const load = require('node-gyp-build') as { resolve(dir: string): string };
   let file: string;
   try {
-    file = load.resolve(dir);
+    file = nodeGypBuild.resolve(dir);
   } catch (e) {
     throw new HdlmError(
       'HDLM_UNSUPPORTED',
@@ -308,8 +313,7 @@ export function loadNative(dir: string): { addon: NativeAddon; binary: NativeBin
     info = { path: file, kind: 'prebuild', builtFor: r.meta?.libtorch ?? null };
   }
   try {
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
-    return { addon: require(file) as NativeAddon, binary: info };
+    return { addon: loadAtRunTime(file) as NativeAddon, binary: info };
   } catch (e) {
     throw new HdlmError(
       'HDLM_UNSUPPORTED',
@@ -342,7 +346,7 @@ export function loadedLibtorch(): LoadedLibtorch | null {
   addon();
   let maps: string;
   try {
-    maps = require('fs').readFileSync('/proc/self/maps', 'utf8') as string;
+    maps = fs.readFileSync('/proc/self/maps', 'utf8');
   } catch {
     return null;
   }

@@ -35,10 +35,10 @@ function cxx11Abi(cmakeDir) {
 function importedTargets(cmakeDir) {
   const root = path.resolve(cmakeDir, '..');
   const targets = new Map();
-  let dirs = [];
+  let dirs;
   try { dirs = fs.readdirSync(root); } catch { return targets; }
   for (const d of dirs) {
-    let files = [];
+    let files;
     try { files = fs.readdirSync(path.join(root, d)); } catch { continue; }
     for (const f of files.filter((n) => /targets\.cmake$/i.test(n))) {
       let text;

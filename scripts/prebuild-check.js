@@ -102,7 +102,7 @@ function cudaFromLocalVersion(v) {
  * recorded), and the C++ ABI (whether c10 mentions std::__cxx11).
  */
 function describeLibtorch(libDir) {
-  let names = [];
+  let names;
   try {
     names = fs.readdirSync(libDir);
   } catch {
@@ -290,7 +290,7 @@ function checkPrebuild(file, env = process.env) {
 function findPrebuild(dir, env = process.env) {
   const base = env.HDLM_PREBUILD || dir;
   const folder = path.join(base, 'prebuilds', `${process.platform}-${process.arch}`);
-  let names = [];
+  let names;
   try {
     names = fs.readdirSync(folder);
   } catch {

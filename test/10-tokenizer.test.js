@@ -1,6 +1,6 @@
 'use strict';
 const assert = require('assert');
-const { encode, decode, tokenizer, EOS_TOKEN_ID, MASK_TOKEN_ID } = require('../dist/tokenizer');
+const { encode, decode, tokenizer, EOS_TOKEN_ID, MASK_TOKEN_ID } = require('../dist/core/tokenizer');
 const { HdlmError } = require('../dist/errors');
 
 function assertArgError(fn, ...fragments) {

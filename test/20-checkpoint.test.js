@@ -4,8 +4,8 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const YAML = require('yaml');
-const { readSafetensorsHeader, findWeightsFile, MAX_HEADER_BYTES } = require('../dist/checkpoint');
-const { readConfigFile, detectFamily, architectureOf, checkWeightsAgainstArchitecture, expectedTensorShapes } = require('../dist/config');
+const { readSafetensorsHeader, findWeightsFile, MAX_HEADER_BYTES } = require('../dist/core/checkpoint');
+const { readConfigFile, detectFamily, architectureOf, checkWeightsAgainstArchitecture, expectedTensorShapes } = require('../dist/core/config');
 const { HdlmError } = require('../dist/errors');
 const w = require('./helpers/safetensors-writer');
 

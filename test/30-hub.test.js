@@ -131,7 +131,7 @@ describe('hub', function () {
     const last = progress.filter((e) => e.file === 'model.safetensors').pop();
     assert.deepEqual(last, { file: 'model.safetensors', loaded: WEIGHTS.length, total: WEIGHTS.length });
 
-    const listed = listCachedModels({ cacheDir });
+    const listed = await listCachedModels({ cacheDir });
     assert.equal(listed.length, 1);
     assert.equal(listed[0].repoId, TINY);
     assert.deepEqual(listed[0].refs, { main: commit });
@@ -297,7 +297,7 @@ describe('hub', function () {
     await resolveRepoFiles(PRIVATE, GROUPS, opts());
   });
 
-  it('hubCacheDir honours HF_HUB_CACHE, HF_HOME and XDG_CACHE_HOME', () => {
+  it('hubCacheDir honours HF_HUB_CACHE, HF_HOME and XDG_CACHE_HOME', async () => {
     delete process.env.HF_HOME;
     assert.equal(hubCacheDir(), path.join(os.homedir(), '.cache', 'huggingface', 'hub'));
     process.env.XDG_CACHE_HOME = path.join(tmp, 'xdg');
@@ -308,7 +308,7 @@ describe('hub', function () {
     assert.equal(hubCacheDir(), path.join(tmp, 'hub-cache'));
     assert.equal(hubCacheDir({ cacheDir: path.join(tmp, 'explicit') }), path.join(tmp, 'explicit'));
     assert.equal(hubCacheDir({ cacheDir: 'rel' }), path.resolve('rel'));
-    assert.deepEqual(listCachedModels(), []); // absent cache
+    assert.deepEqual(await listCachedModels(), []); // absent cache
   });
 
   it('uses HF_HUB_CACHE and HF_ENDPOINT when no options are given', async () => {

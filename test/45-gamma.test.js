@@ -105,7 +105,7 @@ describe('model: gamma forward parity with upstream (CPU fp32)', function () {
     assert.ok(Math.abs(pa - pb) > 1e-4, 'log-probabilities change with sigma');
   });
 
-  it("post_process_logits with an AR sampling_method zeroes the next input token's logit (§3.7)", async () => {
+  it("post_process_logits with an AR sampling_method zeroes the next input token's logit (upstream post_process_logits)", async () => {
     const dir = path.join(cache, 'ar');
     fs.mkdirSync(dir);
     const cfg = JSON.parse(fs.readFileSync(path.join(GAMMA, 'config.json'), 'utf8'));

@@ -1,6 +1,6 @@
 'use strict';
-// Metaschedules against values worked out by hand from hdlm-reference §6 (upstream
-// hdlm/metaschedule.py and metaschedule_utils.py).
+// Metaschedules against values worked out by hand from upstream's hdlm/metaschedule.py and
+// hdlm/metaschedule_utils.py.
 const assert = require('assert');
 const fs = require('fs');
 const path = require('path');
@@ -19,7 +19,7 @@ const table = (ms, n, rows) => {
 };
 const maskRows = (mask) => mask.map((r) => r.map((b) => (b ? '1' : '0')).join(''));
 
-describe('metaschedule: simple annealing (§6.2)', () => {
+describe('metaschedule: simple annealing (make_simple_annealing)', () => {
   it('main diagonal = round_half_even(i·(tau−1)/(width−1)): the docstring examples', () => {
     assert.deepStrictEqual(makeSimpleAnnealing(4, 4).step(4, 4).levels, [0, 1, 2, 3]);
     assert.deepStrictEqual(makeSimpleAnnealing(4, 8).step(4, 4).levels, [0, 2, 5, 7]); // 7/3 → 2, 14/3 → 5
@@ -53,7 +53,7 @@ describe('metaschedule: simple annealing (§6.2)', () => {
   });
 });
 
-describe('metaschedule: block annealing (§6.3)', () => {
+describe('metaschedule: block annealing (make_block_annealing)', () => {
   const ms = makeBlockAnnealing(2, 3);
   it('each block goes through levels tau−1 .. 0; earlier blocks settled, later ones worthless', () => {
     assert.strictEqual(ms.worthless, 3);
@@ -75,7 +75,7 @@ describe('metaschedule: block annealing (§6.3)', () => {
   });
 });
 
-describe('metaschedule: hybrid annealing (§6.4)', () => {
+describe('metaschedule: hybrid annealing (make_hybrid_annealing)', () => {
   const ms = makeHybridAnnealing(2, 2, 5); // blocks 2, 2, 1; tau + width − 1 = 3 steps per block
   it('a diagonal sweep inside each block; num_settled counts finished blocks; k clamps to [1, total]', () => {
     assert.strictEqual(ms.worthless, 2);
@@ -97,7 +97,7 @@ describe('metaschedule: hybrid annealing (§6.4)', () => {
   });
 });
 
-describe('metaschedule: times and attention masks (§6.5, §6.6)', () => {
+describe('metaschedule: times and attention masks (metaschedule_utils.py, and its autoregressive variant)', () => {
   const eps = 1e-4;
   const f32 = (x) => Math.fround(x);
   it('block annealing, block_causal context: settled at eps, active at εa + ℓΔ, worthless at 1 − eps', () => {

@@ -3,7 +3,6 @@
 // checkpoint whose logits are known exactly (output weights 0, so logits = output bias).
 const assert = require('assert');
 const fs = require('fs');
-const path = require('path');
 const { smartModelLoader, fullDiff, semiDiff, AbortError, ALGORITHMS } = require('../dist');
 const { makeEpsilonCheckpoint, defaultFill } = require('./helpers/safetensors-writer');
 const { DEMO_MODEL, tempDir } = require('./helpers/reference');

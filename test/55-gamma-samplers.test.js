@@ -117,7 +117,7 @@ describe('samplers: gamma NAR / SAR (tiny-gamma)', function () {
 
   it('analytic QGamma step on known logits: tokens follow stag(exp(ls), Δσ)·r(x, Δσ) (chi-square)', async () => {
     // tiny-gamma with output weights 0: logits = output bias b, then scale_by_sigma shifts them
-    const { readSafetensorsHeader } = require('../dist/checkpoint');
+    const { readSafetensorsHeader } = require('../dist/core/checkpoint');
     const { writeSafetensors, readTensorAsFloat32 } = require('./helpers/safetensors-writer');
     const CHOICES = [100, 200, 300, 400];
     const LOGITS = [2, 1.5, 1, 0.5];

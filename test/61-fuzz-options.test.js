@@ -29,14 +29,14 @@ const notANumber = ['8', false, true, {}, [], () => 1, Symbol('x'), 8n, new Numb
 // Bad values per sampler option. `null`/`undefined` mean "use the default" and are not bad.
 const BAD = {
   prompt: [
-    [1, VOCAB], [-1], [1.5], [NaN], [Infinity], ['1'], [1n << 40n], [[1, 2], [3]], [[1], [VOCAB]], [1, , 2], // eslint-disable-line no-sparse-arrays
+    [1, VOCAB], [-1], [1.5], [NaN], [Infinity], ['1'], [1n << 40n], [[1, 2], [3]], [[1], [VOCAB]], Object.assign(new Array(3), { 0: 1, 2: 2 }), // [1, <hole>, 2]
     new Float32Array([1]), new Float64Array([1]), new Int8Array([1]), new BigUint64Array([1n]), new Int32Array([VOCAB]),
     new Uint16Array([VOCAB + 1]), new BigInt64Array([-1n]), new DataView(new ArrayBuffer(4)), Buffer.from('abc').toString(),
     'hello', 42, true, {}, { length: 2, 0: 1, 1: 2 }, new Array(LENGTH + 1).fill(1), [new Float32Array([1])], [[1], 'x'],
     Object.assign(new Float32Array([1]), { constructor: Int32Array }),
   ],
   batchSize: [0, -1, 1.5, NaN, Infinity, 65537, 2 ** 53, ...notANumber],
-  alg: ['greedy', 'ACS', '', 'original ', 0, null === 0, ['acs'], {}, 1n],
+  alg: ['greedy', 'ACS', '', 'original ', 0, false, ['acs'], {}, 1n],
   steps: [0, -1, 2.5, NaN, Infinity, -Infinity, 1_000_001, ...notANumber],
   temperature: [-1, -1e-9, NaN, Infinity, -Infinity, '1', true, [], {}, 1n],
   cfgScale: [-0.5, NaN, Infinity, '2', [], {}],

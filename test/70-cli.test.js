@@ -1,5 +1,5 @@
 'use strict';
-// The `hdlm` command (dist/cli.js), run as a child process: exit codes, output formats, and the
+// The `hdlm` command (dist/cli/main.js), run as a child process: exit codes, output formats, and the
 // generate / export / info / download commands on the demo model and a mock hub.
 const assert = require('node:assert/strict');
 const { spawn } = require('node:child_process');
@@ -9,7 +9,7 @@ const path = require('node:path');
 const { startMockHub } = require('./helpers/mock-hub');
 
 const ROOT = path.join(__dirname, '..');
-const CLI = path.join(ROOT, 'dist', 'cli.js');
+const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
 const DEMO_MODEL = path.join(ROOT, 'models', 'brown-epsilon');
 const FIXTURES = path.join(ROOT, 'test', 'fixtures');
 const VERSION = require('../package.json').version;
@@ -34,7 +34,7 @@ function baseEnv(extra = {}) {
 }
 
 /**
- * Runs `node dist/cli.js ...args` without blocking this process (the mock hub answers from
+ * Runs `node dist/cli/main.js ...args` without blocking this process (the mock hub answers from
  * here). Resolves to { code, signal, stdout, stderr }. `onSpawn(child)` may signal it.
  */
 function cli(args, { env = {}, input, timeout = 60000, onSpawn } = {}) {
@@ -320,7 +320,7 @@ describe('cli: hdlm', function () {
   });
 
   describe('progress bar (lib/progress)', () => {
-    const { createProgress } = require('../dist/progress');
+    const { createProgress } = require('../dist/cli/progress');
     const sink = (isTTY) => {
       const s = { isTTY, columns: 60, text: '', write: (c) => (s.text += c) };
       return s;
@@ -339,7 +339,9 @@ describe('cli: hdlm', function () {
       const s = sink(true);
       const p = createProgress(s, 'denoising', 8, { unit: 'step', throttleMs: 0 });
       p.update(4);
-      assert.match(s.text, /^\rdenoising\s+50% .* 4\/8 {2}\d+\.\ds {2}[\d.]+ ms\/step\x1b\[K$/);
+      const ERASE_LINE = '\x1b[K';
+      assert.ok(s.text.endsWith(ERASE_LINE), JSON.stringify(s.text));
+      assert.match(s.text.slice(0, -ERASE_LINE.length), /^\rdenoising\s+50% .* 4\/8 {2}\d+\.\ds {2}[\d.]+ ms\/step$/);
       for (const line of s.text.split('\r')) assert.ok(Array.from(line.replace('\x1b[K', '')).length < 60, line);
       p.update(8);
       p.done();

@@ -24,7 +24,7 @@ describe('package: npm pack contents', function () {
 
   it('holds only dist/, native/, the install scripts, the build files, models/, prebuilds/ and the top-level docs', function () {
     const allowed = [
-      /^dist\/[\w-]+\.(js|mjs|d\.ts)$/,
+      /^dist\/([\w-]+\/)*[\w-]+\.(js|mjs|d\.ts)$/,
       /^native\/[\w-]+\.(cc|h)$/,
       /^scripts\/(build-native|find-libtorch|gyp-libtorch|prebuild-check)\.js$/,
       /^scripts\/install-system-deps\.sh$/,
@@ -43,6 +43,7 @@ describe('package: npm pack contents', function () {
     const needed = [
       'package.json', 'README.md', 'LICENSE', 'CMakeLists.txt', 'binding.gyp',
       pkg.main.replace(/^\.\//, ''), pkg.types.replace(/^\.\//, ''), pkg.exports['.'].import.replace(/^\.\//, ''),
+      ...Object.values(pkg.exports['./eval']).map((f) => f.replace(/^\.\//, '')),
       pkg.bin.hdlm.replace(/^\.\//, ''),
       // the install script and what it requires
       'scripts/build-native.js', 'scripts/find-libtorch.js', 'scripts/prebuild-check.js', 'scripts/gyp-libtorch.js',
@@ -50,12 +51,41 @@ describe('package: npm pack contents', function () {
       'native/addon.cc', 'native/engine.cc', 'native/sampler.cc', 'native/checkpoint.cc', 'native/model_epsilon.cc',
     ];
     for (const f of needed) assert.ok(files.includes(f), `${f} is shipped`);
-    // every dist/*.js module the entry points load is there (compiled from lib/*.ts)
-    const libs = require('fs').readdirSync(path.join(root, 'lib')).filter((f) => f.endsWith('.ts')).map((f) => `dist/${f.replace(/\.ts$/, '.js')}`);
+    // every dist/**/*.js module the entry points load is there (compiled from lib/**/*.ts)
+    const libs = require('fs').readdirSync(path.join(root, 'lib'), { recursive: true })
+      .filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'))
+      .map((f) => `dist/${f.split(path.sep).join('/').replace(/\.ts$/, '.js')}`);
     for (const f of libs) assert.ok(files.includes(f), `${f} is shipped`);
     // the install script's local requires resolve inside the package
     const src = require('fs').readFileSync(path.join(root, 'scripts', 'build-native.js'), 'utf8');
     for (const [, dep] of src.matchAll(/require\('\.\/([\w-]+)'\)/g)) assert.ok(files.includes(`scripts/${dep}.js`), `scripts/${dep}.js (required by build-native.js)`);
+  });
+
+  it("the exports map: 'hdlm' is the core, 'hdlm/eval' the evaluation, for require and import alike", function () {
+    // the package resolves its own name through its exports map (Node's self-reference)
+    const script = `
+      const core = require('hdlm');
+      const ev = require('hdlm/eval');
+      import('hdlm/eval').then(async (evm) => {
+        const corem = await import('hdlm');
+        console.log(JSON.stringify({
+          core: Object.keys(core).sort(), eval: Object.keys(ev).sort(),
+          sameEval: Object.keys(ev).every((k) => evm[k] === ev[k]), sameCore: Object.keys(core).every((k) => corem[k] === core[k]),
+        }));
+      });`;
+    const r = spawnSync(process.execPath, ['-e', script], { cwd: root, encoding: 'utf8', timeout: 60000 });
+    assert.strictEqual(r.status, 0, r.stderr);
+    const out = JSON.parse(r.stdout);
+    for (const name of ['smartModelLoader', 'fullDiff', 'semiDiff', 'gammaSample', 'tokenizer', 'HdlmError', 'DEMO_MODEL_PATH', 'listCachedModels']) {
+      assert.ok(out.core.includes(name), `hdlm exports ${name}`);
+    }
+    for (const name of ['evaluatePerplexity', 'evaluateGeneration', 'textEntropy', 'loadGpt2', 'loadHubDataset', 'readParquetStringColumn', 'chunkTexts']) {
+      assert.ok(out.eval.includes(name), `hdlm/eval exports ${name}`);
+      assert.ok(!out.core.includes(name), `hdlm does not export ${name}`);
+    }
+    assert.ok(out.sameEval && out.sameCore, 'import and require give the same functions');
+    const bin = spawnSync(process.execPath, [path.join(root, pkg.bin.hdlm), '--version'], { encoding: 'utf8' });
+    assert.strictEqual(bin.stdout.trim(), pkg.version, bin.stderr);
   });
 
   it('a prebuild, when present, ships with its libtorch record', function () {

@@ -1,10 +1,10 @@
 'use strict';
-// Issue 8: the native GPT-2 (HF layout) used for the sample-quality metric, against a direct
+// The native GPT-2 (HF layout) used for the sample-quality metric, against a direct
 // float64 JavaScript computation on a small random checkpoint this test writes.
 const assert = require('assert');
 const fs = require('fs');
 const path = require('path');
-const { loadGpt2 } = require('../dist/gpt2');
+const { loadGpt2 } = require('../dist/eval/gpt2');
 const { rng, makeGpt2, gpt2Reference, nllReference } = require('./helpers/gpt2');
 const { tempDir } = require('./helpers/reference');
 

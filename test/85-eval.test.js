@@ -1,5 +1,5 @@
 'use strict';
-// Issue 8: evaluation. The MC perplexity estimator on a synthetic model with a known likelihood,
+// Evaluation. The MC perplexity estimator on a synthetic model with a known likelihood,
 // upstream's chunking and detokenisers on hand-checked examples, the text entropy against a
 // hand-computed value, the GPT-2 perplexity of samples against a direct computation, the Brown
 // held-out perplexity of the demo model on a small subset, and the CLI.
@@ -9,12 +9,12 @@ const path = require('path');
 const { execFileSync } = require('child_process');
 const { smartModelLoader, DEMO_MODEL_PATH, encode } = require('../dist');
 const ev = require('../dist/eval');
-const ds = require('../dist/datasets');
+const ds = require('../dist/eval/datasets');
 const { makeEpsilonCheckpoint } = require('./helpers/safetensors-writer');
 const { ROOT, tempDir } = require('./helpers/reference');
 const { makeGpt2, nllReference } = require('./helpers/gpt2');
 
-const CLI = path.join(ROOT, 'dist', 'cli.js');
+const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
 
 describe('eval: chunking and detokenisers (hand-checked)', () => {
   it('encodes each text, appends EOS, concatenates and cuts into chunks (remainder dropped)', () => {
@@ -174,7 +174,7 @@ describe('eval: the demo model on the Brown corpus', function () {
     // AdamW only ever pushes down the output bias of a token that never occurs in a training
     // batch, so such tokens all keep one value (that of tokens absent from the corpus). Tokens
     // found only in our held-out chunks must have it; tokens found only in the other chunks not.
-    const { readSafetensorsHeader } = require('../dist/checkpoint');
+    const { readSafetensorsHeader } = require('../dist/core/checkpoint');
     const { readTensorAsFloat32 } = require('./helpers/safetensors-writer');
     const file = path.join(DEMO_MODEL_PATH, 'model.safetensors');
     const entry = readSafetensorsHeader(file).tensors.find((t) => t.name === 'output_layer.linear.bias');
@@ -214,7 +214,7 @@ describe('eval: the demo model on the Brown corpus', function () {
   });
 
   // The fixture reports 225 (bf16 weights) / 215 (fp32); on the same held-out documents (test
-  // below) §7.3's estimator gives 281 ± 5 here and 282–284 in two independent PyTorch
+  // below) upstream's estimator (hdlm/zeroshot_ppl.py, mode aligned, nll_type mc) gives 281 ± 5 here and 282–284 in two independent PyTorch
   // re-implementations (README, "Measured"): the check is "same range" (within 30 %), not agreement.
   (process.env.HDLM_SLOW === '1' ? it : it.skip)('full held-out set (HDLM_SLOW=1): within 30 % of 225', async () => {
     const r = await ev.evaluatePerplexity({ model, dataset: 'brown', lastFraction: 0.05, batchSize: 8, monteCarloTimesteps: 16, seed: 1 });

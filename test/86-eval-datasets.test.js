@@ -1,28 +1,29 @@
 'use strict';
-// Issue 8: evaluation datasets from the Hugging Face Hub. The Parquet reader (lib/parquet.ts)
-// against our test writer (every page / encoding / compression combination it supports) and
-// against files written by real software (test/fixtures/parquet: arrow-rs via parquet-wasm,
-// @dsnp/parquetjs), hostile and truncated files; the dataset download through a mock Hub on
-// 127.0.0.1 (URL shapes, cache layout, offline, interrupted downloads); upstream's detokenisers
-// and chunking on that data; and `hdlm eval ppl --dataset ...` against the mock Hub.
+// Evaluation datasets from the Hugging Face Hub. The Parquet reader (lib/eval/parquet.ts, on
+// hyparquet) against our test writer (every page / encoding / compression combination it
+// supports) and against files written by real software (test/fixtures/parquet: arrow-rs via
+// parquet-wasm, @dsnp/parquetjs), hostile and truncated files; the dataset download through a
+// mock Hub on 127.0.0.1 (URL shapes, cache layout, offline, interrupted downloads); upstream's
+// detokenisers and chunking on that data; and `hdlm eval ppl --dataset ...` against the mock Hub.
 const assert = require('assert');
 const fs = require('fs');
 const path = require('path');
-const zlib = require('zlib');
 const { execFile } = require('child_process');
 const { promisify } = require('util');
-const { smartModelLoader, HdlmError, loadHubDataset, readParquetStringColumn, parquetMetadata } = require('../dist');
-const pq = require('../dist/parquet');
+const { smartModelLoader, HdlmError } = require('../dist');
+const { loadHubDataset, readParquetStringColumn, parquetMetadata } = require('../dist/eval');
+const pq = require('../dist/eval/parquet');
 const ev = require('../dist/eval');
-const ds = require('../dist/datasets');
-const { writeParquet } = require('./helpers/parquet-writer');
+const ds = require('../dist/eval/datasets');
+const { writeParquet, snappyLiteral } = require('./helpers/parquet-writer');
+const { rows } = require('./fixtures/parquet/make-fixtures');
 const { startMockHub } = require('./helpers/mock-hub');
 const { makeEpsilonCheckpoint } = require('./helpers/safetensors-writer');
 const { ROOT, tempDir } = require('./helpers/reference');
 
 const FIX = path.join(ROOT, 'test', 'fixtures', 'parquet');
 const EXPECTED = JSON.parse(fs.readFileSync(path.join(FIX, 'expected.json'), 'utf8'));
-const CLI = path.join(ROOT, 'dist', 'cli.js');
+const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
 
 function isCode(code, pattern) {
   return (e) => {
@@ -55,7 +56,7 @@ describe('parquet: our test writer, every supported combination', () => {
   for (const pageVersion of [1, 2]) {
     for (const codec of ['none', 'snappy', 'gzip']) {
       for (const dictionary of [false, true]) {
-        it(`data page v${pageVersion}, ${codec}, ${dictionary ? 'dictionary' : 'PLAIN'}: optional column with nulls, many pages and row groups`, () => {
+        it(`data page v${pageVersion}, ${codec}, ${dictionary ? 'dictionary' : 'PLAIN'}: optional column with nulls, many pages and row groups`, async () => {
           const buf = writeParquet({
             columns: [
               { name: 'id', type: 'int64', values: values.map((_, i) => i) },
@@ -64,9 +65,9 @@ describe('parquet: our test writer, every supported combination', () => {
             ],
             rowGroupSize: 64, pageSize: 9, pageVersion, codec,
           });
-          assert.deepStrictEqual(readParquetStringColumn(buf, 'text'), values);
-          assert.deepStrictEqual(readParquetStringColumn(buf, 'other'), values.map((v) => (v === null ? 'x' : v.toUpperCase())));
-          const meta = parquetMetadata(buf);
+          assert.deepStrictEqual(await readParquetStringColumn(buf, 'text'), values);
+          assert.deepStrictEqual(await readParquetStringColumn(buf, 'other'), values.map((v) => (v === null ? 'x' : v.toUpperCase())));
+          const meta = await parquetMetadata(buf);
           assert.strictEqual(meta.numRows, 203);
           assert.strictEqual(meta.rowGroups, 4);
           assert.deepStrictEqual(meta.columns.map((c) => [c.name, c.type, c.repetition]), [
@@ -77,50 +78,63 @@ describe('parquet: our test writer, every supported combination', () => {
     }
   }
 
-  it('empty files, all-null columns and required columns', () => {
-    assert.deepStrictEqual(readParquetStringColumn(writeParquet({ columns: [{ name: 'text', values: [] }] }), 'text'), []);
+  it('empty files, all-null columns and required columns', async () => {
+    assert.deepStrictEqual(await readParquetStringColumn(writeParquet({ columns: [{ name: 'text', values: [] }] }), 'text'), []);
     const nulls = [null, null, null];
-    assert.deepStrictEqual(readParquetStringColumn(writeParquet({ columns: [{ name: 'text', values: nulls, optional: true, dictionary: true }] }), 'text'), nulls);
-    assert.deepStrictEqual(readParquetStringColumn(writeParquet({ columns: [{ name: 'text', values: ['a', '', 'é'] }], codec: 'snappy' }), 'text'), ['a', '', 'é']);
+    assert.deepStrictEqual(await readParquetStringColumn(writeParquet({ columns: [{ name: 'text', values: nulls, optional: true, dictionary: true }] }), 'text'), nulls);
+    assert.deepStrictEqual(await readParquetStringColumn(writeParquet({ columns: [{ name: 'text', values: ['a', '', 'é'] }], codec: 'snappy' }), 'text'), ['a', '', 'é']);
   });
 });
 
 describe('parquet: files written by real software (test/fixtures/parquet)', () => {
   const read = (name) => pq.readParquetFileStrings(path.join(FIX, name), 'text');
+  /** The codecs and encodings of a fixture's `text` column chunks, as its footer records them. */
+  const chunkFormats = async (name) => {
+    const { parquetMetadata: footer } = await import('hyparquet');
+    const buf = fs.readFileSync(path.join(FIX, name));
+    const meta = footer(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
+    const chunks = meta.row_groups.flatMap((g) => g.columns.filter((c) => c.meta_data.path_in_schema.join('.') === 'text'));
+    return { codecs: new Set(chunks.map((c) => c.meta_data.codec)), encodings: new Set(chunks.flatMap((c) => c.meta_data.encodings)) };
+  };
 
-  it('arrow-rs (parquet-wasm): snappy, v1 pages, dictionary falling back to PLAIN, 3 row groups', () => {
+  it('expected.json is the column the writers were given (make-fixtures.js rows())', () => {
+    assert.deepStrictEqual(EXPECTED, rows());
+  });
+
+  it('arrow-rs (parquet-wasm): snappy, v1 pages, dictionary falling back to PLAIN, 3 row groups', async () => {
     const buf = fs.readFileSync(path.join(FIX, 'arrow-rs-snappy-v1.parquet'));
-    const meta = parquetMetadata(buf);
+    const meta = await parquetMetadata(buf);
     assert.match(meta.createdBy, /^parquet-rs/);
     assert.strictEqual(meta.rowGroups, 3);
     assert.strictEqual(meta.numRows, EXPECTED.length);
     assert.deepStrictEqual(meta.columns.map((c) => c.name), ['id', 'text']);
-    assert.deepStrictEqual(read('arrow-rs-snappy-v1.parquet'), EXPECTED);
+    assert.deepStrictEqual(await read('arrow-rs-snappy-v1.parquet'), EXPECTED);
   });
 
-  it('arrow-rs (parquet-wasm): gzip, v2 pages, dictionary', () => {
-    assert.deepStrictEqual(read('arrow-rs-gzip-v2.parquet'), EXPECTED);
+  it('arrow-rs (parquet-wasm): gzip, v2 pages, dictionary', async () => {
+    assert.deepStrictEqual(await read('arrow-rs-gzip-v2.parquet'), EXPECTED);
   });
 
-  it('@dsnp/parquetjs: snappy, PLAIN, v1 and v2 pages', () => {
-    assert.match(parquetMetadata(fs.readFileSync(path.join(FIX, 'parquetjs-snappy-v1.parquet'))).createdBy, /parquetjs/);
-    assert.deepStrictEqual(read('parquetjs-snappy-v1.parquet'), EXPECTED);
-    assert.deepStrictEqual(read('parquetjs-snappy-v2.parquet'), EXPECTED);
+  it('@dsnp/parquetjs: snappy, PLAIN, v1 and v2 pages', async () => {
+    assert.match((await parquetMetadata(fs.readFileSync(path.join(FIX, 'parquetjs-snappy-v1.parquet')))).createdBy, /parquetjs/);
+    assert.deepStrictEqual(await read('parquetjs-snappy-v1.parquet'), EXPECTED);
+    assert.deepStrictEqual(await read('parquetjs-snappy-v2.parquet'), EXPECTED);
   });
 
-  it('ZSTD: read where node:zlib has it, else a clear HDLM_UNSUPPORTED error', () => {
-    if (typeof zlib.zstdDecompressSync === 'function') assert.deepStrictEqual(read('arrow-rs-zstd-v1.parquet'), EXPECTED);
-    else assert.throws(() => read('arrow-rs-zstd-v1.parquet'), isCode('HDLM_UNSUPPORTED', /ZSTD compression/));
+  it('ZSTD-compressed pages are read', async () => {
+    assert.deepStrictEqual((await chunkFormats('arrow-rs-zstd-v1.parquet')).codecs, new Set(['ZSTD']));
+    assert.deepStrictEqual(await read('arrow-rs-zstd-v1.parquet'), EXPECTED);
   });
 
-  it('DELTA_BYTE_ARRAY pages (arrow-rs v2 dictionary fallback) are refused by name', () => {
-    assert.throws(() => read('arrow-rs-delta-v2.parquet'), isCode('HDLM_UNSUPPORTED', /DELTA_BYTE_ARRAY encoding/));
+  it('DELTA_BYTE_ARRAY pages (arrow-rs v2 dictionary fallback) are read', async () => {
+    assert.ok((await chunkFormats('arrow-rs-delta-v2.parquet')).encodings.has('DELTA_BYTE_ARRAY'));
+    assert.deepStrictEqual(await read('arrow-rs-delta-v2.parquet'), EXPECTED);
   });
 
-  it('the wrong column: a missing one lists the columns, a non-string one says so', () => {
+  it('the wrong column: a missing one lists the columns, a non-string one says so', async () => {
     const file = path.join(FIX, 'arrow-rs-snappy-v1.parquet');
-    assert.throws(() => pq.readParquetFileStrings(file, 'sentence'), isCode('HDLM_BAD_FILE', /no column 'sentence' \(columns: id, text\)/));
-    assert.throws(() => pq.readParquetFileStrings(file, 'id'), isCode('HDLM_BAD_FILE', /INT64 values, not strings/));
+    await assert.rejects(pq.readParquetFileStrings(file, 'sentence'), isCode('HDLM_BAD_FILE', /no column 'sentence' \(columns: id, text\)/));
+    await assert.rejects(pq.readParquetFileStrings(file, 'id'), isCode('HDLM_BAD_FILE', /INT64 values, not strings/));
   });
 });
 
@@ -128,25 +142,25 @@ describe('parquet: hostile and truncated files', () => {
   const good = fs.readFileSync(path.join(FIX, 'arrow-rs-snappy-v1.parquet'));
   const ours = writeParquet({ columns: [{ name: 'text', values: sampleStrings(80, 3), optional: true, dictionary: true }], pageSize: 7, codec: 'snappy' });
 
-  it('every truncation of a file is an HDLM_BAD_FILE error', () => {
+  it('every truncation of a file is an HDLM_BAD_FILE error', async () => {
     for (const buf of [good, ours]) {
       for (let n = 0; n < buf.length; n += n < 64 ? 1 : 97) {
-        assert.throws(() => readParquetStringColumn(buf.subarray(0, n), 'text'), isCode('HDLM_BAD_FILE'), `${n} bytes`);
+        await assert.rejects(readParquetStringColumn(buf.subarray(0, n), 'text'), isCode('HDLM_BAD_FILE'), `${n} bytes`);
       }
     }
-    assert.throws(() => readParquetStringColumn(Buffer.from('not a parquet file at all'), 'text'), isCode('HDLM_BAD_FILE', /PAR1/));
+    await assert.rejects(readParquetStringColumn(Buffer.from('not a parquet file at all'), 'text'), isCode('HDLM_BAD_FILE', /PAR1/));
   });
 
-  it('corrupted bytes never crash: a result of the right length or an HdlmError', () => {
+  it('corrupted bytes never crash: a result of the right length or an HdlmError', async () => {
     const r = lcg(99);
     for (const buf of [good, ours]) {
-      const rows = parquetMetadata(buf).numRows;
+      const rows = (await parquetMetadata(buf)).numRows;
       for (let trial = 0; trial < 400; trial++) {
         const copy = Buffer.from(buf);
         const flips = 1 + Math.floor(r() * 4);
         for (let k = 0; k < flips; k++) copy[Math.floor(r() * copy.length)] ^= 1 << Math.floor(r() * 8);
         try {
-          const out = readParquetStringColumn(copy, 'text');
+          const out = await readParquetStringColumn(copy, 'text');
           assert.strictEqual(out.length, rows);
         } catch (e) {
           assert.ok(e instanceof HdlmError && ['HDLM_BAD_FILE', 'HDLM_UNSUPPORTED'].includes(e.code), `trial ${trial}: ${e && e.stack}`);
@@ -155,23 +169,30 @@ describe('parquet: hostile and truncated files', () => {
     }
   });
 
-  it('invalid UTF-8 is an error, not replacement characters', () => {
+  it('invalid UTF-8 is an error, not replacement characters', async () => {
     const buf = writeParquet({ columns: [{ name: 'text', values: ['ok', 'XX'] }] });
     const i = buf.indexOf(Buffer.from('XX'));
     buf[i] = 0xff;
-    assert.throws(() => readParquetStringColumn(buf, 'text'), isCode('HDLM_BAD_FILE', /UTF-8/));
+    await assert.rejects(readParquetStringColumn(buf, 'text'), isCode('HDLM_BAD_FILE', /UTF-8/));
   });
 
-  it('snappy: copies (overlapping too) and corrupt streams', () => {
-    // "abcabcabcabcX": literal "abc", copy offset 3 length 9 (1-byte offset form), literal "X"
-    const stream = Buffer.from([13, 2 << 2, 0x61, 0x62, 0x63, 0x01 | ((9 - 4) << 2), 3, 0, 0x58]);
-    assert.strictEqual(Buffer.from(pq.snappyDecompress(stream)).toString(), 'abcabcabcabcX');
-    // 2-byte offset copy: offset 3, length 6
-    const s2 = Buffer.from([9, 2 << 2, 0x61, 0x62, 0x63, 0x02 | ((6 - 1) << 2), 3, 0]);
-    assert.strictEqual(Buffer.from(pq.snappyDecompress(s2)).toString(), 'abcabcabc');
-    assert.throws(() => pq.snappyDecompress(Buffer.from([5, 0x01 | (1 << 2), 9])), isCode('HDLM_BAD_FILE', /Snappy copy out of bounds/));
-    assert.throws(() => pq.snappyDecompress(Buffer.from([9, 2 << 2, 0x61])), isCode('HDLM_BAD_FILE', /Snappy literal/));
-    assert.throws(() => pq.snappyDecompress(Buffer.from([4, 0 << 2, 0x61])), isCode('HDLM_BAD_FILE', /ends after 1 of 4/));
+  it('snappy: a damaged compressed page (a copy from before the start, a literal past the end) is an HDLM_BAD_FILE error', async () => {
+    const value = 'abcabcabcabcX';
+    const good = writeParquet({ columns: [{ name: 'text', values: [value] }], codec: 'snappy' });
+    assert.deepStrictEqual(await readParquetStringColumn(good, 'text'), [value]);
+    // the one data page: PLAIN (4-byte length, then the bytes), as the writer's literal-only Snappy stream
+    const stream = snappyLiteral(Buffer.concat([Buffer.from([value.length, 0, 0, 0]), Buffer.from(value)]));
+    const at = good.indexOf(stream);
+    assert.ok(at > 0, 'the compressed page is in the file');
+    const n = stream[0]; // uncompressed length (one varint byte)
+    for (const damaged of [
+      [n, 0x01 | ((5 - 4) << 2), 9], // copy 5 bytes from offset 9 before anything was written
+      [n, 59 << 2], // a 60-byte literal in a shorter stream
+    ]) {
+      const copy = Buffer.from(good);
+      copy.set(damaged, at);
+      await assert.rejects(readParquetStringColumn(copy, 'text'), isCode('HDLM_BAD_FILE'));
+    }
   });
 });
 

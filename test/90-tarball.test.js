@@ -92,7 +92,7 @@ describe('tarball: npm pack, install into an empty project, run the quick-start'
     assert.ok(text.startsWith(PROMPT), r.all);
     assert.ok(text.trim().length > PROMPT.length + 10, r.all);
     // the same text the checkout's own build prints with these settings
-    const here = spawnSync(process.execPath, [path.join(root, 'dist', 'cli.js'), ...GEN], { env, encoding: 'utf8' });
+    const here = spawnSync(process.execPath, [path.join(root, 'dist', 'cli', 'main.js'), ...GEN], { env, encoding: 'utf8' });
     assert.strictEqual(here.status, 0, here.stderr);
     assert.strictEqual(text, here.stdout, 'installed package and checkout agree');
   });

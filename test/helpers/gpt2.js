@@ -1,5 +1,5 @@
 'use strict';
-// A random GPT-2 checkpoint in HF layout and a direct float64 GPT-2 forward (issue 8 tests).
+// A random GPT-2 checkpoint in HF layout and a direct float64 GPT-2 forward (the evaluation tests).
 const fs = require('fs');
 const path = require('path');
 const { writeSafetensors } = require('./safetensors-writer');

@@ -1,8 +1,8 @@
 'use strict';
 /**
- * A tiny Parquet writer for the tests (independent of lib/parquet.ts): Thrift compact-protocol
- * footer and page headers, string (BYTE_ARRAY) and INT64 columns, REQUIRED or OPTIONAL (nulls as
- * definition levels, RLE), PLAIN or dictionary (PLAIN dictionary page + RLE_DICTIONARY indices,
+ * A tiny Parquet writer for the tests (independent of the reader, lib/eval/parquet.ts): Thrift
+ * compact-protocol footer and page headers, string (BYTE_ARRAY) and INT64 columns, REQUIRED or
+ * OPTIONAL (nulls as definition levels, RLE), PLAIN or dictionary (PLAIN dictionary page + RLE_DICTIONARY indices,
  * written as bit-packed runs), data pages v1 or v2, several pages per chunk and several row groups,
  * compression none / snappy (literal-only: a valid Snappy stream that never copies) / gzip.
  *

@@ -191,7 +191,7 @@ function defaultFill(name, shape) {
   return out;
 }
 
-/** The epsilon state-dict keys and shapes (reference §1.4), in a Map name → shape. */
+/** The epsilon state-dict keys and shapes (upstream hdlm/model/diffusion_lm.py: HDLM), in a Map name → shape. */
 function epsilonShapes({ hiddenSize: D, nBlocks, vocabSize: V }) {
   const m = new Map();
   m.set('vocab_embed.embedding', [V, D]);
@@ -214,7 +214,7 @@ function epsilonShapes({ hiddenSize: D, nBlocks, vocabSize: V }) {
 
 /**
  * Writes `<dir>/config.json` (shaped like test/fixtures/tiny-epsilon/config.json) and
- * `<dir>/model.safetensors` with every key of reference §1.4 plus `rotary_emb.inv_freq` (F32,
+ * `<dir>/model.safetensors` with every key of upstream's HDLM state dict plus `rotary_emb.inv_freq` (F32,
  * upstream's values; `invFreq: false` leaves it out).
  * @param {string} dir
  * @param {{hiddenSize: number, nHeads: number, nBlocks: number, length: number, vocabTokens?: number,

@@ -1,24 +1,19 @@
 /**
- * `hdlm eval ppl` and `hdlm eval generation` (issue 8): upstream's eval_modeling.py and
- * eval_generation.py from the command line. Progress on stderr (TTY), JSON results on stdout
- * and optionally in files.
+ * `hdlm eval ppl` and `hdlm eval generation`: upstream's hdlm/eval_modeling.py and
+ * hdlm/eval_generation.py from the command line, on the `hdlm/eval` API. Progress on stderr
+ * (TTY), JSON results on stdout and optionally in files.
  */
 import * as fs from 'fs';
 import * as path from 'path';
 import { parseArgs } from 'util';
-import { HdlmArgumentError } from './errors';
-import { createProgress, type Progress } from './progress';
-import type * as Lib from './index';
-import type * as Eval from './eval';
+import { HdlmArgumentError } from '../../errors';
+import type * as Lib from '../../index';
+import type * as Eval from '../../eval';
+import { EXIT_OK, defined, num, offlineFlag, seedValue, str, type Command, type Values } from '../args';
+import type { Progress } from '../progress';
+import { interrupt, out, stderrProgress } from '../terminal';
 
-export interface EvalCliContext {
-  /** aborted on Ctrl-C */
-  signal: AbortSignal;
-  /** from now on Ctrl-C aborts the running evaluation instead of exiting at once */
-  markAbortable(): void;
-}
-
-export const EVAL_HELP = `Usage: hdlm eval ppl [options]          zero-shot perplexity (upstream eval_modeling.py)
+const HELP = `Usage: hdlm eval ppl [options]          zero-shot perplexity (upstream eval_modeling.py)
        hdlm eval generation [options]   sample quality (upstream eval_generation.py)
 
 Common:
@@ -102,8 +97,6 @@ const GEN = {
   'save-samples': { type: 'boolean' },
 } as const;
 
-type Values = Record<string, string | boolean | undefined>;
-
 function usage(message: string): HdlmArgumentError {
   return new HdlmArgumentError(message);
 }
@@ -117,37 +110,19 @@ function parse(sub: string, args: string[], options: Record<string, { type: 'str
   }
 }
 
-/** A numeric flag as a number when it reads as one; else the raw text, which the library rejects by name. */
-function num(values: Values, name: string): number | string | undefined {
-  const raw = values[name];
-  if (typeof raw !== 'string') return undefined;
-  const t = raw.trim();
-  return /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?$/i.test(t) ? Number(t) : raw;
-}
-
-function seedOf(values: Values): number | bigint | string | undefined {
-  const raw = values.seed;
-  if (typeof raw !== 'string') return undefined;
-  return /^\d+$/.test(raw.trim()) ? BigInt(raw.trim()) : raw;
-}
-
-function defined<T extends Record<string, unknown>>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, x]) => x !== undefined)) as Partial<T>;
-}
-
 function bar(label: string, total: number): Progress | null {
-  return process.stderr.isTTY ? createProgress(process.stderr, label, total, { unit: 'step' }) : null;
+  return process.stderr.isTTY ? stderrProgress(label, total, 'step') : null;
 }
 
 async function loadModel(hdlm: typeof Lib, values: Values): Promise<Lib.HdlmModel> {
   const { model } = await hdlm.smartModelLoader(
     defined({
-      modelPath: typeof values.model === 'string' ? values.model : hdlm.DEMO_MODEL_PATH,
-      device: values.device as string | undefined,
+      modelPath: str(values, 'model') ?? hdlm.DEMO_MODEL_PATH,
+      device: str(values, 'device'),
       threads: num(values, 'threads') as number | undefined,
-      revision: values.revision as string | undefined,
-      token: values.token as string | undefined,
-      offline: values.offline === true ? true : undefined,
+      revision: str(values, 'revision'),
+      token: str(values, 'token'),
+      offline: offlineFlag(values),
     }),
   );
   return model;
@@ -158,56 +133,41 @@ function writeJson(file: string, data: unknown): void {
   fs.writeFileSync(file, JSON.stringify(data, null, 2) + '\n');
 }
 
-/** Library option names → this command's flags, so error messages name what the user typed. */
-const EVAL_FLAG_OF: Record<string, string> = {
+/** Library option names -> this command's flags (beyond COMMON_FLAGS), so error messages name what the user typed. */
+const FLAGS: Record<string, string> = {
   batchSize: '--batch-size', monteCarloTimesteps: '--mc-timesteps', samplingEps: '--sampling-eps', lastFraction: '--last-fraction',
   numSamples: '--num-samples', samplingMethod: '--sampling-method', blockSize: '--block-size', gpt2BatchSize: '--gpt2-batch-size',
   dataset: '--dataset', detokenizer: '--detokenizer', datasetRevision: '--dataset-revision', field: '--field', start: '--start', end: '--end', algorithm: '--algorithm', gpt2: '--gpt2',
 };
 
-export async function evalCommand(args: string[], ctx: EvalCliContext): Promise<number> {
-  try {
-    return await evalCommandInner(args, ctx);
-  } catch (e) {
-    const err = e as Error & { code?: string };
-    if (err?.code === 'HDLM_INVALID_ARGUMENT' && typeof err.message === 'string') {
-      err.message = err.message.replace(/ for ([A-Za-z0-9]+) but received /, (all, name: string) =>
-        EVAL_FLAG_OF[name] ? ` for ${EVAL_FLAG_OF[name]} but received ` : all);
-    }
-    throw e;
-  }
-}
-
-async function evalCommandInner(args: string[], ctx: EvalCliContext): Promise<number> {
+async function run(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const hdlm = require('./index') as typeof Lib;
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const ev = require('./eval') as typeof Eval;
+  const hdlm = await import('../../index.js');
+  const ev = await import('../../eval/index.js');
   if (sub === 'ppl') {
     const values = parse('ppl', rest, PPL);
     if (typeof values.dataset !== 'string') throw usage('hdlm eval ppl needs --dataset <brown|wikitext103|wikitext2|ptb|hf:...|file>');
     const model = await loadModel(hdlm, values);
     let progress: Progress | null = null;
     try {
-      ctx.markAbortable();
+      interrupt.abortable = true;
       const result = await ev.evaluatePerplexity(
         defined({
           model,
           dataset: values.dataset,
           detokenizer: values.detokenizer as Eval.PerplexityOptions['detokenizer'],
-          field: values.field as string | undefined,
-          datasetRevision: values['dataset-revision'] as string | undefined,
-          token: values.token as string | undefined,
-          offline: values.offline === true ? true : undefined,
+          field: str(values, 'field'),
+          datasetRevision: str(values, 'dataset-revision'),
+          token: str(values, 'token'),
+          offline: offlineFlag(values),
           lastFraction: num(values, 'last-fraction') as number | undefined,
           start: num(values, 'start') as number | undefined,
           end: num(values, 'end') as number | undefined,
           batchSize: num(values, 'batch-size') as number | undefined,
           monteCarloTimesteps: num(values, 'mc-timesteps') as number | undefined,
           samplingEps: num(values, 'sampling-eps') as number | undefined,
-          seed: seedOf(values) as number | undefined,
-          signal: ctx.signal,
+          seed: seedValue(values) as number | undefined,
+          signal: interrupt.signal,
           onProgress: (p: { done: number; total: number; nll: number }) => {
             progress ??= bar('chunks', p.total);
             progress?.update(p.done, `ppl ${Math.exp(p.nll).toFixed(2)}`);
@@ -216,13 +176,13 @@ async function evalCommandInner(args: string[], ctx: EvalCliContext): Promise<nu
       );
       (progress as Progress | null)?.done(true);
       const { dataset: source, ...rest } = result;
-      const out = {
+      const summary = {
         dataset: values.dataset, detokenizer: source?.detokenizer ?? values.detokenizer ?? 'none', model: model.source, ...rest,
         ...(source ? { source } : {}),
       };
-      if (typeof values.output === 'string') writeJson(values.output, out);
-      process.stdout.write(JSON.stringify(out, null, 2) + '\n');
-      return 0;
+      if (typeof values.output === 'string') writeJson(values.output, summary);
+      out(JSON.stringify(summary, null, 2) + '\n');
+      return EXIT_OK;
     } finally {
       (progress as Progress | null)?.done(false);
       model.dispose();
@@ -234,7 +194,7 @@ async function evalCommandInner(args: string[], ctx: EvalCliContext): Promise<nu
     let progress: Progress | null = null;
     let phase = '';
     try {
-      ctx.markAbortable();
+      interrupt.abortable = true;
       const gpt2 = values.gpt2 === 'none' ? null : (values.gpt2 as string | undefined);
       const result = await ev.evaluateGeneration(
         defined({
@@ -248,14 +208,14 @@ async function evalCommandInner(args: string[], ctx: EvalCliContext): Promise<nu
           blockSize: num(values, 'block-size') as number | undefined,
           batchSize: num(values, 'batch-size') as number | undefined,
           reference: values.reference === true ? true : undefined,
-          seed: seedOf(values) as number | undefined,
+          seed: seedValue(values) as number | undefined,
           gpt2,
           gpt2BatchSize: num(values, 'gpt2-batch-size') as number | undefined,
-          device: values.device as string | undefined,
-          revision: values.revision as string | undefined,
-          token: values.token as string | undefined,
-          offline: values.offline === true ? true : undefined,
-          signal: ctx.signal,
+          device: str(values, 'device'),
+          revision: str(values, 'revision'),
+          token: str(values, 'token'),
+          offline: offlineFlag(values),
+          signal: interrupt.signal,
           onProgress: (p: { phase: string; done: number; total: number }) => {
             if (p.phase !== phase) {
               progress?.done(true);
@@ -269,15 +229,14 @@ async function evalCommandInner(args: string[], ctx: EvalCliContext): Promise<nu
       (progress as Progress | null)?.done(true);
       progress = null;
       const dir = typeof values['output-dir'] === 'string' ? values['output-dir'] : 'generation_evaluation_results';
-      const { samples: _samples, texts, ...metrics } = result;
-      void _samples;
-      const out = { model: model.source, ...metrics };
-      writeJson(path.join(dir, 'generation_evaluation_results.json'), out);
+      const { samples, texts, ...metrics } = result;
+      const summary = { model: model.source, ...metrics };
+      writeJson(path.join(dir, 'generation_evaluation_results.json'), summary);
       if (values['save-samples'] === true) {
         fs.writeFileSync(path.join(dir, 'samples.txt'), texts.map((t, i) => `=== sample ${i + 1} ===\n${t}\n`).join('\n'));
       }
-      process.stdout.write(JSON.stringify(out, null, 2) + '\n');
-      return 0;
+      out(JSON.stringify(summary, null, 2) + '\n');
+      return EXIT_OK;
     } finally {
       (progress as Progress | null)?.done(false);
       model.dispose();
@@ -285,3 +244,5 @@ async function evalCommandInner(args: string[], ctx: EvalCliContext): Promise<nu
   }
   throw usage(sub === undefined ? "hdlm eval needs 'ppl' or 'generation'" : `unknown eval command '${sub}' (expected 'ppl' or 'generation')`);
 }
+
+export const evalCommand: Command = { help: HELP, flags: FLAGS, run };

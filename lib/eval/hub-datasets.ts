@@ -1,9 +1,9 @@
 /**
- * Evaluation data from the Hugging Face Hub (issue 8): upstream's eval_modeling.py reads its
+ * Evaluation data from the Hugging Face Hub: upstream's hdlm/eval_modeling.py reads its
  * perplexity data with `datasets.load_dataset(...)`; here the same rows come from the Parquet files
- * the Hub stores, downloaded through lib/hub.ts (same cache, revisions, tokens, endpoint and offline
- * mode as models; dataset repos are `datasets/<repo>` on the Hub and `datasets--owner--name` in the
- * cache) and read with lib/parquet.ts.
+ * the Hub stores, downloaded through the hub room (same cache, revisions, tokens, endpoint and
+ * offline mode as models; dataset repos are `datasets/<repo>` on the Hub and
+ * `datasets--owner--name` in the cache) and read with parquet.ts.
  *
  * Dataset names:
  *   wikitext103, wikitext2, ptb      upstream's names (hdlm/data.py): repo, config, split, text
@@ -16,11 +16,11 @@
  *                                    one Parquet file of a dataset repo (branch `main` unless
  *                                    `revision` says otherwise)
  */
-import { HdlmError, invalidParameterError } from './errors';
-import { resolveDatasetFiles, resolveDatasetFolder, type HubOptions } from './hub';
+import { HdlmError, invalidParameterError } from '../errors';
+import { resolveDatasetFiles, resolveDatasetFolder, type HubOptions } from '../hub';
 import { readParquetFileStrings } from './parquet';
 import type { DetokenizerName } from './datasets';
-import { isPlainObject, rejectUnknownKeys } from './validate';
+import { isPlainObject, rejectUnknownKeys } from '../validate';
 
 const OPTION_KEYS = ['revision', 'field', 'token', 'endpoint', 'offline', 'cacheDir', 'fetch', 'onProgress'] as const;
 
@@ -155,7 +155,7 @@ export async function loadHubDataset(dataset: string, options: HubDatasetOptions
   let rows = 0;
   let nullRows = 0;
   for (const name of files) {
-    for (const value of readParquetFileStrings(resolved.files[name], field)) {
+    for (const value of await readParquetFileStrings(resolved.files[name], field)) {
       rows++;
       if (value === null) nullRows++;
       else texts.push(value);

@@ -1,14 +1,16 @@
 /**
  * Checkpoint configuration: reading config.json / config.yaml, detecting the model family and
- * deriving the architecture numbers (reference §1.1, §1.4, §1.5). Pure functions apart from
- * readConfigFile.
+ * deriving the architecture numbers, as upstream reads them (the keys and defaults of
+ * configs/epsilon_hdlm.yaml and configs/gamma_hdlm.yaml; the modules of
+ * hdlm/model/diffusion_lm.py: HDLM, HDLM_Gamma; hdlm/hf_utils.py: smart_model_loader). Pure
+ * functions apart from readConfigFile.
  */
 import * as fs from 'fs';
 import * as path from 'path';
 import * as YAML from 'yaml';
-import type { NativeArchitecture } from './binding';
+import type { NativeArchitecture } from '../binding';
 import type { SafetensorsHeader } from './checkpoint';
-import { HdlmError, describe, invalidParameterError } from './errors';
+import { HdlmError, describe, invalidParameterError } from '../errors';
 
 export type ModelFamily = 'epsilon_hybrid' | 'gamma_hybrid';
 
@@ -84,7 +86,7 @@ function graphType(cfg: Record<string, unknown>): unknown {
 }
 
 /**
- * The model family (reference §1.5): `requested` wins unless it is 'auto'. Auto: the config's
+ * The model family (upstream hdlm/hf_utils.py: smart_model_loader): `requested` wins unless it is 'auto'. Auto: the config's
  * `model_type` if it names one of the two families; else `graph.type` ∈ {QGamma, gamma} →
  * gamma_hybrid; else epsilon_hybrid.
  */
@@ -104,7 +106,8 @@ export function detectFamily(cfg: Record<string, unknown>, requested: 'auto' | M
 const DEFAULTS = { hidden_size: 768, n_heads: 12, n_blocks: 12, length: 1024, cond_dim: 128 } as const;
 
 /**
- * Architecture numbers from a config (reference §1.1 defaults, §1.4 vocabulary rule).
+ * Architecture numbers from a config (the defaults of upstream's configs/*.yaml; vocabulary size
+ * and mask id as hdlm/model/diffusion_lm.py: HDLM / HDLM_Gamma size their embedding).
  * Throws HdlmError HDLM_BAD_FILE naming the config key when a value is unusable.
  * A gamma_hybrid family is returned as is (loading refuses it later).
  */
@@ -152,7 +155,7 @@ export function architectureOf(cfg: Record<string, unknown>, family: ModelFamily
 
 type ArchForCheck = Pick<ModelArchitecture, 'family' | 'vocabSize' | 'hiddenSize' | 'nHeads' | 'nBlocks'> & { condDim?: number };
 
-/** The state-dict keys and shapes a checkpoint of this architecture must have (reference §1.4). */
+/** The state-dict keys and shapes a checkpoint of this architecture must have (upstream hdlm/model/diffusion_lm.py: HDLM, HDLM_Gamma). */
 export function expectedTensorShapes(arch: ArchForCheck): Map<string, number[]> {
   const V = arch.vocabSize;
   const D = arch.hiddenSize;
@@ -193,7 +196,7 @@ function optionalTensorShapes(arch: ArchForCheck): Map<string, number[]> {
 
 /**
  * Checks that a safetensors header holds every tensor the architecture needs, with the right
- * shape (reference §1.4; `rotary_emb.inv_freq` is optional). Extra tensors are allowed.
+ * shape (see expectedTensorShapes; `rotary_emb.inv_freq` is optional). Extra tensors are allowed.
  * Throws HdlmError HDLM_BAD_FILE listing missing keys, or naming the first wrong shape.
  */
 export function checkWeightsAgainstArchitecture(header: SafetensorsHeader, arch: ArchForCheck): void {
@@ -224,7 +227,7 @@ export function checkWeightsAgainstArchitecture(header: SafetensorsHeader, arch:
   }
 }
 
-/** What the native gamma builder needs beyond the architecture (reference §3.1, §3.2, §3.6, §3.7). */
+/** What the native gamma builder needs beyond the architecture (the switches of upstream hdlm/model/diffusion_lm.py: HDLM_Gamma). */
 export interface GammaSwitches {
   /** `graph.gamma` (γ of the embedding interpolation and of the QGamma graph) */
   gamma: number;
@@ -236,13 +239,13 @@ export interface GammaSwitches {
   timestepEmbedding: boolean;
   /** `model.scale_by_sigma` */
   scaleBySigma: boolean;
-  /** `model.post_process_logits` with annealing.sampling_method ∈ {AR, AR_BAD, AR_SCRATCH} (§3.7 rule 1) */
+  /** `model.post_process_logits` with annealing.sampling_method ∈ {AR, AR_BAD, AR_SCRATCH} (upstream post_process_logits, first rule) */
   postProcessAR: boolean;
 }
 
 /**
  * Gamma switches from a config. Upstream reads each key without a default; a missing key takes
- * the value of upstream's gamma config (`configs/gamma_hdlm.yaml`, reference §1.1): every switch
+ * the value of upstream's gamma config (`configs/gamma_hdlm.yaml`): every switch
  * on, γ = 0.01. A present key of the wrong type is HDLM_BAD_FILE.
  */
 export function gammaSwitchesOf(cfg: Record<string, unknown>): GammaSwitches {

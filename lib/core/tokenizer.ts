@@ -20,7 +20,7 @@
  */
 import { encode as bpeEncode } from 'gpt-tokenizer/cjs/encoding/r50k_base';
 import bpeRanks from 'gpt-tokenizer/cjs/bpeRanks/r50k_base';
-import { invalidParameterError } from './errors';
+import { invalidParameterError } from '../errors';
 
 /** GPT-2's `<|endoftext|>` (also used as BOS by the samplers). */
 export const EOS_TOKEN_ID = 50256;

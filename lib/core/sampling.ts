@@ -1,13 +1,14 @@
 /**
- * `fullDiff` and `semiDiff`: upstream's epsilon samplers (hdlm/epsilon_hybrid/sample.py
- * `full_diff`, `semi_diff`) with the same parameters in camelCase. The loop runs natively on a
- * worker thread; this file only validates options, applies defaults and shapes the result.
+ * `fullDiff`, `semiDiff`, `fullDiffShifted`, `semiDiffShifted`: upstream's epsilon samplers
+ * (hdlm/epsilon_hybrid/sample.py `full_diff`, `semi_diff`, `full_diff_shifted`,
+ * `semi_diff_shifted`) with the same parameters in camelCase. The loop runs natively on a worker
+ * thread; this file only validates options, applies defaults and shapes the result.
  */
 import { randomBytes } from 'crypto';
-import type { NativeAlgorithm, NativeJob, NativeSampleOptions, NativeStepCallback } from './binding';
-import { AbortError, HdlmError, invalidParameterError } from './errors';
+import type { NativeAlgorithm, NativeJob, NativeSampleOptions, NativeStepCallback } from '../binding';
+import { AbortError, HdlmError, invalidParameterError } from '../errors';
 import { HdlmModel, toHdlmError } from './model';
-import * as v from './validate';
+import * as v from '../validate';
 import { BLOCK_ATTENTION, CONTEXT_ATTENTION, Metaschedule, createMetaschedule, type BlockAttention, type ContextAttention } from './metaschedule';
 
 export const ALGORITHMS = ['original', 'acs', 'remask', 'remask_adhoc_shuffle', 'remdm'] as const;
@@ -137,6 +138,48 @@ export function semiDiffShifted(options: SemiDiffShiftedOptions): Promise<number
   return run('semiDiffShifted', 'semi_shifted', options as SemiDiffOptions, SEMI_SHIFTED_KEYS);
 }
 
+export type SamplerMode = NativeSampleOptions['mode'];
+
+/**
+ * The rule of each sampler option whose check needs no model (same messages wherever it runs).
+ * prepareSampling applies them in its own order; checkSamplerOptions applies them before a model
+ * is there, so that a caller holding options from a user (the CLI) can refuse a typo before a
+ * long load.
+ */
+export const OPTION_RULES = {
+  alg: (x: unknown, mode: SamplerMode): Algorithm => v.oneOf('alg', x, mode === 'semi_shifted' ? SEMI_SHIFTED_ALGORITHMS : ALGORITHMS),
+  steps: (x: unknown): number => v.integer('steps', x, 1, 1_000_000),
+  temperature: (x: unknown): number => v.finiteNumber('temperature', x, 0),
+  cfgScale: (x: unknown): number => v.finiteNumber('cfgScale', x, 0),
+  batchSize: (x: unknown): number => v.integer('batchSize', x, 1, 65536),
+  eps: (x: unknown): number => {
+    const eps = v.finiteNumber('eps', x, 0, 1, true);
+    if (eps >= 1) throw invalidParameterError('eps', 'a finite number > 0 and < 1', x);
+    return eps;
+  },
+  eta: (x: unknown): number => v.finiteNumber('eta', x, 0),
+  repetitionPenalty: (x: unknown): number => v.finiteNumber('repetitionPenalty', x, 0),
+  seed: (x: unknown): bigint => v.seed('seed', x),
+};
+
+/**
+ * Checks the options of sampler `mode` that can be checked without a model: the rules above, and
+ * contextLength / blockSize as integers >= 1 (their upper bounds come from the model). Undefined
+ * options are skipped. The sampler checks everything again, with the model's limits.
+ */
+export function checkSamplerOptions(mode: SamplerMode, options: Record<string, unknown>): void {
+  const rules: Record<string, (x: unknown) => unknown> = {
+    ...OPTION_RULES,
+    alg: (x) => OPTION_RULES.alg(x, mode),
+    contextLength: (x) => v.integer('contextLength', x, 1),
+    blockSize: (x) => v.integer('blockSize', x, 1),
+  };
+  v.rejectUnknownKeys('checkSamplerOptions', options, Object.keys(rules));
+  for (const [key, value] of Object.entries(options)) {
+    if (v.isDefined(value)) rules[key](value);
+  }
+}
+
 interface Prepared {
   model: HdlmModel;
   native: NativeSampleOptions;
@@ -145,7 +188,7 @@ interface Prepared {
 }
 
 /** Validates and fills defaults; throws HdlmArgumentError naming the first bad option. */
-export function prepareSampling(fnName: string, mode: NativeSampleOptions['mode'], options: unknown, keys: readonly string[]): Prepared {
+export function prepareSampling(fnName: string, mode: SamplerMode, options: unknown, keys: readonly string[]): Prepared {
   if (!v.isPlainObject(options)) throw invalidParameterError(`${fnName} options`, 'an object', options);
   v.rejectUnknownKeys(fnName, options, keys);
   const o = options as unknown as SemiDiffOptions & SemiDiffShiftedOptions;
@@ -168,7 +211,7 @@ export function prepareSampling(fnName: string, mode: NativeSampleOptions['mode'
       promptLength = rows.cols;
     }
   }
-  const batchSize = v.isDefined(o.batchSize) ? v.integer('batchSize', o.batchSize, 1, 65536) : promptRows > 1 ? promptRows : 1;
+  const batchSize = v.isDefined(o.batchSize) ? OPTION_RULES.batchSize(o.batchSize) : promptRows > 1 ? promptRows : 1;
   if (promptRows > 1 && batchSize !== promptRows) {
     throw invalidParameterError('batchSize', `${promptRows} (the number of prompt rows) or nothing`, o.batchSize);
   }
@@ -177,10 +220,10 @@ export function prepareSampling(fnName: string, mode: NativeSampleOptions['mode'
     for (let b = 0; b < batchSize; b++) repeated.set(prompt, b * promptLength);
     prompt = repeated;
   }
-  const alg = v.isDefined(o.alg) ? v.oneOf('alg', o.alg, mode === 'semi_shifted' ? SEMI_SHIFTED_ALGORITHMS : ALGORITHMS) : 'original';
-  const steps = v.isDefined(o.steps) ? v.integer('steps', o.steps, 1, 1_000_000) : 512;
-  const temperature = v.isDefined(o.temperature) ? v.finiteNumber('temperature', o.temperature, 0) : 1.0;
-  const cfgScale = v.isDefined(o.cfgScale) ? v.finiteNumber('cfgScale', o.cfgScale, 0) : 0;
+  const alg = v.isDefined(o.alg) ? OPTION_RULES.alg(o.alg, mode) : 'original';
+  const steps = v.isDefined(o.steps) ? OPTION_RULES.steps(o.steps) : 512;
+  const temperature = v.isDefined(o.temperature) ? OPTION_RULES.temperature(o.temperature) : 1.0;
+  const cfgScale = v.isDefined(o.cfgScale) ? OPTION_RULES.cfgScale(o.cfgScale) : 0;
   // upstream's shifted samplers run guidance without a prompt too (the two halves are then equal)
   if (cfgScale > 0 && !prompt && !shifted) throw invalidParameterError('prompt', 'a non-empty prompt when cfgScale > 0 (guidance contrasts with and without it)', o.prompt);
   const contextLength = v.isDefined(o.contextLength)
@@ -200,12 +243,11 @@ export function prepareSampling(fnName: string, mode: NativeSampleOptions['mode'
       batchSize,
     );
   }
-  const eps = v.isDefined(o.eps) ? v.finiteNumber('eps', o.eps, 0, 1, true) : 1e-5;
-  if (eps >= 1) throw invalidParameterError('eps', 'a finite number > 0 and < 1', o.eps);
+  const eps = v.isDefined(o.eps) ? OPTION_RULES.eps(o.eps) : 1e-5;
   const maskId = mode === 'semi_shifted'
     ? v.isDefined(o.maskTokenId) ? v.integer('maskTokenId', o.maskTokenId, 0, model.vocabSize - 1) : model.maskId
     : v.isDefined(o.dim) ? v.integer('dim', o.dim, 0, model.vocabSize - 1) : model.maskId;
-  const repetitionPenalty = v.isDefined(o.repetitionPenalty) ? v.finiteNumber('repetitionPenalty', o.repetitionPenalty, 0) : 1.2;
+  const repetitionPenalty = v.isDefined(o.repetitionPenalty) ? OPTION_RULES.repetitionPenalty(o.repetitionPenalty) : 1.2;
   const bosId = v.isDefined(o.bosId) ? v.integer('bosId', o.bosId, 0, model.vocabSize - 1) : 50256;
   if (shifted && bosId >= model.vocabSize) {
     throw invalidParameterError('bosId', `a token id below the model's vocabulary size ${model.vocabSize}`, o.bosId);
@@ -234,9 +276,9 @@ export function prepareSampling(fnName: string, mode: NativeSampleOptions['mode'
       throw invalidParameterError('contextLength', `at most the hybrid metaschedule's length + 1 (${metaschedule.length + 1})`, o.contextLength);
     }
   }
-  const eta = v.isDefined(o.eta) ? v.finiteNumber('eta', o.eta, 0) : mode === 'semi' ? 0.01 : 0.015;
+  const eta = v.isDefined(o.eta) ? OPTION_RULES.eta(o.eta) : mode === 'semi' ? 0.01 : 0.015;
   const blockSize = mode === 'semi' && v.isDefined(o.blockSize) ? v.integer('blockSize', o.blockSize, 1, contextLength) : 16;
-  const seed = v.isDefined(o.seed) ? v.seed('seed', o.seed) : randomBytes(8).readBigUInt64LE();
+  const seed = v.isDefined(o.seed) ? OPTION_RULES.seed(o.seed) : randomBytes(8).readBigUInt64LE();
   const signal = v.isDefined(o.signal) ? v.abortSignal('signal', o.signal) : null;
   const onStep = v.isDefined(o.onStep) ? v.fn<(info: StepInfo) => void>('onStep', o.onStep) : null;
   const stepTokens = v.isDefined(o.stepTokens) ? v.boolean('stepTokens', o.stepTokens) : false;
@@ -273,7 +315,7 @@ function rowsOf(flat: Int32Array, batch: number, length: number): number[][] {
   return rows;
 }
 
-async function run(fnName: string, mode: NativeSampleOptions['mode'], options: SemiDiffOptions, keys: readonly string[]): Promise<number[][]> {
+async function run(fnName: string, mode: SamplerMode, options: SemiDiffOptions, keys: readonly string[]): Promise<number[][]> {
   const { model, native, signal, onStep } = prepareSampling(fnName, mode, options, keys);
   return runNativeJob(fnName, model, (step) => model.native().sample(native, step), native.batchSize, native.contextLength, signal, onStep);
 }

@@ -7,14 +7,14 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { createHash } from 'crypto';
-import { addon, type NativeModel, type NativePrecision } from './binding';
+import { addon, type NativeModel, type NativePrecision } from '../binding';
 import { findWeightsFile, readSafetensorsHeader } from './checkpoint';
 import { architectureOf, checkWeightsAgainstArchitecture, detectFamily, gammaSwitchesOf, readConfigFile, type ModelFamily } from './config';
-import { HdlmError, invalidParameterError } from './errors';
-import { looksLikeRepoId, resolveRepoFiles, type HubOptions } from './hub';
+import { HdlmError, invalidParameterError } from '../errors';
+import { looksLikeRepoId, resolveRepoFiles, type HubOptions } from '../hub';
 import { HdlmModel, callNative } from './model';
 import { createMetaschedule, type Metaschedule } from './metaschedule';
-import * as v from './validate';
+import * as v from '../validate';
 
 export type ModelType = 'auto' | ModelFamily;
 

@@ -1,12 +1,12 @@
 /**
- * Evaluation data (issue 8): upstream's dataset detokenisers (hdlm/data.py), the Brown corpus of
+ * Evaluation data: upstream's dataset detokenisers (hdlm/data.py), the Brown corpus of
  * the demo model, local text / JSONL files, and upstream's chunking (GPT-2 ids, EOS after every
  * text, everything concatenated and cut into non-overlapping chunks, remainder dropped).
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { HdlmError, invalidParameterError } from './errors';
-import { encode, EOS_TOKEN_ID } from './tokenizer';
+import { HdlmError, invalidParameterError } from '../errors';
+import { encode, EOS_TOKEN_ID } from '../core/tokenizer';
 
 export type DetokenizerName = 'none' | 'wikitext' | 'ptb' | 'lambada' | 'lm1b' | 'brown';
 
@@ -100,7 +100,7 @@ export function brownDetokenizer(taggedSentence: string): string {
   let s = words.join(' ');
   s = s.replace(/``|''/g, '"');
   s = s.replace(/ ([.,;:!?)\]])/g, '$1');
-  s = s.replace(/([(\[]) /g, '$1');
+  s = s.replace(/([([]) /g, '$1');
   s = s.replace(/ (n't|'s|'re|'ve|'ll|'d|'m)\b/gi, '$1');
   // pair up double quotes: opening ones lose the space after, closing ones the space before
   let open = false;

@@ -6,8 +6,8 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import type { NativeTensorEntry } from './binding';
-import { HdlmError, invalidParameterError } from './errors';
+import type { NativeTensorEntry } from '../binding';
+import { HdlmError, invalidParameterError } from '../errors';
 
 export type SafetensorsDtype = NativeTensorEntry['dtype'];
 

@@ -2,10 +2,10 @@
  * `HdlmModel`: a loaded model (the Python `model` of the quick-start). Wraps the native
  * TorchScript module; `forward` is upstream's `model(x, positions)`.
  */
-import type { NativeLogits, NativeModel } from './binding';
-import { HdlmError, invalidParameterError } from './errors';
-import * as v from './validate';
-import { tokenRows } from './validate';
+import type { NativeLogits, NativeModel } from '../binding';
+import { HdlmError, invalidParameterError } from '../errors';
+import * as v from '../validate';
+import { tokenRows } from '../validate';
 import type { ModelFamily } from './config';
 
 /** Largest logits tensor a call may ask for (2^31 float32 values = 8 GiB); sampling.ts has the same bound. */

@@ -2,17 +2,17 @@
  * The gamma-hybrid samplers: upstream hdlm/gamma_hybrid/sampling.py `get_sa_sampling_fn` (the
  * non-autoregressive "NAR" sampler) and hdlm/gamma_hybrid/sampling_sar.py (its semi-autoregressive
  * "SAR" variant, same name upstream). Both run the analytic (Tweedie) predictor with the model's
- * graph (QGamma or absorb) and log-linear noise, one step per metaschedule step
- * (hdlm-reference §5). The loop runs natively; this file validates options and holds policy
- * (defaults from the checkpoint config, as upstream's eval path reads them, §5.7).
+ * graph (QGamma or absorb) and log-linear noise (graph_lib.py, noise_lib.py), one step per
+ * metaschedule step. The loop runs natively; this file validates options and holds policy
+ * (defaults from the checkpoint config, as upstream's hdlm/eval_generation.py reads them).
  */
 import { randomBytes } from 'crypto';
-import type { NativeGammaSampleOptions } from './binding';
-import { HdlmError, invalidParameterError } from './errors';
+import type { NativeGammaSampleOptions } from '../binding';
+import { HdlmError, invalidParameterError } from '../errors';
 import { BLOCK_ATTENTION, CONTEXT_ATTENTION, Metaschedule, createMetaschedule, type BlockAttention, type ContextAttention } from './metaschedule';
 import { HdlmModel } from './model';
-import { checkDevice, runNativeJob, type StepInfo } from './sampling';
-import * as v from './validate';
+import { OPTION_RULES, checkDevice, runNativeJob, type StepInfo } from './sampling';
+import * as v from '../validate';
 
 export const SAMPLING_METHODS = ['NAR', 'SAR'] as const;
 export type SamplingMethod = (typeof SAMPLING_METHODS)[number];
@@ -95,7 +95,7 @@ export async function gammaSample(options: GammaSampleOptions): Promise<number[]
   const cfgPredictor = section(cfg, 'sampling').predictor ?? 'analytic';
   const predictor = v.isDefined(o.predictor) ? v.oneOf('predictor', o.predictor, ['analytic'] as const) : cfgPredictor;
   if (predictor !== 'analytic') {
-    // upstream registers 'euler' and 'none' but their update_fn cannot take the samplers' arguments (§5.8)
+    // upstream registers 'euler' and 'none' but their update_fn cannot take the arguments both sampler files pass (den, act)
     throw new HdlmError('HDLM_UNSUPPORTED', `${fnName}: predictor ${JSON.stringify(predictor)} cannot run (upstream too); only 'analytic' works`);
   }
 
@@ -110,7 +110,7 @@ export async function gammaSample(options: GammaSampleOptions): Promise<number[]
   if (metaschedule.tau < 2) throw invalidParameterError('metaschedule', 'a schedule with tau >= 2 (upstream divides by worthless − 1)', metaschedule.toString());
 
   const samplingMethod = v.isDefined(o.samplingMethod) ? v.oneOf('samplingMethod', o.samplingMethod, SAMPLING_METHODS) : 'NAR';
-  const batchSize = v.isDefined(o.batchSize) ? v.integer('batchSize', o.batchSize, 1, 65536) : 1;
+  const batchSize = v.isDefined(o.batchSize) ? OPTION_RULES.batchSize(o.batchSize) : 1;
   const contextLength = v.isDefined(o.contextLength) ? v.integer('contextLength', o.contextLength, 1, model.length) : model.length;
   if (metaschedule.type === 'hybrid' && metaschedule.length < contextLength) {
     throw invalidParameterError('contextLength', `at most the hybrid metaschedule's length (${metaschedule.length})`, o.contextLength);
@@ -127,7 +127,7 @@ export async function gammaSample(options: GammaSampleOptions): Promise<number[]
   const blockAttention = v.isDefined(o.blockAttention)
     ? v.oneOf('blockAttention', o.blockAttention, BLOCK_ATTENTION)
     : (BLOCK_ATTENTION as readonly unknown[]).includes(cfgBlk) ? (cfgBlk as BlockAttention) : 'full';
-  const seed = v.isDefined(o.seed) ? v.seed('seed', o.seed) : randomBytes(8).readBigUInt64LE();
+  const seed = v.isDefined(o.seed) ? OPTION_RULES.seed(o.seed) : randomBytes(8).readBigUInt64LE();
   const signal = v.isDefined(o.signal) ? v.abortSignal('signal', o.signal) : null;
   const onStep = v.isDefined(o.onStep) ? v.fn<(info: StepInfo) => void>('onStep', o.onStep) : null;
   const stepTokens = v.isDefined(o.stepTokens) ? v.boolean('stepTokens', o.stepTokens) : false;

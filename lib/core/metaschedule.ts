@@ -2,12 +2,12 @@
  * Metaschedules (upstream hdlm/metaschedule.py: make_simple_annealing, make_block_annealing,
  * make_hybrid_annealing, and hf_utils.create_metaschedule). A `Metaschedule` is a small value
  * (type, width, tau, length); its arithmetic (levels per step, max_step, per-step times and
- * attention masks, hdlm-reference §6) runs in native/metaschedule.cc — the same code the samplers
+ * attention masks: upstream hdlm/metaschedule_utils.py) runs in native/metaschedule.cc — the same code the samplers
  * use — so what you inspect here is what the samplers do.
  */
-import { addon } from './binding';
-import { HdlmError, invalidParameterError } from './errors';
-import * as v from './validate';
+import { addon } from '../binding';
+import { HdlmError, invalidParameterError } from '../errors';
+import * as v from '../validate';
 
 export type MetascheduleType = 'simple' | 'block' | 'hybrid';
 export type ContextAttention = 'full' | 'causal' | 'block_causal';

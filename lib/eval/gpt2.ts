@@ -1,17 +1,17 @@
 /**
  * GPT-2 checkpoints (Hugging Face layout: config.json + model.safetensors) loaded Python-free
- * for the evaluation metrics (issue 8): the native side builds a TorchScript GPT-2 the same way
+ * for the evaluation metrics: the native side builds a TorchScript GPT-2 the same way
  * it builds HDLM models. Used for the GPT-2 perplexity of generated samples.
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { addon, type NativeModel } from './binding';
-import { readSafetensorsHeader } from './checkpoint';
-import { HdlmError, invalidParameterError } from './errors';
-import { looksLikeRepoId, resolveRepoFiles, type HubOptions } from './hub';
-import { resolveDevice } from './loader';
-import { callNative, toHdlmError } from './model';
-import * as v from './validate';
+import { addon, type NativeModel } from '../binding';
+import { readSafetensorsHeader } from '../core/checkpoint';
+import { HdlmError, invalidParameterError } from '../errors';
+import { looksLikeRepoId, resolveRepoFiles, type HubOptions } from '../hub';
+import { resolveDevice } from '../core/loader';
+import { callNative, toHdlmError } from '../core/model';
+import * as v from '../validate';
 
 export interface Gpt2LoadOptions extends HubOptions {
   /** 'auto' (default), 'cpu', 'cuda', 'cuda:N' */

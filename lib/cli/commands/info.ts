@@ -1,0 +1,130 @@
+/**
+ * `hdlm info`: the libtorch in use, the native binary, CUDA, threads, the caches and the models
+ * in the Hugging Face cache.
+ */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { EXIT_OK, parse, pkgVersion, type Command, type OptionSpec } from '../args';
+import { formatBytes } from '../progress';
+import { out } from '../terminal';
+
+const HELP = `Usage: hdlm info [--json]
+
+Shows the libtorch in use (its version and the library file this process loaded), whether the
+addon is a prebuilt binary (and the libtorch it was built for) or built from source, CUDA support
+and devices, CPU threads, the Hugging Face cache and the models in it, and the TorchScript cache
+(HDLM_CACHE, else ~/.cache/hdlm). A prebuilt binary that does not match the libtorch found is
+refused with an error saying how to build from source.
+
+Options:
+  --json                      print one JSON object
+  -h, --help                  show this help`;
+
+const OPTIONS: Record<string, OptionSpec> = {
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+};
+
+function dirSize(dir: string): { files: number; bytes: number } {
+  let files = 0;
+  let bytes = 0;
+  const walk = (d: string): void => {
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(d, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.isFile()) {
+        try {
+          bytes += fs.statSync(p).size;
+          files++;
+        } catch {
+          // vanished
+        }
+      }
+    }
+  };
+  walk(dir);
+  return { files, bytes };
+}
+
+function defaultThreads(): number {
+  const env = process.env.HDLM_NUM_THREADS;
+  const n = env ? Number(env) : NaN;
+  return Number.isInteger(n) && n >= 1 ? n : os.availableParallelism();
+}
+
+async function run(args: string[]): Promise<number> {
+  const { values } = parse('info', args, OPTIONS, 0);
+  if (values.help) {
+    out(HELP + '\n');
+    return EXIT_OK;
+  }
+  const hdlm = await import('../../index.js');
+  const rt = hdlm.runtimeInfo();
+  const native = hdlm.nativeInfo();
+  const hubDir = hdlm.hubCacheDir();
+  const tsDir = process.env.HDLM_CACHE || path.join(os.homedir(), '.cache', 'hdlm');
+  const ts = dirSize(path.join(tsDir, 'torchscript'));
+  const models = await hdlm.listCachedModels();
+  const info = {
+    version: pkgVersion(),
+    node: process.version,
+    platform: `${process.platform}-${process.arch}`,
+    libtorchVersion: rt.libtorchVersion,
+    // the libtorch library loaded by this process, and the addon binary that loaded it
+    libtorch: native.libtorch,
+    binary: native.binary,
+    cudaCompiled: rt.cudaCompiled,
+    cudaDeviceCount: rt.cudaDeviceCount,
+    cudaDeviceName: rt.cudaDeviceName,
+    // fast mode's NVRTC-compiled CUDA kernels on device 0 (else ATen kernels, and why)
+    fusedKernels: hdlm.fusedKernelStatus(0),
+    defaultDevice: rt.cudaDeviceCount > 0 ? 'cuda:0' : 'cpu',
+    // what a model load sets (core/loader.ts): HDLM_NUM_THREADS, else every core
+    threads: defaultThreads(),
+    libtorchThreads: rt.threads,
+    demoModel: hdlm.DEMO_MODEL_PATH,
+    hubCacheDir: hubDir,
+    torchscriptCacheDir: tsDir,
+    torchscriptCache: { modules: ts.files, sizeBytes: ts.bytes },
+    cachedModels: models,
+  };
+  if (values.json) {
+    out(JSON.stringify(info, null, 2) + '\n');
+    return EXIT_OK;
+  }
+  const cuda = rt.cudaCompiled
+    ? `compiled in, ${rt.cudaDeviceCount} device${rt.cudaDeviceCount === 1 ? '' : 's'} visible`
+    : 'not compiled in (CPU-only libtorch)';
+  const lines = [
+    `hdlm ${info.version} (node ${info.node}, ${info.platform})`,
+    `libtorch           ${rt.libtorchVersion}${native.libtorch ? ` (${native.libtorch.file}${native.libtorch.cuda ? ', CUDA' : ', CPU'}${native.libtorch.cxx11Abi === false ? ', pre-C++11 ABI' : ''})` : ''}`,
+    `addon              ${native.binary.kind === 'prebuild' ? `prebuilt binary for libtorch ${native.binary.builtFor?.version ?? '?'}` : 'built from source'} (${native.binary.path})`,
+    `CUDA               ${cuda}`,
+    `default device     ${info.defaultDevice}`,
+    `CPU threads        ${info.threads}${process.env.HDLM_NUM_THREADS ? ' (HDLM_NUM_THREADS)' : ''}`,
+    `demo model         ${info.demoModel}`,
+    `TorchScript cache  ${tsDir} (${ts.files} file${ts.files === 1 ? '' : 's'}, ${formatBytes(ts.bytes)})`,
+    `hub cache          ${hubDir}`,
+  ];
+  if (models.length === 0) {
+    lines.push('cached models      none');
+  } else {
+    lines.push(`cached models      ${models.length}`);
+    const w = Math.max(...models.map((m) => m.repoId.length));
+    for (const m of models) {
+      const refs = Object.entries(m.refs).map(([r, c]) => `${r}→${c.slice(0, 7)}`).join(', ');
+      lines.push(`  ${m.repoId.padEnd(w)}  ${formatBytes(m.sizeBytes).padStart(8)}  ${refs || `${m.snapshots.length} snapshot(s)`}`);
+    }
+  }
+  out(lines.join('\n') + '\n');
+  return EXIT_OK;
+}
+
+export const infoCommand: Command = { help: HELP, run };
