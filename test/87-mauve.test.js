@@ -275,7 +275,7 @@ describe('MAUVE: bad input', () => {
     bad({ pFeatures: p, qFeatures: q, divergenceCurveDiscretizationSize: 0 }, /divergenceCurveDiscretizationSize/);
     bad({ pFeatures: p, qFeatures: q, mauveScalingFactor: 0 }, /a finite number > 0 for mauveScalingFactor but received 0/);
     bad({ pFeatures: p, qFeatures: q, seed: -1 }, /seed/);
-    bad({ pFeatures: p, qFeatures: q, seed: 2 ** 31 }, /an integer between 0 and 2147483642 for seed/);
+    bad({ pFeatures: p, qFeatures: q, seed: 2 ** 31 - 2 }, /an integer between 0 and 2147483645 for seed/);
     assert.throws(() => m.computeMauve(null), /Expected an object for options but received null/);
   });
 

@@ -104,8 +104,8 @@ const MAUVE_KEYS = ['pFeatures', 'qFeatures', ...Object.keys(MAUVE_DEFAULTS)] as
 
 // faiss ClusteringParameters::max_points_per_centroid: above k·256 points, k-means trains on a subsample
 const FAISS_MAX_POINTS_PER_CENTROID = 256;
-// the largest seed for which faiss's int seed (seed + 2) and numpy's seed (seed + 5) are valid
-const MAX_SEED = 2 ** 31 - 1 - 5;
+// faiss takes seed + 2 as a C int
+const MAX_SEED = 2 ** 31 - 3;
 
 // ---------------------------------------------------------------------------------------------
 // input checks
