@@ -110,7 +110,7 @@ const MAX_SEED = 2 ** 31 - 3;
 // ---------------------------------------------------------------------------------------------
 // input checks
 
-/** Validates a feature matrix; returns its rows as Float64Arrays and the dimension. */
+/** Validates a feature matrix (rows of one length, finite numbers); returns its rows as Float64Arrays. */
 function featureMatrix(name: string, value: unknown, dimension?: { value: number; from: string }): Float64Array[] {
   if (!Array.isArray(value) || value.length === 0) {
     throw invalidParameterError(name, 'a non-empty array of feature vectors (number[] or Float32Array/Float64Array)', value);
@@ -327,8 +327,8 @@ export function faissRandPerm(n: number, seed: number): Int32Array {
 }
 
 /**
- * numpy's legacy RandomState(seed).choice(n, size, replace=False): permutation(n)[:size], the
- * permutation a Fisher–Yates shuffle from the end with bounded draws by masked rejection.
+ * numpy's legacy RandomState(seed).choice(n, size, replace=False): permutation(n)[:size]. numpy
+ * shuffles from the last element down, drawing each index in [0, i] by masked rejection sampling.
  */
 export function numpyChoiceWithoutReplacement(n: number, size: number, seed: number): number[] {
   const next = mt19937(seed);
