@@ -112,7 +112,7 @@ export async function handleCompletion(req: FastifyRequest, reply: FastifyReply,
       const placeholder = request.denoise.placeholder;
       out.offer(`job${k}`, 'denoise', () => ({
         id, object: 'text_completion.denoise', created, model, step, total, skipped: out.skipped,
-        choices: completions.map((tokens, j) => ({ index: k * n + j, ...renderDenoised(tokens, ctx.maskId, placeholder) })),
+        samples: completions.map((tokens, j) => ({ index: k * n + j, ...renderDenoised(tokens, ctx.maskId, placeholder) })),
       }));
     }
     if (progressive) {

@@ -173,27 +173,32 @@ export class Scheduler {
     replica.jobsStarted++;
     const startedAt = performance.now();
     this.#events.started?.(replica, entry.rows, (startedAt - entry.enqueuedAt) / 1000);
-    let ok = false;
     let running: Promise<unknown>;
     try {
       running = entry.run(replica);
     } catch (e) {
       running = Promise.reject(e);
     }
-    running
-      .then((value) => {
-        ok = true;
+    // The replica is freed (and the next job started) before the caller sees the result.
+    const end = (ok: boolean) => {
+      const seconds = (performance.now() - startedAt) / 1000;
+      if (ok) this.#jobSeconds = 0.8 * this.#jobSeconds + 0.2 * seconds;
+      replica.rowsInFlight -= entry.rows;
+      replica.jobsInFlight--;
+      this.#events.finished?.(replica, entry.rows, seconds, ok);
+      this.#dispatch();
+      this.#checkIdle();
+    };
+    running.then(
+      (value) => {
+        end(true);
         entry.resolve(value);
-      }, entry.reject)
-      .finally(() => {
-        const seconds = (performance.now() - startedAt) / 1000;
-        if (ok) this.#jobSeconds = 0.8 * this.#jobSeconds + 0.2 * seconds;
-        replica.rowsInFlight -= entry.rows;
-        replica.jobsInFlight--;
-        this.#events.finished?.(replica, entry.rows, seconds, ok);
-        this.#dispatch();
-        this.#checkIdle();
-      });
+      },
+      (e) => {
+        end(false);
+        entry.reject(e);
+      },
+    );
   }
 
   #checkIdle(): void {

@@ -221,7 +221,7 @@
             frames++;
             if (firstFrame === null) firstFrame = performance.now() - started;
             skipped = msg.skipped;
-            const choice = msg.choices[0];
+            const choice = msg.samples[0];
             draw(prompt, choice.text, suffix);
             el.bar.style.width = `${(100 * msg.step) / msg.total}%`;
             el.text.dataset.frames = String(frames);
