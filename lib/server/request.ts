@@ -81,7 +81,8 @@ function show(value: unknown): string {
 
 function integer(param: string, value: unknown, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw invalidField(param, `${param} must be an integer between ${min} and ${max}; got ${show(value)}`);
+    const range = max === Infinity ? `>= ${min}` : `between ${min} and ${max}`;
+    throw invalidField(param, `${param} must be an integer ${range}; got ${show(value)}`);
   }
   return value;
 }
@@ -198,7 +199,8 @@ export function parseCompletionRequest(body: unknown, limits: ServerLimits): Com
   }
   const suffix = suffixText !== null ? tokenizer.encode(suffixText) : null;
 
-  const maxTokens = given(body, 'max_tokens') ? integer('max_tokens', body.max_tokens, 1, limits.contextLength) : null;
+  // the room the prompt leaves is checked per prompt (context_length_exceeded)
+  const maxTokens = given(body, 'max_tokens') ? integer('max_tokens', body.max_tokens, 1, Infinity) : null;
   const temperature = given(body, 'temperature') ? number('temperature', body.temperature, 0, 2) : 1;
   const n = given(body, 'n') ? integer('n', body.n, 1, limits.maxN) : 1;
   if (given(body, 'best_of') && integer('best_of', body.best_of, 1, limits.maxN) !== n) {
