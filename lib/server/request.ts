@@ -122,7 +122,8 @@ function parsePrompts(value: unknown, limits: ServerLimits): number[][] {
   if (typeof value === 'string') return [tokenizer.encode(value)];
   if (!Array.isArray(value)) throw invalidField('prompt', `prompt must be a string, an array of token ids, or an array of those; got ${show(value)}`);
   if (value.length === 0) throw invalidField('prompt', 'prompt must not be an empty array (send "" for an unconditional sample)');
-  if (value.every((x) => typeof x === 'number')) return [tokenIds('prompt', value, limits.vocabSize)];
+  // an array starting with a number is one prompt of token ids; otherwise a list of prompts
+  if (typeof value[0] === 'number') return [tokenIds('prompt', value, limits.vocabSize)];
   if (value.length > limits.maxPrompts) {
     throw invalidField('prompt', `prompt may list at most ${limits.maxPrompts} prompts; got ${value.length}`);
   }
