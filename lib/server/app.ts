@@ -67,8 +67,22 @@ export function buildApp(state: AppState): FastifyInstance {
     connectionTimeout: 0,
     keepAliveTimeout: 5000,
   });
-  // JSON only: text/plain bodies get 415 instead of reaching the handlers as strings.
-  app.removeContentTypeParser(['text/plain']);
+  // JSON only: text/plain bodies get 415 instead of reaching the handlers as strings. Plain
+  // JSON.parse, so a client learns where its JSON broke; keys such as __proto__ are harmless
+  // here (bodies are only read field by field, never merged) and are refused as unknown fields.
+  app.removeContentTypeParser(['text/plain', 'application/json']);
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    const text = body as string;
+    if (text.length === 0) {
+      done(new ApiError(400, 'invalid_request_error', 'The request body is empty; send a JSON object', null, 'invalid_json'), undefined);
+      return;
+    }
+    try {
+      done(null, JSON.parse(text));
+    } catch (e) {
+      done(new ApiError(400, 'invalid_request_error', `The request body is not valid JSON: ${(e as Error).message}`, null, 'invalid_json'), undefined);
+    }
+  });
 
   const pages = new Map<string, { body: Buffer; type: string }>();
   const dir = pageDir();
