@@ -80,6 +80,14 @@ function plan(request: CompletionRequest, limits: ServerLimits): PlannedJob[] {
   });
 }
 
+/** The error to answer for a failed job: aborts caused by the server shutting down are 503s. */
+function failure(e: unknown, ctx: CompletionContext): ApiError {
+  if (e instanceof AbortError && ctx.shutdownSignal.aborted) {
+    return new ApiError(503, 'unavailable_error', 'The server shut down before this request finished', null, 'server_shutting_down');
+  }
+  return toApiError(e);
+}
+
 function promptText(request: CompletionRequest, job: PlannedJob): string {
   return request.echo ? tokenizer.decode(job.prompt) : '';
 }
@@ -173,7 +181,7 @@ export async function handleCompletion(req: FastifyRequest, reply: FastifyReply,
         reply.hijack();
         return;
       }
-      throw e;
+      throw failure(e, ctx);
     } finally {
       reply.raw.removeListener('close', onClose);
     }
@@ -225,7 +233,7 @@ export async function handleCompletion(req: FastifyRequest, reply: FastifyReply,
   } catch (e) {
     await Promise.allSettled(settled);
     if (!stream.closed) {
-      stream.send(toApiError(e).body());
+      stream.send(failure(e, ctx).body());
       stream.end();
     }
   } finally {

@@ -43,10 +43,11 @@ export interface HdlmServer {
 
 /** Starts listening at once (GET /health answers 'loading'), then loads one replica per device. */
 export async function serve(options: ServeOptions = {}): Promise<HdlmServer> {
-  return startServer(resolveServeOptions(options));
+  return startServer(resolveServeOptions(options), true);
 }
 
-async function startServer(o: ResolvedServeOptions): Promise<HdlmServer> {
+/** `logLoadFailure`: log a failed model load (serve() callers may never await `ready`). */
+async function startServer(o: ResolvedServeOptions, logLoadFailure: boolean): Promise<HdlmServer> {
   const metrics = new ServerMetrics();
   const state: AppState = { status: 'loading', options: o, metrics, completions: null, created: Math.floor(Date.now() / 1000) };
   const shutdown = new AbortController();
@@ -100,7 +101,7 @@ async function startServer(o: ResolvedServeOptions): Promise<HdlmServer> {
     state.status = 'ready';
   })();
   ready.catch(async (e) => {
-    if (!closing) o.log(`hdlm serve: loading ${o.model} failed: ${(e as Error).message}`);
+    if (!closing && logLoadFailure) o.log(`hdlm serve: loading ${o.model} failed: ${(e as Error).message}`);
     await server.close().catch(() => {});
   });
 
@@ -180,7 +181,7 @@ export async function runServeCommand(
   }
   const resolved = resolveServeOptions(opts, (name) => FLAG_OF[name] ?? name);
   const log = resolved.log;
-  const server = await startServer(resolved);
+  const server = await startServer(resolved, false);
   log(`hdlm serve: listening on ${server.url} (${resolved.apiKey ? 'API key required' : 'no API key'}); loading ${resolved.modelName} on ${resolved.devices.join(', ')}`);
   if (resolved.host !== '127.0.0.1' && resolved.host !== '::1' && resolved.host !== 'localhost' && !resolved.apiKey) {
     log('hdlm serve: warning: listening beyond this machine without --api-key: anyone who can reach the port can use it');
