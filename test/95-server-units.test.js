@@ -372,3 +372,23 @@ describe('server: options and flags', () => {
     assert.deepStrictEqual(expandDevices('cuda:0, cuda:1'), ['cuda:0', 'cuda:1']);
   });
 });
+
+describe('server: packaging', function () {
+  it('the page files and dist/server ship in the npm package, and hdlm/server resolves through "exports"', function () {
+    const { spawnSync } = require('child_process');
+    const path = require('path');
+    const root = path.join(__dirname, '..');
+    const r = spawnSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: root, encoding: 'utf8', timeout: 120000 });
+    assert.strictEqual(r.status, 0, r.stderr);
+    const files = JSON.parse(r.stdout)[0].files.map((f) => f.path);
+    for (const f of ['lib/server/page/index.html', 'lib/server/page/page.js', 'lib/server/page/page.css', 'dist/server/index.js', 'dist/server/index.d.ts']) {
+      assert.ok(files.includes(f), `${f} is shipped`);
+    }
+    assert.ok(!files.some((f) => /^lib\/.*\.ts$/.test(f)), 'no TypeScript sources');
+    // the page is found from dist/server (the same layout in a checkout and in the package)
+    const { pageDir } = require('../dist/server/app');
+    assert.strictEqual(pageDir(), path.join(root, 'lib', 'server', 'page'));
+    const self = spawnSync(process.execPath, ['-e', "process.stdout.write(typeof require('hdlm/server').serve)"], { cwd: root, encoding: 'utf8' });
+    assert.strictEqual(self.stdout, 'function', self.stderr);
+  });
+});
