@@ -4,6 +4,7 @@
 // same seed, stop / echo, errors in OpenAI's shape, the denoising stream, models, health,
 // metrics, the page, and the API key.
 const assert = require('assert');
+const http = require('http');
 const { OpenAI, BadRequestError, NotFoundError, AuthenticationError } = require('openai');
 const { tokenizer } = require('../dist');
 const { startServer, postJson, parseSse, metric, MODEL_ID } = require('./helpers/server');
@@ -203,6 +204,23 @@ describe('server: OpenAI API (openai client)', function () {
     const missing = await fetch(`${ctx.url}/v1/chat/completions`, { method: 'POST' });
     assert.strictEqual(missing.status, 404);
     assert.strictEqual((await missing.json()).error.type, 'not_found_error');
+  });
+
+  it('bound to 127.0.0.1, it answers only requests addressed to this machine (DNS rebinding)', async () => {
+    const get = (host) => new Promise((resolve, reject) => {
+      const { port } = new URL(ctx.url);
+      http.get({ host: '127.0.0.1', port, path: '/health', headers: { host } }, (res) => {
+        let body = '';
+        res.on('data', (d) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode, body: JSON.parse(body) }));
+      }).on('error', reject);
+    });
+    for (const host of ['evil.example', 'evil.example:80', '127.0.0.1.nip.io', 'localhost.evil.example']) {
+      const r = await get(host);
+      assert.strictEqual(r.status, 403, JSON.stringify(host));
+      assert.strictEqual(r.body.error.code, 'host_not_allowed');
+    }
+    for (const host of ['localhost', `127.0.0.1:${new URL(ctx.url).port}`, 'LOCALHOST:1', '[::1]:80']) assert.strictEqual((await get(host)).status, 200, host);
   });
 
   it('GET /metrics: Prometheus text with requests by status, queue depth, occupancy, step times, tokens', async () => {

@@ -51,6 +51,25 @@ const PAGE_HEADERS = {
   'cache-control': 'no-cache',
 };
 
+const LOOPBACK_ADDRESSES = ['127.0.0.1', '::1', 'localhost'];
+const LOOPBACK_NAMES = ['localhost', '127.0.0.1', '[::1]'];
+
+/**
+ * A server bound to this machine only answers requests addressed to this machine: a web page
+ * elsewhere that points its own domain name at 127.0.0.1 (DNS rebinding) would otherwise reach
+ * it as a same-origin site.
+ */
+function checkHost(host: string | undefined): void {
+  const name = (host ?? '').toLowerCase().replace(/:\d+$/, '');
+  if (!LOOPBACK_NAMES.includes(name)) {
+    throw new ApiError(
+      403, 'permission_error',
+      `This server listens on this machine only and answers requests for localhost, 127.0.0.1 or [::1], not ${JSON.stringify(host ?? '')} (start it with --host to serve other names)`,
+      null, 'host_not_allowed',
+    );
+  }
+}
+
 function sendError(reply: FastifyReply, e: ApiError): FastifyReply {
   return reply.code(e.status).headers(e.headers).type('application/json; charset=utf-8').send(e.body());
 }
@@ -89,6 +108,7 @@ export function buildApp(state: AppState): FastifyInstance {
   for (const [route, { file, type }] of Object.entries(PAGE_FILES)) pages.set(route, { body: fs.readFileSync(path.join(dir, file)), type });
 
   const checkKey = o.apiKey ? bearerAuth(o.apiKey) : null;
+  const loopbackOnly = LOOPBACK_ADDRESSES.includes(o.host);
 
   app.addHook('onRequest', async (req, reply) => {
     const started = performance.now();
@@ -100,6 +120,7 @@ export function buildApp(state: AppState): FastifyInstance {
         state.metrics.requestSeconds.observe({ route: route(), stream: String(reply.raw.getHeader('content-type') ?? '').startsWith('text/event-stream') ? 'true' : 'false' }, (performance.now() - started) / 1000);
       }
     });
+    if (loopbackOnly) checkHost(req.headers.host);
     const url = req.url.split('?')[0];
     if (checkKey && (url.startsWith('/v1/') || url === '/v1' || url === '/metrics')) checkKey(req.headers.authorization);
   });
