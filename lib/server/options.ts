@@ -211,7 +211,8 @@ Model:
   --offline                   use only the local Hugging Face cache (also HF_HUB_OFFLINE=1)
 
 Network and safety:
-  --host <addr>               address to listen on (default 127.0.0.1: this machine only;
+  --host <addr>               address to listen on (default 127.0.0.1: this machine only, and
+                              only requests for localhost / 127.0.0.1 / [::1] are answered;
                               0.0.0.0 exposes the server to the network)
   --port <n>                  TCP port (default 8080; 0 = any free port, printed at start)
   --api-key <key>             require "Authorization: Bearer <key>" on /v1/* and /metrics
