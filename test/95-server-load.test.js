@@ -141,6 +141,50 @@ describe('server: a full queue', function () {
   });
 });
 
+describe('server: many clients that go away', function () {
+  let ctx;
+  before(async () => {
+    ctx = await startServer({ maxQueue: 64, maxBatch: 2 });
+  });
+  after(async () => ctx && ctx.stop());
+
+  it('60 clients leaving at random moments (queued, mid-stream, before an answer) leave nothing behind', async () => {
+    const random = (() => {
+      let a = 12345;
+      return () => ((a = (a * 1103515245 + 12345) % 2147483648) / 2147483648);
+    })();
+    const outcomes = await Promise.all(Array.from({ length: 60 }, async (_, i) => {
+      const controller = new AbortController();
+      const stream = i % 2 === 0;
+      setTimeout(() => controller.abort(), 20 + Math.floor(random() * 600));
+      try {
+        const res = await fetch(`${ctx.url}/v1/completions`, {
+          method: 'POST', headers: { 'content-type': 'application/json' }, signal: controller.signal,
+          body: JSON.stringify({ ...LONG, steps: 20 + (i % 7) * 40, seed: i, ...(stream ? { stream: true, denoise: { every: 3 } } : {}) }),
+        });
+        await res.text();
+        return res.status;
+      } catch (e) {
+        assert.strictEqual(e.name, 'AbortError');
+        return 'left';
+      }
+    }));
+    assert.ok(outcomes.filter((o) => o === 'left').length >= 30, outcomes.join());
+    await waitFor(() => ctx.server.load.queued === 0 && ctx.server.load.running === 0, 30000, 'every job to end');
+    await waitFor(() => new Promise((resolve) => ctx.server.app.server.getConnections((e, n) => resolve(!e && n === 0))), 10000, 'the connections to close');
+    const ended = ['ok', 'aborted', 'error'].map((o) => metric(ctx.url, `hdlm_jobs_total{replica="0",device="cpu",outcome="${o}"}`));
+    const [ok, aborted, failed] = (await Promise.all(ended)).map((v) => v ?? 0);
+    assert.strictEqual(failed, 0);
+    // every job that started ended as ok or aborted; the others left the queue before starting
+    const started = ctx.server.replicas.reduce((sum, r) => sum + r.jobs_started, 0);
+    assert.strictEqual(ok + aborted, started);
+    assert.ok(started < 60 || aborted > 0);
+    assert.strictEqual(await metric(ctx.url, 'hdlm_batch_occupancy{replica="0",device="cpu"}'), 0);
+    const after = await postJson(`${ctx.url}/v1/completions`, { model: MODEL_ID, prompt: PROMPT, max_tokens: 2, steps: 2 });
+    assert.strictEqual(after.status, 200);
+  });
+});
+
 describe('server: two CPU replicas', function () {
   let ctx;
   before(async () => {

@@ -33,6 +33,8 @@ export interface HdlmServer {
   readonly options: ResolvedServeOptions;
   /** requests (jobs) waiting and running */
   readonly load: { queued: number; running: number };
+  /** each replica's device and load (empty while loading) */
+  readonly replicas: ReturnType<Replica['describe']>[];
   /**
    * Stops taking requests (503, /health 'draining'), lets queued and running ones finish (at
    * most drainTimeoutMs, then they are aborted), closes the socket and unloads the models.
@@ -114,6 +116,9 @@ async function startServer(o: ResolvedServeOptions, logLoadFailure: boolean): Pr
     options: o,
     get status() {
       return closed ? 'closed' : state.status;
+    },
+    get replicas() {
+      return state.completions ? state.completions.scheduler.replicas.map((r) => r.describe()) : [];
     },
     get load() {
       const s = state.completions?.scheduler;
