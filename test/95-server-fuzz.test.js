@@ -154,11 +154,11 @@ describe('server: malformed requests', function () {
       assertApiError(await postJson(url(), big), 413, null, `${size} bytes`);
     }
     // a body that says it is smaller or larger than it is, then the connection ends
-    const short = await raw(ctx.url, `POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 50\r\n\r\n{"model":`);
+    const short = await raw(ctx.url, `POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 50\r\n\r\n{"model":`);
     assert.ok(short === '' || /^HTTP\/1\.1 4\d\d/.test(short), short.slice(0, 100));
     const oversizedChunked = await raw(
       ctx.url,
-      `POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n` +
+      `POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n` +
         `${(MAX_BODY + 10).toString(16)}\r\n${'x'.repeat(MAX_BODY + 10)}\r\n0\r\n\r\n`,
     );
     assert.match(oversizedChunked, /^HTTP\/1\.1 413/);
