@@ -101,3 +101,15 @@ elif ! node -e 'const [a,b]=process.versions.node.split(".").map(Number); proces
   say "note: Node.js $(node --version) is too old; hdlm needs >= 20.17" >&2
 fi
 say "done; next: npm ci (or npm install hdlm)"
+
+# Headless Chromium for the test of `hdlm serve`'s page (test/95-server-page.test.js drives it
+# with puppeteer-core; no browser is downloaded). Tests only: HDLM_NO_TEST_BROWSER=1 skips it.
+if [ "${HDLM_NO_TEST_BROWSER:-0}" != 1 ]; then
+  if installed chromium; then
+    say "already installed: chromium (test browser)"
+  else
+    say "installing: chromium (test browser; HDLM_NO_TEST_BROWSER=1 skips it)"
+    "${SUDO[@]}" apt-get update -q
+    "${SUDO[@]}" apt-get install -y -q --no-install-recommends chromium
+  fi
+fi
