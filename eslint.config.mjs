@@ -29,6 +29,16 @@ export default defineConfig(
     languageOptions: { globals: { ...globals.node, ...globals.mocha } },
   },
   {
+    // the page of `hdlm serve` runs in the browser; puppeteer callbacks in its test too
+    files: ['lib/server/page/**/*.js'],
+    languageOptions: { sourceType: 'script', globals: globals.browser },
+    rules: { 'no-unused-vars': ['error', { caughtErrors: 'none' }] },
+  },
+  {
+    files: ['test/95-server-page.test.js'],
+    languageOptions: { globals: { ...globals.node, ...globals.mocha, document: 'readonly' } },
+  },
+  {
     files: ['**/*.mjs'],
     languageOptions: { sourceType: 'module', globals: globals.node },
   },

@@ -86,6 +86,18 @@ describe('cli: hdlm', function () {
       assert.match(h.stdout, /hdlm download <repo-id>/);
     });
 
+    it('serve: listed in --help; its --help and a bad flag answer without starting a server', async () => {
+      const r = await cli(['--help']);
+      assert.match(r.stdout, /^\s+serve\s/m);
+      const h = await cli(['serve', '--help']);
+      expectExit(h, 0);
+      for (const flag of ['--port', '--host', '--api-key', '--device']) assert.ok(h.stdout.includes(flag), flag);
+      const bad = await cli(['serve', '--port', 'eighty']);
+      expectExit(bad, 2);
+      assert.match(bad.stderr, /--port/);
+      noStack(bad.stderr);
+    });
+
     it('--version prints the package version', async () => {
       const r = await cli(['--version']);
       expectExit(r, 0);

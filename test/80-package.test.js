@@ -22,7 +22,7 @@ describe('package: npm pack contents', function () {
     files = packList();
   });
 
-  it('holds only dist/, native/, the install scripts, the build files, models/, prebuilds/ and the top-level docs', function () {
+  it('holds only dist/, native/, the install scripts, the build files, models/, prebuilds/, the docs and the server page', function () {
     const allowed = [
       /^dist\/([\w-]+\/)*[\w-]+\.(js|mjs|d\.ts)$/,
       /^native\/[\w-]+\.(cc|h)$/,
@@ -31,10 +31,12 @@ describe('package: npm pack contents', function () {
       /^models\/brown-epsilon\/(config\.json|model\.safetensors)$/,
       /^prebuilds\/[\w-]+\/(hdlm\.node|hdlm\.libtorch\.json)$/,
       /^(CMakeLists\.txt|binding\.gyp|package\.json|README\.md|LICENSE)$/,
+      /^docs\/[\w-]+\.md$/,
+      /^lib\/server\/page\/[\w-]+\.(html|js|css)$/,
     ];
     const stray = files.filter((f) => !allowed.some((re) => re.test(f)));
     assert.deepStrictEqual(stray, [], `unexpected files in the package:\n${stray.join('\n')}`);
-    for (const bad of [/^test\//, /^build\//, /^bench\//, /^examples\//, /^\.device/, /^\.ci\//, /^lib\//, /\.tgz$/]) {
+    for (const bad of [/^test\//, /^build\//, /^bench\//, /^examples\//, /^\.device/, /^\.ci\//, /^lib\/(?!server\/page\/)/, /\.tgz$/]) {
       assert.ok(!files.some((f) => bad.test(f)), `${bad} is not shipped`);
     }
   });

@@ -17,6 +17,7 @@ import { evalCommand } from './commands/eval';
 import { exportCommand } from './commands/export';
 import { generateCommand } from './commands/generate';
 import { infoCommand } from './commands/info';
+import { serveCommand } from './commands/serve';
 import { clearTerminal, interrupt, out } from './terminal';
 
 const COMMANDS: Readonly<Record<string, Command>> = {
@@ -25,6 +26,7 @@ const COMMANDS: Readonly<Record<string, Command>> = {
   download: downloadCommand,
   info: infoCommand,
   eval: evalCommand,
+  serve: serveCommand,
 };
 
 const HELP = `hdlm $VERSION — hybrid diffusion language models (HDLM) on libtorch
@@ -37,6 +39,7 @@ Commands:
   download <repo-id>         fetch a model into the Hugging Face cache
   info                       libtorch, devices, caches and cached models
   eval ppl|generation        zero-shot perplexity / sample quality (upstream's eval scripts)
+  serve                      an OpenAI-compatible HTTP server with a live denoising page
 
 Options:
   -h, --help                 show help (also: hdlm <command> --help)

@@ -55,11 +55,14 @@ export class ServerMetrics {
     this.framesSkipped = new Counter({
       name: 'hdlm_denoise_frames_skipped_total', help: 'Denoising frames replaced by a newer one before a slow client could take them', registers,
     });
-    const self = this;
+    // prom-client calls collect() with `this` bound to the metric: reach the scheduler through closures
+    const scheduler = () => this.#scheduler;
+    const tokensPerSecond = () => this.tokensPerSecond();
+    const queueDepth = () => scheduler()?.queueDepth ?? 0;
     new Gauge({
       name: 'hdlm_queue_depth', help: 'Jobs waiting for a replica', registers,
       collect() {
-        this.set(self.#scheduler ? self.#scheduler.queueDepth : 0);
+        this.set(queueDepth());
       },
     });
     new Gauge({
@@ -67,20 +70,20 @@ export class ServerMetrics {
       labelNames: ['replica', 'device'], registers,
       collect() {
         this.reset();
-        for (const r of self.#scheduler?.replicas ?? []) this.set({ replica: String(r.index), device: r.device }, r.rowsInFlight);
+        for (const r of scheduler()?.replicas ?? []) this.set({ replica: String(r.index), device: r.device }, r.rowsInFlight);
       },
     });
     new Gauge({
       name: 'hdlm_jobs_in_flight', help: 'Sampling jobs running on each replica', labelNames: ['replica', 'device'], registers,
       collect() {
         this.reset();
-        for (const r of self.#scheduler?.replicas ?? []) this.set({ replica: String(r.index), device: r.device }, r.jobsInFlight);
+        for (const r of scheduler()?.replicas ?? []) this.set({ replica: String(r.index), device: r.device }, r.jobsInFlight);
       },
     });
     new Gauge({
       name: 'hdlm_tokens_per_second', help: `Completion tokens sampled per second over the last ${TOKENS_WINDOW_MS / 1000} s`, registers,
       collect() {
-        this.set(self.tokensPerSecond());
+        this.set(tokensPerSecond());
       },
     });
   }

@@ -130,7 +130,7 @@ export function resolveServeOptions(options: ServeOptions = {}, label: (name: st
 
   const model = str('model') ?? DEMO_MODEL_PATH;
   const modelName = str('modelName') ?? defaultModelName(model);
-  if (/[\s\x00-\x1f]/.test(modelName) || modelName.length > 256) throw bad(label('modelName'), 'a name without spaces or control characters, at most 256 long', modelName);
+  if (/[\s\p{Cc}]/u.test(modelName) || modelName.length > 256) throw bad(label('modelName'), 'a name without spaces or control characters, at most 256 long', modelName);
   const host = str('host') ?? '127.0.0.1';
   const port = int('port', 8080, 0, 65535);
   let devices: string[];
@@ -142,7 +142,7 @@ export function resolveServeOptions(options: ServeOptions = {}, label: (name: st
   let apiKey: string | null = null;
   if (has('apiKey')) {
     const k = o.apiKey;
-    if (typeof k !== 'string' || k.trim().length === 0 || /[\s\x00-\x1f]/.test(k)) {
+    if (typeof k !== 'string' || k.trim().length === 0 || /[\s\p{Cc}]/u.test(k)) {
       // never echo a secret into a log
       throw new HdlmArgumentError(`Expected a non-empty key without spaces or control characters for ${label('apiKey')} but received ${typeof k === 'string' ? 'a string that is not one' : describe(k)}`);
     }
