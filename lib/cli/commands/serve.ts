@@ -1,16 +1,15 @@
 /**
- * `hdlm serve`: the OpenAI-compatible HTTP server (lib/server). Loaded only when the command
- * runs (or its help is asked for), so the other commands never load fastify.
+ * `hdlm serve`: the OpenAI-compatible HTTP server (lib/server). The server (fastify) is loaded
+ * only when the command runs.
  */
+import { SERVE_HELP } from '../../server/options';
 import type { Command } from '../args';
 import { interrupt } from '../terminal';
 
 export const serveCommand: Command = {
-  get help(): string {
-    return (require('../../server/options') as typeof import('../../server/options')).SERVE_HELP;
-  },
+  help: SERVE_HELP,
   async run(args: string[]): Promise<number> {
-    const server = require('../../server') as typeof import('../../server');
+    const server = await import('../../server');
     return server.runServeCommand(args, { signal: interrupt.signal, markAbortable: () => { interrupt.abortable = true; } });
   },
 };
