@@ -9,7 +9,7 @@ import { interrupt } from '../terminal';
 export const serveCommand: Command = {
   help: SERVE_HELP,
   async run(args: string[]): Promise<number> {
-    const server = await import('../../server');
+    const server = await import('../../server/index.js');
     return server.runServeCommand(args, { signal: interrupt.signal, markAbortable: () => { interrupt.abortable = true; } });
   },
 };
