@@ -60,7 +60,7 @@ describe('package: npm pack contents', function () {
 
   it('a prebuild, when present, ships with its libtorch record', function () {
     const prebuilds = files.filter((f) => /^prebuilds\/.*\.node$/.test(f));
-    if (!prebuilds.length) this.skip(); // none built in this checkout (npm run prebuild:native)
+    if (!prebuilds.length) this.skip(); // none built in this checkout (npm run package:prebuild)
     for (const f of prebuilds) assert.ok(files.includes(path.posix.join(path.posix.dirname(f), 'hdlm.libtorch.json')), `${f} has hdlm.libtorch.json`);
   });
 });
