@@ -1,9 +1,10 @@
-// Fused CUDA kernels for the fast path, compiled at run time with NVRTC (loaded with dlopen, the
-// library libtorch itself uses, so building the addon needs no CUDA compiler). They replace chains
-// of small ATen kernels whose launch latency dominates a batch-1 step: rotary embedding of q and k,
-// bias + residual + LayerNorm (also of gathered rows), Gumbel-max sampling and a step's write.
-// Every entry point reports false / an undefined tensor when the kernels are unavailable (CPU
-// build, NVRTC missing, unknown GPU, or HDLM_FUSED_KERNELS=0); the caller then takes its ATen path.
+// Fused CUDA kernels for the fast path (their code: fused_kernels.cu), compiled at run time with
+// NVRTC (nvrtc.h: loaded with dlopen, the library libtorch itself uses, so building the addon
+// needs no CUDA compiler). They replace chains of small ATen kernels whose launch latency
+// dominates a batch-1 step: rotary embedding of q and k, bias + residual + LayerNorm (also of
+// gathered rows), Gumbel-max sampling and a step's write. Every entry point reports false / an
+// undefined tensor when the kernels are unavailable (CPU build, NVRTC missing, unknown GPU, or
+// HDLM_FUSED_KERNELS=0); the caller then takes its ATen path.
 #pragma once
 
 #include <ATen/ATen.h>

@@ -1,4 +1,6 @@
-#include "checkpoint.h"
+// Reads the tensors of a safetensors file at the offsets lib/checkpoint.ts located, with
+// pread, into float32 CPU tensors.
+#include "engine/checkpoint.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

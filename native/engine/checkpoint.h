@@ -7,7 +7,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "engine.h"
+#include "engine/types.h"
 
 namespace hdlm {
 

@@ -1,51 +1,33 @@
-// Implements engine.h on libtorch: builds or loads the TorchScript module, runs forward and
-// the samplers, and turns every libtorch failure into an EngineError.
-#include "engine.h"
+// Implements the engine's face (engine.h) for the epsilon and gamma families on libtorch: builds
+// or loads the TorchScript module, runs forward, the samplers and the evaluation, and turns
+// every libtorch failure into an EngineError. The runtime queries are in runtime.cc, GPT-2 in
+// models/gpt2.cc.
+#include "engine/engine.h"
 
-#include <torch/script.h>
-#include <torch/version.h>
-#include <torch/cuda.h>
-#ifdef HDLM_WITH_CUDA
-#include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDACachingAllocator.h>
-#endif
-#include <ATen/Parallel.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
+#include <torch/cuda.h>
+#include <torch/script.h>
+#include <unistd.h>
 
-#include <cstdio>
 #include <filesystem>
 #include <mutex>
 #include <random>
 
-#include <unistd.h>
-
-#include "checkpoint.h"
-#include "eval.h"
-#include "fast_forward.h"
-#include "fused_kernels.h"
-#include "model_epsilon.h"
-#include "model_gamma.h"
-#include "sampler.h"
-#include "sampler_gamma.h"
-
+#include "engine/checkpoint.h"
+#include "engine/eval.h"
+#include "engine/fast_forward.h"
+#include "engine/guarded.h"
+#include "engine/models/epsilon.h"
+#include "engine/models/gamma.h"
+#include "engine/samplers/samplers.h"
 
 namespace hdlm {
-namespace {
 
-// Runs `fn`, mapping libtorch and standard errors to EngineError with a short message
-// (c10::Error carries a C++ backtrace that means nothing to a JS user).
-template <typename F>
-auto guarded(const std::string& code, const std::string& context, F&& fn) -> decltype(fn()) {
-  try {
-    return fn();
-  } catch (const EngineError&) {
-    throw;
-  } catch (const c10::Error& e) {
-    throw EngineError(code, context + ": " + e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    throw EngineError(code, context + ": " + e.what());
-  }
+EvalResult Model::evaluate(const EvalRequest& request, const std::atomic<bool>&) {
+  eval_unsupported(request.op, info().family);
 }
+
+namespace {
 
 at::Device parse_device(const std::string& name) {
   at::Device device = guarded("HDLM_INVALID_ARGUMENT", "device", [&] { return at::Device(name); });
@@ -155,23 +137,20 @@ class TorchScriptModel : public Model {
     return guarded("HDLM_NATIVE", "sampling", [&] {
       c10::InferenceMode guard;
       if (gamma_) throw EngineError("HDLM_UNSUPPORTED", "full_diff / semi_diff are epsilon_hybrid samplers; this is a gamma_hybrid model");
-      if (options.shifted && options.semi && !module_.find_method("forward_with_mask")) {
+      const EpsilonSampler which = choose_epsilon_sampler(options);
+      if (which == EpsilonSampler::SemiShifted && !module_.find_method("forward_with_mask")) {
         throw EngineError("HDLM_UNSUPPORTED", "semi_diff_shifted needs attention masks: this TorchScript module has no forward_with_mask(tokens, positions, attn_mask)");
       }
-      at::Tensor x;
-      if (options.fast && !options.shifted) {
-        x = run_fast_sampler(fast_forward(), options, device_, abort, on_step);
-      } else {
-        auto fwd = [this](const at::Tensor& x, const at::Tensor& pos, const at::Tensor& mask) {
-          if (!mask.defined()) return call_forward(x, pos, at::Tensor());
-          torch::jit::GraphOptimizerEnabledGuard no_rewrites(false);
-          auto out = module_.get_method("forward_with_mask")({x, pos, mask});
-          if (!out.isTensor()) throw EngineError("HDLM_BAD_FILE", "the model's forward_with_mask did not return a tensor");
-          return out.toTensor();
-        };
-        x = run_sampler(fwd, options, device_, abort, on_step);
-      }
-      x = x.to(at::kInt).contiguous();
+      EpsilonSamplerModel model;
+      model.forward = [this](const at::Tensor& x, const at::Tensor& pos, const at::Tensor& mask) {
+        if (!mask.defined()) return call_forward(x, pos, at::Tensor());
+        torch::jit::GraphOptimizerEnabledGuard no_rewrites(false);
+        auto out = module_.get_method("forward_with_mask")({x, pos, mask});
+        if (!out.isTensor()) throw EngineError("HDLM_BAD_FILE", "the model's forward_with_mask did not return a tensor");
+        return out.toTensor();
+      };
+      model.fast = [this]() -> FastForward& { return fast_forward(); };
+      auto x = run_epsilon_sampler(which, model, options, device_, abort, on_step).to(at::kInt).contiguous();
       return std::vector<int32_t>(x.data_ptr<int32_t>(), x.data_ptr<int32_t>() + x.numel());
     });
   }
@@ -195,7 +174,7 @@ class TorchScriptModel : public Model {
     });
   }
 
-  // Evaluation (issue 8): the Monte-Carlo masked likelihood of upstream's zeroshot_ppl.py.
+  // Evaluation: the Monte-Carlo masked likelihood of upstream's hdlm/zeroshot_ppl.py.
   EvalResult evaluate(const EvalRequest& request, const std::atomic<bool>& abort) override {
     return guarded("HDLM_NATIVE", "evaluation", [&] {
       c10::InferenceMode guard;
@@ -295,55 +274,6 @@ std::shared_ptr<Model> load_torchscript(const std::string& path, const std::stri
   check_interface(module, path);
   module.eval();
   return std::make_shared<TorchScriptModel>(std::move(module), device, precision);
-}
-
-RuntimeInfo runtime_info() {
-  RuntimeInfo info;
-  info.libtorch_version = std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
-                          std::to_string(TORCH_VERSION_PATCH);
-#ifdef HDLM_WITH_CUDA
-  info.cuda_compiled = true;
-  info.cuda_device_count = static_cast<int64_t>(torch::cuda::device_count());
-  if (info.cuda_device_count > 0) info.cuda_device_name = at::cuda::getDeviceProperties(0)->name;
-#endif
-  info.threads = at::get_num_threads();
-  return info;
-}
-
-FusedKernelStatus fused_kernel_status(int64_t device_index) {
-  FusedKernelStatus s;
-#ifdef HDLM_WITH_CUDA
-  if (device_index < 0 || device_index >= static_cast<int64_t>(torch::cuda::device_count())) {
-    s.reason = "no CUDA device " + std::to_string(device_index);
-    return s;
-  }
-  guarded("HDLM_NATIVE", "fused kernels", [&] {
-    s.available = fused::available(at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(device_index)), &s.reason);
-  });
-#else
-  s.reason = "built without CUDA";
-#endif
-  return s;
-}
-
-CudaMemory cuda_memory(int64_t device_index, bool reset_peak) {
-  CudaMemory m;
-#ifdef HDLM_WITH_CUDA
-  if (device_index >= 0 && device_index < static_cast<int64_t>(torch::cuda::device_count())) {
-    const auto index = static_cast<c10::DeviceIndex>(device_index);
-    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index);
-    // index 0 of every StatArray is StatType::AGGREGATE (all pools)
-    m.allocated = static_cast<int64_t>(stats.allocated_bytes[0].current);
-    m.peak_allocated = static_cast<int64_t>(stats.allocated_bytes[0].peak);
-    m.reserved = static_cast<int64_t>(stats.reserved_bytes[0].current);
-    if (reset_peak) c10::cuda::CUDACachingAllocator::resetPeakStats(index);
-  }
-#endif
-  return m;
-}
-
-void set_threads(int64_t n) {
-  guarded("HDLM_INVALID_ARGUMENT", "threads", [&] { at::set_num_threads(static_cast<int>(n)); });
 }
 
 }  // namespace hdlm

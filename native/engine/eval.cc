@@ -1,4 +1,4 @@
-#include "eval.h"
+#include "engine/eval.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 
@@ -6,10 +6,6 @@
 #include <limits>
 
 namespace hdlm {
-
-EvalResult Model::evaluate(const EvalRequest& request, const std::atomic<bool>&) {
-  eval_unsupported(request.op, info().family);
-}
 
 void eval_unsupported(const std::string& op, const std::string& family) {
   throw EngineError("HDLM_UNSUPPORTED", "evaluation '" + op + "' is not supported by a " + family + " model");

@@ -1,4 +1,4 @@
-#include "fast_forward.h"
+#include "engine/fast_forward.h"
 
 #include <torch/version.h>
 
@@ -7,8 +7,7 @@
 #include <limits>
 #include <string>
 
-#include "engine.h"
-#include "fused_kernels.h"
+#include "cuda/fused_kernels.h"
 
 #ifdef HDLM_WITH_CUDA
 #include <ATen/cuda/CUDAEvent.h>

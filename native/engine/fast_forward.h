@@ -1,4 +1,4 @@
-// The fast path's epsilon forward: the same network as model_epsilon.cc, written with ATen
+// The fast path's epsilon forward: the same network as jit/epsilon.py, written with ATen
 // calls so that it can run in the compute dtype of the device (bf16 on CUDA, fp32 on the CPU),
 // use fused attention, be replayed from a CUDA graph, and leave the output head to the sampler
 // (which applies it only to the rows it samples). Not bit-identical to upstream: the fast
@@ -17,7 +17,7 @@ namespace hdlm {
 
 class FastForward {
  public:
-  // Reads the weights of an hdlm epsilon module (model_epsilon.cc layout); returns null for a
+  // Reads the weights of an hdlm epsilon module (models/epsilon.cc layout); returns null for a
   // module without that layout (a foreign TorchScript file).
   static std::unique_ptr<FastForward> from_module(const torch::jit::Module& module, const at::Device& device);
   ~FastForward();
@@ -47,7 +47,7 @@ class FastForward {
   at::Tensor embedding_, inv_freq_, norm_final_, out_w_, out_b_, out_w_pad_, out_b_pad_;
   std::vector<at::Tensor> norm1_, qkv_, attn_out_, norm2_, mlp0_w_, mlp0_b_, mlp2_w_, mlp2_b_;
   std::map<int64_t, std::pair<at::Tensor, at::Tensor>> rotary_cache_, rotary_table_cache_;
-  bool fused_ = false;  // CUDA with the NVRTC-compiled kernels of fused_kernels.h
+  bool fused_ = false;  // CUDA with the NVRTC-compiled kernels of cuda/fused_kernels.h
 
   // CUDA graphs, one per (batch, length), captured after a few eager warm-up calls.
   struct Graph;

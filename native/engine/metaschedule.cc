@@ -1,13 +1,11 @@
-// Semantics: hdlm-reference §6 (upstream hdlm/metaschedule.py, hdlm/metaschedule_utils.py).
-// Compiled with -ffp-contract=off: the time of a level is f32(f32(level · f32(Δ)) + f32(εa)),
-// two roundings, as PyTorch computes it.
-#include "metaschedule.h"
+// Upstream's hdlm/metaschedule.py and hdlm/metaschedule_utils.py. The build's -ffp-contract=off
+// matters here: the time of a level is f32(f32(level · f32(Δ)) + f32(εa)), two roundings, as
+// PyTorch computes it.
+#include "engine/metaschedule.h"
 
 #include <algorithm>
 #include <cmath>
 #include <string>
-
-#include "engine.h"
 
 namespace hdlm {
 
@@ -26,7 +24,7 @@ MetaSchedule::MetaSchedule(const MetaScheduleSpec& spec) : spec_(spec) {
   const int64_t w = spec.width, tau = spec.tau;
   switch (spec.type) {
     case ScheduleType::Simple: {
-      // main[i] = round(i·(tau−1)/(width−1)); width 1: (tau−1,)   (§6.2)
+      // make_simple_annealing: main[i] = round(i·(tau−1)/(width−1)); width 1: (tau−1,)
       if (w == 1) {
         main_ = {tau - 1};
       } else {
@@ -40,7 +38,7 @@ MetaSchedule::MetaSchedule(const MetaScheduleSpec& spec) : spec_(spec) {
       break;
     }
     case ScheduleType::Block:
-      // levels tau−1 .. 0 present (tau = 1: only 0)  (§6.3)
+      // make_block_annealing: levels tau−1 .. 0 present (tau = 1: only 0)
       worthless_ = tau;
       break;
     case ScheduleType::Hybrid: {
@@ -82,7 +80,7 @@ int64_t MetaSchedule::num_settled(int64_t k) const {
     }
     case ScheduleType::Hybrid: {
       const int64_t kk = std::clamp<int64_t>(k, 1, hybrid_total_);
-      // upstream's "just finished" branch can never trigger (§6.4)
+      // HybridMetaSchedule.__call__'s "just finished" branch can never trigger
       const int64_t settled_blocks = std::min<int64_t>((kk - 1) / hybrid_steps_per_block_, block_sizes_.size());
       return block_prefix_[settled_blocks];
     }

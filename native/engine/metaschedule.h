@@ -1,23 +1,15 @@
-// Upstream's metaschedules (hdlm/metaschedule.py) and their per-step times and attention masks
-// (hdlm/metaschedule_utils.py), hdlm-reference §6. Plain C++ (no libtorch), so the N-API glue can
+// Upstream's metaschedules (hdlm/metaschedule.py: MetaSchedule, HybridMetaSchedule,
+// make_simple_annealing, make_block_annealing, make_hybrid_annealing) and their per-step times and
+// attention masks (hdlm/metaschedule_utils.py). Plain C++ (no libtorch), so the N-API glue can
 // expose the very code the samplers use.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
+#include "engine/types.h"
+
 namespace hdlm {
-
-enum class ScheduleType { Simple = 0, Block = 1, Hybrid = 2 };
-enum class ContextAttention { Full = 0, Causal = 1, BlockCausal = 2 };
-enum class BlockAttention { Full = 0, Causal = 1 };
-
-struct MetaScheduleSpec {
-  ScheduleType type = ScheduleType::Block;
-  int64_t width = 0;
-  int64_t tau = 0;
-  int64_t length = 0;  // hybrid only: the sequence length the schedule is built for
-};
 
 class MetaSchedule {
  public:
@@ -47,8 +39,8 @@ class MetaSchedule {
   int64_t hybrid_stored_per_block_ = 0, hybrid_steps_per_block_ = 0, hybrid_total_ = 0;
 };
 
-// One sampler step's times and masks (hdlm-reference §6.5 / §6.6). Vectors have n entries
-// (mask: n × n, row-major, 1 = may NOT attend).
+// One sampler step's times and masks (compute_t_and_attn / compute_t_and_attn_autoregressive).
+// Vectors have n entries (mask: n × n, row-major, 1 = may NOT attend).
 struct StepPlan {
   int64_t n = 0;
   std::vector<float> t;

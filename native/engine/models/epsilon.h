@@ -1,5 +1,6 @@
 // The epsilon-hybrid HDLM (upstream hdlm/model/diffusion_lm.py, class HDLM) as a TorchScript
-// module defined from C++: no Python needed to build, run or save it.
+// module defined from C++ (its code: jit/shared.py, jit/epsilon.py): no Python needed to build,
+// run or save it.
 #pragma once
 
 #include <torch/script.h>
@@ -7,7 +8,7 @@
 #include <string>
 #include <unordered_map>
 
-#include "engine.h"
+#include "engine/types.h"
 
 namespace hdlm {
 

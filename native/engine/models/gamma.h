@@ -1,6 +1,7 @@
 // The gamma-hybrid HDLM (upstream hdlm/model/diffusion_lm.py, class HDLM_Gamma) as a TorchScript
-// module defined from C++: sigma-conditioned transformer (timestep embedder, adaLN in every
-// block, mask-interpolated embedding, scale_by_sigma). No Python needed.
+// module defined from C++ (its code: jit/shared.py, jit/gamma.py): sigma-conditioned transformer
+// (timestep embedder, adaLN in every block, mask-interpolated embedding, scale_by_sigma). No
+// Python needed.
 #pragma once
 
 #include <torch/script.h>
@@ -8,7 +9,7 @@
 #include <string>
 #include <unordered_map>
 
-#include "engine.h"
+#include "engine/types.h"
 
 namespace hdlm {
 

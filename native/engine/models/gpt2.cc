@@ -1,42 +1,17 @@
-#include "model_gpt2.h"
+// GPT-2 (Hugging Face layout) for evaluation: the module (weights as attributes, jit/gpt2.py as
+// its forward) and the Model that runs it (forward and the causal NLL).
+#include "engine/models/gpt2.h"
 
 #include <cmath>
 
-#include "checkpoint.h"
-#include "eval.h"
+#include "engine/checkpoint.h"
+#include "engine/engine.h"
+#include "engine/eval.h"
+#include "engine/guarded.h"
+#include "hdlm_embedded_sources.h"
 
 namespace hdlm {
 namespace {
-
-// tokens [B, L] int64 → logits [B, L, V]. Pre-LN blocks, causal attention, Conv1D weights
-// ([in, out]: y = x·W + b), tanh GELU ("gelu_new"), logits tied to wte.
-const char* kGpt2Source = R"JIT(
-def forward(self, tokens):
-    B = tokens.size(0)
-    L = tokens.size(1)
-    D = self.n_embd
-    H = self.n_head
-    d = D // H
-    pos = torch.arange(L, device=tokens.device)
-    h = torch.embedding(self.wte, tokens) + torch.embedding(self.wpe, pos).unsqueeze(0)
-    causal = torch.ones([L, L], device=tokens.device).triu(1) > 0.5
-    for i in range(self.n_layer):
-        a = torch.layer_norm(h, [D], self.ln1_w[i], self.ln1_b[i], self.eps)
-        qkv = (torch.matmul(a, self.attn_w[i]) + self.attn_b[i]).view(B, L, 3, H, d)
-        q = qkv[:, :, 0].transpose(1, 2)
-        k = qkv[:, :, 1].transpose(1, 2)
-        v = qkv[:, :, 2].transpose(1, 2)
-        scores = torch.matmul(q, k.transpose(-1, -2)) / self.sqrt_head_dim
-        scores = scores.masked_fill(causal, float('-inf'))
-        probs = torch.softmax(scores, -1)
-        o = torch.matmul(probs, v).transpose(1, 2).reshape(B, L, D)
-        h = h + (torch.matmul(o, self.proj_w[i]) + self.proj_b[i])
-        m = torch.layer_norm(h, [D], self.ln2_w[i], self.ln2_b[i], self.eps)
-        z = torch.gelu(torch.matmul(m, self.fc_w[i]) + self.fc_b[i], approximate='tanh')
-        h = h + (torch.matmul(z, self.mproj_w[i]) + self.mproj_b[i])
-    u = torch.layer_norm(h, [D], self.lnf_w, self.lnf_b, self.eps)
-    return torch.matmul(u, self.wte.t())
-)JIT";
 
 at::Tensor take(std::unordered_map<std::string, at::Tensor>& w, const std::string& name, std::vector<int64_t> shape) {
   auto it = w.find(name);
@@ -65,7 +40,7 @@ class Gpt2Model : public Model {
 
   Logits forward(const std::vector<int32_t>& tokens, int64_t batch, int64_t length, const std::vector<int32_t>&,
                  const std::vector<float>&, bool) override {
-    return run("forward", [&] {
+    return guarded("HDLM_NATIVE", "forward", [&] {
       c10::InferenceMode guard;
       auto x = at::tensor(tokens, at::kInt).view({batch, length}).to(at::TensorOptions().dtype(at::kLong).device(device_));
       auto logits = call(x).to(at::kFloat).cpu().contiguous();
@@ -87,7 +62,7 @@ class Gpt2Model : public Model {
 
   EvalResult evaluate(const EvalRequest& request, const std::atomic<bool>& abort) override {
     if (request.op != "causal_nll") eval_unsupported(request.op, "gpt2");
-    return run("GPT-2 evaluation", [&] {
+    return guarded("HDLM_NATIVE", "GPT-2 evaluation", [&] {
       c10::InferenceMode guard;
       return eval_causal_nll([this](const at::Tensor& x, const at::Tensor&) { return call(x); }, device_, request, abort);
     });
@@ -101,19 +76,6 @@ class Gpt2Model : public Model {
                                                      std::to_string(x.size(1)));
     }
     return module_.forward({x}).toTensor();
-  }
-
-  template <typename F>
-  auto run(const std::string& what, F&& fn) -> decltype(fn()) {
-    try {
-      return fn();
-    } catch (const EngineError&) {
-      throw;
-    } catch (const c10::Error& e) {
-      throw EngineError("HDLM_NATIVE", what + ": " + e.what_without_backtrace());
-    } catch (const std::exception& e) {
-      throw EngineError("HDLM_NATIVE", what + ": " + e.what());
-    }
   }
 
   torch::jit::Module module_;
@@ -160,25 +122,20 @@ torch::jit::Module build_gpt2_module(int64_t NL, int64_t H, double eps, std::uno
   }
   m.register_attribute("lnf_w", c10::TensorType::get(), take(w, "ln_f.weight", {D}));
   m.register_attribute("lnf_b", c10::TensorType::get(), take(w, "ln_f.bias", {D}));
-  m.define(kGpt2Source);
+  m.define(embedded::jit_gpt2_py);
   m.eval();
   return m;
 }
 
 std::shared_ptr<Model> build_gpt2(const BuildSpec& spec) {
-  at::Device device(at::kCPU);
-  try {
-    device = at::Device(spec.device);
-  } catch (const c10::Error& e) {
-    throw EngineError("HDLM_INVALID_ARGUMENT", std::string("device: ") + e.what_without_backtrace());
-  }
+  const auto device = guarded("HDLM_INVALID_ARGUMENT", "device", [&] { return at::Device(spec.device); });
   if (spec.arch.family != "gpt2") throw EngineError("HDLM_INVALID_ARGUMENT", "build_gpt2 needs arch.family 'gpt2'");
-  // layer_norm_epsilon is read from config_json (compact JSON written by lib/eval-gpt2.ts).
+  // layer_norm_epsilon is read from config_json (compact JSON written by loadGpt2 in lib/).
   double eps = 1e-5;
   const auto key = std::string("\"layer_norm_epsilon\":");
   const auto at_key = spec.config_json.find(key);
   if (at_key != std::string::npos) eps = std::stod(spec.config_json.substr(at_key + key.size()));
-  try {
+  return guarded("HDLM_BAD_FILE", spec.weights_path, [&]() -> std::shared_ptr<Model> {
     c10::InferenceMode guard;
     auto raw = read_safetensors(spec.weights_path, spec.file_size, spec.tensors);
     std::unordered_map<std::string, at::Tensor> weights;
@@ -189,13 +146,7 @@ std::shared_ptr<Model> build_gpt2(const BuildSpec& spec) {
     }
     auto module = build_gpt2_module(spec.arch.n_blocks, spec.arch.n_heads, eps, weights, spec.config_json);
     return std::make_shared<Gpt2Model>(std::move(module), device);
-  } catch (const EngineError&) {
-    throw;
-  } catch (const c10::Error& e) {
-    throw EngineError("HDLM_BAD_FILE", spec.weights_path + ": " + e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    throw EngineError("HDLM_BAD_FILE", spec.weights_path + ": " + e.what());
-  }
+  });
 }
 
 }  // namespace hdlm

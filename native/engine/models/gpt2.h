@@ -1,5 +1,6 @@
-// GPT-2 (Hugging Face layout) as a TorchScript module defined from C++, for the evaluation
-// metrics of issue 8 (GPT-2 perplexity of generated samples). See build_gpt2 in engine.h.
+// GPT-2 (Hugging Face layout) as a TorchScript module defined from C++ (its code: jit/gpt2.py),
+// for the evaluation metrics (GPT-2 perplexity of generated samples). The Model on top of it is
+// build_gpt2 in engine.h.
 #pragma once
 
 #include <torch/script.h>
@@ -7,7 +8,7 @@
 #include <string>
 #include <unordered_map>
 
-#include "engine.h"
+#include "engine/types.h"
 
 namespace hdlm {
 

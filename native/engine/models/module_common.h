@@ -1,5 +1,6 @@
-// What the model builders (model_epsilon.cc, model_gamma.cc) share: weights taken by upstream
-// state-dict name with a shape check, and the attributes every hdlm TorchScript module carries.
+// What the model builders (epsilon.cc, gamma.cc) share: weights taken by upstream state-dict
+// name with a shape check, and the attributes every hdlm TorchScript module carries (the ones
+// jit/shared.py reads among them).
 #pragma once
 
 #include <torch/script.h>
@@ -9,35 +10,11 @@
 #include <unordered_map>
 #include <vector>
 
-#include "engine.h"
+#include "engine/types.h"
 
 namespace hdlm {
 
 using WeightMap = std::unordered_map<std::string, at::Tensor>;
-
-// TorchScript methods both families use, defined before each family's own source. `rotate`: the
-// fp32 rotary on q or k; `norm`, `lin`, `rotate_half`: upstream's ops under bf16 autocast (fp32
-// LayerNorm times weight, bf16 linear, NeoX half rotation), see model_epsilon.cc.
-constexpr const char* kSharedMethodsSource = R"JIT(
-def rotate(self, x, cos, sin):
-    half = self.head_dim // 2
-    x1 = x[..., :half]
-    x2 = x[..., half:]
-    return x * cos + torch.cat([-x2, x1], -1) * sin
-
-def norm(self, x, w):
-    return torch.layer_norm(x.float(), [self.hidden_size], None, None, 1e-5) * w
-
-def lin(self, x, w, b: Optional[Tensor]):
-    bf16 = self.dtype_bf16
-    if b is None:
-        return torch.linear(x.to(bf16), w.to(bf16), None)
-    return torch.linear(x.to(bf16), w.to(bf16), b.to(bf16))
-
-def rotate_half(self, x):
-    half = x.size(-1) // 2
-    return torch.cat([-x[..., half:], x[..., :half]], -1)
-)JIT";
 
 inline at::Tensor take_weight(WeightMap& weights, const std::string& name, const std::vector<int64_t>& shape) {
   auto it = weights.find(name);
@@ -70,7 +47,7 @@ inline void register_common_attributes(torch::jit::Module& m, const std::string&
 }
 
 // rotary_emb.inv_freq from the checkpoint, or upstream's construction-time formula in fp32
-// (hdlm-reference §2.2) when it is absent.
+// (hdlm/model/rotary.py: Rotary.__init__) when it is absent.
 inline at::Tensor rotary_inv_freq(WeightMap& weights, int64_t head_dim, const at::Device& device) {
   if (weights.count("rotary_emb.inv_freq")) return take_weight(weights, "rotary_emb.inv_freq", {head_dim / 2});
   auto k2 = at::arange(0, head_dim, 2, at::kFloat) / static_cast<float>(head_dim);

@@ -1,20 +1,22 @@
-// Semantics: hdlm-reference §5 (graphs, log-linear noise, analytic predictor, NAR/SAR loops) and
-// §6.5 (per-step times and masks, native/metaschedule.cc). Compiled with -ffp-contract=off.
-#include "sampler_gamma.h"
-
-#include "sampler.h"
+// Upstream's gamma samplers: the NAR loop (hdlm/gamma_hybrid/sampling.py: get_sa_sampling_fn)
+// and the SAR loop (hdlm/gamma_hybrid/sampling_sar.py: get_sa_sampling_fn), both with the
+// analytic predictor (AnalyticPredictor.update_fn), log-linear noise (noise_lib.py:
+// LogLinearNoise) and the QGamma or absorbing graph (graph_lib.py), driven by a metaschedule
+// whose per-step times and masks come from engine/metaschedule.cc.
+#include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>
 #include <vector>
 
-#include <ATen/CPUGeneratorImpl.h>
+#include "engine/metaschedule.h"
+#include "engine/samplers/common.h"
 
 namespace hdlm {
 namespace {
 
 using at::indexing::Slice;
 
-// LogLinearNoise.total_noise with its fixed ε_n = 0.005 (config sigma_min/max are ignored, §5.1):
+// LogLinearNoise.total_noise with its fixed ε_n = 0.005 (config sigma_min/max are ignored):
 // −log1p(f32(−(1 − ε_n)) · t).
 at::Tensor total_noise(const at::Tensor& t) { return -at::log1p(t * (-(1.0 - 0.005))); }
 
@@ -25,7 +27,8 @@ struct GammaSampler {
   at::Device device;
   at::Generator gen;
 
-  // graph.sample_limit on a CPU generator (§5.2, §5.6): rand [B,L] first, then randint [B,L].
+  // graph.sample_limit (graph_lib.py: QGamma.sample_limit, Absorbing.sample_limit) on a CPU
+  // generator seeded with the sampling seed: rand [B,L] first, then randint [B,L].
   at::Tensor sample_limit(int64_t B, int64_t L) {
     auto cpu_gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
     const int64_t N = V - 1;
@@ -41,7 +44,8 @@ struct GammaSampler {
     return at::where(r < rate, at::full({B, L}, N, long_opts), z);
   }
 
-  // stag(s, Δσ) (§5.2). s: [B, L, V]; dsigma: [B, L].
+  // graph_lib.py: QGamma.staggered_score (Absorbing's without the uniform branch).
+  // s: [B, L, V]; dsigma: [B, L].
   at::Tensor staggered(const at::Tensor& s, const at::Tensor& dsigma) {
     auto ds = dsigma.unsqueeze(-1);
     auto ep = ds.exp();
@@ -57,7 +61,7 @@ struct GammaSampler {
     return (1 - o.gamma) * score_abs + o.gamma * score_uni;
   }
 
-  // r(x, Δσ) (§5.2): [B, L, V] fp32.
+  // graph_lib.py: QGamma.transp_transition (Absorbing's likewise): [B, L, V] fp32.
   at::Tensor transp_transition(const at::Tensor& x, const at::Tensor& dsigma) {
     const int64_t B = x.size(0), L = x.size(1), N = V - 1;
     auto ds = dsigma.unsqueeze(-1);
@@ -83,7 +87,7 @@ struct GammaSampler {
     return trans;
   }
 
-  // sample_categorical: argmax P / (−ln(u + 1e−10)) with one float64 draw of [B, L, V] (§5.3).
+  // catsample.py: sample_categorical: argmax P / (−ln(u + 1e−10)) with one float64 draw of [B, L, V].
   at::Tensor categorical(const at::Tensor& probs) {
     auto u = at::rand(probs.sizes(), gen, at::TensorOptions().dtype(at::kDouble).device(device)) + 1e-10;
     return (probs.to(at::kDouble) / (-u.log())).argmax(-1);
@@ -134,7 +138,7 @@ struct GammaSampler {
       auto maskb = mask.unsqueeze(0).expand({B, n, n}).contiguous();
       auto positions = at::arange(n, long_opts).unsqueeze(0).expand({B, n}).contiguous();
 
-      // analytic predictor (§5.3)
+      // the analytic predictor (AnalyticPredictor.update_fn)
       auto curr_sigma = total_noise(tb);
       auto next_sigma = total_noise(tb - sb);
       auto dsigma = curr_sigma - next_sigma;
@@ -145,16 +149,9 @@ struct GammaSampler {
       auto x_new = categorical(probs);
       x = at::where(actb, x_new, x);
 
-      if (on_step) {
-        std::vector<int32_t> tokens;
-        if (o.step_tokens) {
-          // the full [B, L] picture: positions beyond the SAR window show their limit sample
-          auto cur = n < L ? at::cat({x, full.index({Slice(), Slice(n, L)})}, 1) : x;
-          auto cpu = cur.to(at::kInt).cpu().contiguous();
-          tokens.assign(cpu.data_ptr<int32_t>(), cpu.data_ptr<int32_t>() + cpu.numel());
-        }
-        on_step(k, total, std::move(tokens));
-      }
+      // the full [B, L] picture: positions beyond the SAR window show their limit sample
+      const bool window = o.step_tokens && n < L;
+      report_step(on_step, o.step_tokens, window ? at::cat({x, full.index({Slice(), Slice(n, L)})}, 1) : x, k, total);
     }
     // Every shipped schedule ends with the window at L; a schedule that stops short leaves the
     // tail at its limit sample (upstream would return the shorter window).

@@ -1,12 +1,6 @@
-// Upstream's epsilon samplers (hdlm/epsilon_hybrid/sample.py: full_diff, semi_diff; the shifted
-// full_diff_shifted / semi_diff_shifted are in sampler_shifted.cc), natively, in two modes:
-//   reference — upstream's exact semantics: full logits every step, float64 Gumbel-max
-//               exp(l) / (-ln u)^T, every uniform drawn in upstream's order and shapes;
-//   fast      — the same algorithms and the same distribution from another random stream:
-//               the forward is skipped when no token changed since the last one (exact for the
-//               epsilon family, which has no time input), the output head runs only on the rows
-//               sampled this step, and Gumbel-max runs in float32 as argmax(l/T + G).
-// Independent of N-API.
+// The samplers' face to the engine: which implementation runs a sampling call (decided in
+// choose_epsilon_sampler, and nowhere else) and the entry points. Independent of N-API and of
+// how the model runs: the engine hands in its forward.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -14,7 +8,7 @@
 #include <atomic>
 #include <functional>
 
-#include "engine.h"
+#include "engine/types.h"
 
 namespace hdlm {
 
@@ -24,18 +18,45 @@ class FastForward;
 // mask [B, L, L] bool (True = may not attend; undefined = none).
 using ForwardFn = std::function<at::Tensor(const at::Tensor& tokens, const at::Tensor& positions, const at::Tensor& attn_mask)>;
 
-// A generator seeded like torch.manual_seed(seed) for `device` (CUDA Philox or CPU MT19937).
-at::Generator make_sampling_generator(const at::Device& device, uint64_t seed);
+// log-score [B, L, V] for tokens [B, L] int64, sigma [B, L] fp32, positions [B, L] int64 and an
+// attention mask [B, L, L] bool (True = may not attend).
+using GammaForwardFn = std::function<at::Tensor(const at::Tensor& tokens, const at::Tensor& sigma,
+                                                const at::Tensor& positions, const at::Tensor& attn_mask)>;
 
-// Reference mode (options.shifted: full_diff_shifted / semi_diff_shifted); returns int64 [B, L] on the CPU.
-at::Tensor run_sampler(const ForwardFn& forward, const SampleOptions& options, const at::Device& device,
-                       const std::atomic<bool>& abort, const StepCallback& on_step);
-// The shifted samplers (sampler_shifted.cc); run_sampler dispatches to them.
-at::Tensor run_shifted_sampler(const ForwardFn& forward, const SampleOptions& options, const at::Device& device,
-                               const std::atomic<bool>& abort, const StepCallback& on_step);
+// The implementations of upstream's epsilon samplers (hdlm/epsilon_hybrid/sample.py).
+enum class EpsilonSampler {
+  // full_diff / semi_diff in upstream's exact semantics: full logits every step, float64
+  // Gumbel-max, every uniform drawn in upstream's order and shapes (full_semi_diff.cc).
+  Reference,
+  // The same step loop in fast mode: same algorithms, same distribution, another random stream;
+  // the forward is skipped when no token changed since the last one (exact for the epsilon
+  // family, which has no time input), the output head runs only on the rows sampled this step
+  // (full_semi_diff.cc).
+  Fast,
+  // Fast full_diff for `original` and `acs` without guidance: the positions a step samples are
+  // drawn on the host, so the loop never waits for the device (host_selected.cc).
+  HostSelected,
+  // full_diff_shifted / semi_diff_shifted, the next-token samplers, in upstream's exact semantics
+  // whatever the mode; semi_diff_shifted needs attention masks (shifted.cc).
+  FullShifted,
+  SemiShifted,
+};
 
-// Fast mode; returns int64 [B, L] on the CPU.
-at::Tensor run_fast_sampler(FastForward& model, const SampleOptions& options, const at::Device& device,
-                            const std::atomic<bool>& abort, const StepCallback& on_step);
+EpsilonSampler choose_epsilon_sampler(const SampleOptions& options);
+
+// What an epsilon sampler runs on: the model's forward, and the fast path's forward (built on
+// first use; only the fast samplers ask for it).
+struct EpsilonSamplerModel {
+  ForwardFn forward;
+  std::function<FastForward&()> fast;
+};
+
+// Runs `which` (= choose_epsilon_sampler(options)); returns int64 [B, L] on the CPU.
+at::Tensor run_epsilon_sampler(EpsilonSampler which, const EpsilonSamplerModel& model, const SampleOptions& options,
+                               const at::Device& device, const std::atomic<bool>& abort, const StepCallback& on_step);
+
+// Upstream's gamma samplers (NAR and SAR, gamma.cc); returns int64 [B, context_length] on the CPU.
+at::Tensor run_gamma_sampler(const GammaForwardFn& forward, const GammaSampleOptions& options, const at::Device& device,
+                             const std::atomic<bool>& abort, const StepCallback& on_step);
 
 }  // namespace hdlm

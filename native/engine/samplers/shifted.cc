@@ -1,12 +1,11 @@
-// Upstream's next-token ("shifted") samplers: full_diff_shifted and semi_diff_shifted
-// (hdlm-reference §4.4, §4.5), natively, in upstream's exact semantics (reference mode: float64
-// uniforms in upstream's order, float64 Gumbel-max). Compiled with -ffp-contract=off, like
-// sampler.cc.
+// Upstream's next-token ("shifted") samplers (hdlm/epsilon_hybrid/sample.py: full_diff_shifted,
+// semi_diff_shifted), natively, in upstream's exact semantics (float64 uniforms in upstream's
+// order, float64 Gumbel-max) in either mode.
 #include <algorithm>
 #include <vector>
 
-#include "metaschedule.h"
-#include "sampler.h"
+#include "engine/metaschedule.h"
+#include "engine/samplers/common.h"
 
 namespace hdlm {
 namespace {
@@ -20,32 +19,17 @@ struct ShiftedSampler {
   at::Generator gen;
   at::Tensor prompt;  // [B, P] int64 on the device, or undefined
 
-  at::Tensor uniform(at::IntArrayRef shape) {
-    return at::rand(shape, gen, at::TensorOptions().dtype(at::kDouble).device(device));
-  }
+  at::Tensor uniform(at::IntArrayRef shape) { return uniform_f64(shape, gen, device); }
 
-  // Gumbel-max in float64: argmax exp(l) / (-ln u)^T, one draw of N×V uniforms (§4.0).
-  at::Tensor gumbel_argmax(const at::Tensor& rows) {
-    if (rows.size(0) == 0) return at::empty({0}, at::TensorOptions().dtype(at::kLong).device(device));
-    auto l = rows.to(at::kDouble);
-    auto u = uniform(l.sizes());
-    auto g = (-u.log()).pow(o.temperature);
-    return (l.exp() / g).argmax(-1);
-  }
+  at::Tensor gumbel_argmax(const at::Tensor& rows) { return gumbel_argmax_f64(rows, o.temperature, gen, device); }
 
-  // Model call with an optional attention mask; with cfg_scale > 0 the unconditional copy has the
-  // prompt positions masked (only when there is a prompt) and both go through the model as one
-  // batch of 2B, as upstream's shifted samplers do.
+  // Model call with an optional attention mask, with guidance (common.h) when cfg_scale > 0.
   at::Tensor logits_masked(const at::Tensor& x, const at::Tensor& positions, const at::Tensor& mask) {
     if (o.cfg_scale <= 0) return forward(x, positions, mask);
-    auto un_x = x.clone();
-    if (o.prompt_length > 0) un_x.index_put_({Slice(), Slice(0, o.prompt_length)}, o.mask_id);
-    auto both = forward(at::cat({x, un_x}), at::cat({positions, positions}), mask.defined() ? at::cat({mask, mask}) : mask);
-    auto parts = both.chunk(2, 0);
-    return parts[1] + (o.cfg_scale + 1.0) * (parts[0] - parts[1]);
+    return guided(o, forward(with_guidance(o, x), at::cat({positions, positions}), mask.defined() ? at::cat({mask, mask}) : mask));
   }
 
-  // Repetition penalty of the shifted samplers (§4.4): counts of every non-mask token now in x
+  // Repetition penalty of the shifted samplers: counts of every non-mask token now in x
   // (all rows) are ADDED to the running frequencies, then rows are divided by
   // 1 + (rp − 1)·freq/max(freq). The frequency vector has the logits' width (upstream sizes it
   // dim + 1, the same thing for the released models).
@@ -64,19 +48,18 @@ struct ShiftedSampler {
     return rows / penalty;
   }
 
-  // full_diff_shifted (§4.4): position l predicts the token at l + 1.
+  // full_diff_shifted: position l predicts the token at l + 1.
   at::Tensor run_full_shifted(const std::atomic<bool>& abort, const StepCallback& on_step) {
     const int64_t B = o.batch_size, L = o.context_length;
     const auto long_opts = at::TensorOptions().dtype(at::kLong).device(device);
     auto x = at::full({B, L}, o.mask_id, long_opts);
     x.index_put_({Slice(), 0}, o.bos_id);
     if (o.prompt_length > 0) {
-      prompt = at::tensor(o.prompt, at::TensorOptions().dtype(at::kInt)).view({B, o.prompt_length}).to(long_opts);
+      prompt = prompt_tensor(o, device);
       impose_prompt(x);  // once: the prompt overwrites BOS and is not re-imposed
     }
     auto positions = at::arange(L, long_opts).unsqueeze(0).expand({B, L}).contiguous();
-    auto tau_t = at::linspace(1.0, o.eps, o.steps + 1, at::TensorOptions().dtype(at::kFloat).device(device)).cpu();
-    std::vector<float> tau(tau_t.data_ptr<float>(), tau_t.data_ptr<float>() + tau_t.numel());
+    const std::vector<float> tau = time_grid(o.steps, o.eps, device);
     for (int64_t i = 0; i < o.steps && L > 1; ++i) {
       if (abort.load(std::memory_order_relaxed)) throw EngineError("HDLM_ABORTED", "sampling was aborted");
       auto nxt = x.narrow(1, 1, L - 1);  // a view: writes go into x
@@ -114,7 +97,7 @@ struct ShiftedSampler {
             const int64_t count = sh.sum().item<int64_t>();
             if (count > 0) {
               // Upstream re-draws them from the FIRST `count` rows of the masked positions' logits
-              // (unrelated rows, hdlm-reference §4.4); with more shuffles than rows it fails.
+              // (unrelated rows); with more shuffles than rows it fails.
               if (count > N) {
                 throw EngineError("HDLM_UNSUPPORTED", "full_diff_shifted remask_adhoc_shuffle: " + std::to_string(count) +
                                                           " tokens to shuffle but only " + std::to_string(N) +
@@ -136,12 +119,13 @@ struct ShiftedSampler {
         }
       }
       nxt.index_put_({need}, y);
-      report(on_step, x, i + 1, o.steps);
+      report_step(on_step, o.step_tokens, x, i + 1, o.steps);
     }
     return x.cpu();
   }
 
-  // semi_diff_shifted (§4.5): metaschedule-driven, attention masks from T_AND_MASK_AR (§6.6).
+  // semi_diff_shifted: metaschedule-driven, attention masks from t_and_mask_ar (upstream
+  // hdlm/metaschedule_utils.py: compute_t_and_attn_autoregressive).
   at::Tensor run_semi_shifted(const std::atomic<bool>& abort, const StepCallback& on_step) {
     const int64_t B = o.batch_size, L = o.context_length;
     const auto long_opts = at::TensorOptions().dtype(at::kLong).device(device);
@@ -154,7 +138,7 @@ struct ShiftedSampler {
     auto x = at::full({B, L}, o.mask_id, long_opts);
     x.index_put_({Slice(), 0}, o.bos_id);
     if (o.prompt_length > 0) {
-      prompt = at::tensor(o.prompt, at::TensorOptions().dtype(at::kInt)).view({B, o.prompt_length}).to(long_opts);
+      prompt = prompt_tensor(o, device);
       impose_prompt(x);
     }
     auto positions = at::arange(L, long_opts).unsqueeze(0).expand({B, L}).contiguous();
@@ -170,7 +154,7 @@ struct ShiftedSampler {
       auto nxt = x.narrow(1, 1, L - 1);
       auto need = (nxt == o.mask_id) & act.narrow(0, 1, L - 1).unsqueeze(0);
       if (!need.any().item<bool>()) {
-        report(on_step, x, i, total);
+        report_step(on_step, o.step_tokens, x, i, total);
         continue;
       }
       auto t = at::from_blob(plan.t.data(), {L}, at::kFloat).clone().to(device);
@@ -232,19 +216,9 @@ struct ShiftedSampler {
       }
       nxt.index_put_({need}, y);
       count_tokens(y);
-      report(on_step, x, i, total);
+      report_step(on_step, o.step_tokens, x, i, total);
     }
     return x.cpu();
-  }
-
-  void report(const StepCallback& on_step, const at::Tensor& x, int64_t done, int64_t total) {
-    if (!on_step) return;
-    std::vector<int32_t> tokens;
-    if (o.step_tokens) {
-      auto cpu = x.to(at::kInt).cpu().contiguous();
-      tokens.assign(cpu.data_ptr<int32_t>(), cpu.data_ptr<int32_t>() + cpu.numel());
-    }
-    on_step(done, total, std::move(tokens));
   }
 
   void impose_prompt(at::Tensor& x) {
@@ -254,10 +228,14 @@ struct ShiftedSampler {
 
 }  // namespace
 
-at::Tensor run_shifted_sampler(const ForwardFn& forward, const SampleOptions& options, const at::Device& device,
-                               const std::atomic<bool>& abort, const StepCallback& on_step) {
-  ShiftedSampler sampler{forward, options, device, make_sampling_generator(device, options.seed), {}};
-  return options.semi ? sampler.run_semi_shifted(abort, on_step) : sampler.run_full_shifted(abort, on_step);
+at::Tensor run_full_diff_shifted(const ForwardFn& forward, const SampleOptions& o, const at::Device& device,
+                                 const std::atomic<bool>& abort, const StepCallback& on_step) {
+  return ShiftedSampler{forward, o, device, make_sampling_generator(device, o.seed), {}}.run_full_shifted(abort, on_step);
+}
+
+at::Tensor run_semi_diff_shifted(const ForwardFn& forward, const SampleOptions& o, const at::Device& device,
+                                 const std::atomic<bool>& abort, const StepCallback& on_step) {
+  return ShiftedSampler{forward, o, device, make_sampling_generator(device, o.seed), {}}.run_semi_shifted(abort, on_step);
 }
 
 }  // namespace hdlm
