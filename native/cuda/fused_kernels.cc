@@ -25,8 +25,8 @@ namespace {
 struct Kernels {
   bool ok = false;
   std::string why;
-  nvrtc::CUfunction rotary = nullptr, layer_norm = nullptr, layer_norm_any = nullptr, gumbel_f32 = nullptr, gumbel_bf16 = nullptr,
-             keys_to_index = nullptr, write_selected = nullptr;
+  nvrtc::CUfunction rotary = nullptr, layer_norm = nullptr, layer_norm_any = nullptr, gumbel_f32 = nullptr,
+                    gumbel_bf16 = nullptr, keys_to_index = nullptr, write_selected = nullptr;
 };
 
 std::mutex g_mutex;
@@ -36,8 +36,8 @@ Kernels compile(int device) {
   Kernels k;
   std::vector<nvrtc::CUfunction> f;
   if (!nvrtc::load_kernels(device, embedded::cuda_fused_kernels_cu, "fused_kernels.cu",
-                           {"rotary_qk", "layer_norm_rows", "layer_norm_rows_any", "gumbel_keys_f32", "gumbel_keys_bf16",
-                            "keys_to_index", "write_selected"},
+                           {"rotary_qk", "layer_norm_rows", "layer_norm_rows_any", "gumbel_keys_f32",
+                            "gumbel_keys_bf16", "keys_to_index", "write_selected"},
                            f, k.why)) {
     return k;
   }
@@ -87,7 +87,8 @@ bool available(const at::Device& device, std::string* why) {
   return k.ok;
 }
 
-void rotary_qk(at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin, int64_t length, int64_t heads, int64_t head_dim) {
+void rotary_qk(at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin, int64_t length, int64_t heads,
+               int64_t head_dim) {
   const auto& ks = kernels(qkv.device().index());
   TORCH_CHECK(ks.ok && qkv.is_contiguous() && qkv.scalar_type() == at::kBFloat16 && cos.scalar_type() == at::kFloat &&
                   head_dim % 2 == 0,
@@ -103,12 +104,13 @@ void rotary_qk(at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin, in
   launch(ks.rotary, (threads + 127) / 128, 128, args);
 }
 
-void layer_norm_rows(at::Tensor& h, const at::Tensor& gather, const at::Tensor& bias, const at::Tensor& weight, at::Tensor& out,
-                     double eps) {
+void layer_norm_rows(at::Tensor& h, const at::Tensor& gather, const at::Tensor& bias, const at::Tensor& weight,
+                     at::Tensor& out, double eps) {
   const auto& ks = kernels(h.device().index());
-  TORCH_CHECK(ks.ok && h.is_contiguous() && out.is_contiguous() && h.scalar_type() == at::kBFloat16 &&
-                  (!gather.defined() || (gather.scalar_type() == at::kLong && gather.is_contiguous() && !bias.defined())),
-              "layer_norm_rows: bad arguments");
+  TORCH_CHECK(
+      ks.ok && h.is_contiguous() && out.is_contiguous() && h.scalar_type() == at::kBFloat16 &&
+          (!gather.defined() || (gather.scalar_type() == at::kLong && gather.is_contiguous() && !bias.defined())),
+      "layer_norm_rows: bad arguments");
   void* h_p = h.data_ptr();
   const void* g_p = gather.defined() ? gather.data_ptr() : nullptr;
   const void* b_p = bias.defined() ? bias.data_ptr() : nullptr;
@@ -169,11 +171,12 @@ at::Tensor gumbel_argmax(const at::Tensor& logits, double temperature, uint64_t 
 }
 
 void write_selected(const at::Tensor& keys, const at::Tensor& sel, const at::Tensor& take_if_masked,
-                    const at::Tensor& take_if_unmasked, at::Tensor& x, at::Tensor& written, int64_t n, int64_t mask_id) {
+                    const at::Tensor& take_if_unmasked, at::Tensor& x, at::Tensor& written, int64_t n,
+                    int64_t mask_id) {
   const auto& ks = kernels(x.device().index());
   TORCH_CHECK(ks.ok && x.is_contiguous() && x.scalar_type() == at::kLong && sel.scalar_type() == at::kLong &&
-                  keys.numel() >= n && sel.numel() >= n && take_if_masked.numel() >= n && take_if_unmasked.numel() >= n &&
-                  written.numel() >= n,
+                  keys.numel() >= n && sel.numel() >= n && take_if_masked.numel() >= n &&
+                  take_if_unmasked.numel() >= n && written.numel() >= n,
               "write_selected: bad arguments");
   if (n == 0) return;
   const void* k_p = keys.data_ptr();
@@ -204,8 +207,8 @@ at::Tensor gumbel_keys(const at::Tensor&, int64_t, double, uint64_t, uint64_t) {
   TORCH_CHECK(false, "fused kernels need a CUDA build");
 }
 at::Tensor gumbel_argmax(const at::Tensor&, double, uint64_t, uint64_t) { return {}; }
-void write_selected(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, at::Tensor&, at::Tensor&, int64_t,
-                    int64_t) {
+void write_selected(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, at::Tensor&,
+                    at::Tensor&, int64_t, int64_t) {
   TORCH_CHECK(false, "fused kernels need a CUDA build");
 }
 

@@ -7,11 +7,13 @@ __device__ __forceinline__ float bf2f(bf16 x) { return __uint_as_float(((unsigne
 __device__ __forceinline__ bf16 f2bf(float f) {
   unsigned int u = __float_as_uint(f);
   if ((u & 0x7fffffffu) > 0x7f800000u) return (bf16)((u >> 16) | 0x40u);  // NaN stays NaN
-  u += 0x7fffu + ((u >> 16) & 1u);                                          // round to nearest even
+  u += 0x7fffu + ((u >> 16) & 1u);                                        // round to nearest even
   return (bf16)(u >> 16);
 }
 // Eight bf16 in one 16-byte access.
-struct __align__(16) bf16x8 { unsigned int w[4]; };
+struct __align__(16) bf16x8 {
+  unsigned int w[4];
+};
 __device__ __forceinline__ void unpack8(const bf16x8& u, float* f) {
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
@@ -29,8 +31,9 @@ __device__ __forceinline__ bf16x8 pack8(const float* f) {
 // In place on the q and k thirds of qkv [rows, 3D]: NeoX-halves rotary per head, angles from
 // cos/sin [L, d/2] fp32. One thread per (row, q|k, head, chunk of `width` pairs); width 8 (16-byte
 // accesses) when d/2 is a multiple of 8, else 1.
-extern "C" __global__ void rotary_qk(bf16* __restrict__ qkv, const float* __restrict__ cos_t, const float* __restrict__ sin_t,
-                                     long long rows, int length, int heads, int head_dim, int width) {
+extern "C" __global__ void rotary_qk(bf16* __restrict__ qkv, const float* __restrict__ cos_t,
+                                     const float* __restrict__ sin_t, long long rows, int length, int heads,
+                                     int head_dim, int width) {
   const int half = head_dim / 2, chunks = half / width, D = heads * head_dim;
   const long long per_row = 2LL * heads * chunks;
   const long long t = blockIdx.x * (long long)blockDim.x + threadIdx.x;
@@ -215,7 +218,8 @@ __device__ __forceinline__ long long key_index(unsigned long long key) {
   return 0x7fffffffLL - (long long)(key & 0xffffffffu);
 }
 
-extern "C" __global__ void keys_to_index(const unsigned long long* __restrict__ keys, long long* __restrict__ out, int n) {
+extern "C" __global__ void keys_to_index(const unsigned long long* __restrict__ keys, long long* __restrict__ out,
+                                         int n) {
   const int j = blockIdx.x * blockDim.x + threadIdx.x;
   if (j < n) out[j] = key_index(keys[j]);
 }
@@ -223,9 +227,10 @@ extern "C" __global__ void keys_to_index(const unsigned long long* __restrict__ 
 // The write of one fast step: for j < n, position p = sel[j] takes the sampled token if its
 // current value selects it (masked: take_if_masked[j], unmasked: take_if_unmasked[j]), else keeps
 // it; written[j] receives the value it ends with.
-extern "C" __global__ void write_selected(const unsigned long long* __restrict__ keys, const long long* __restrict__ sel,
-                                          const bool* __restrict__ take_if_masked, const bool* __restrict__ take_if_unmasked,
-                                          long long* __restrict__ x, long long* __restrict__ written, int n, long long mask_id) {
+extern "C" __global__ void write_selected(const unsigned long long* __restrict__ keys,
+                                          const long long* __restrict__ sel, const bool* __restrict__ take_if_masked,
+                                          const bool* __restrict__ take_if_unmasked, long long* __restrict__ x,
+                                          long long* __restrict__ written, int n, long long mask_id) {
   const int j = blockIdx.x * blockDim.x + threadIdx.x;
   if (j >= n) return;
   const long long p = sel[j], current = x[p];

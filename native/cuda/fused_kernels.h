@@ -21,12 +21,13 @@ bool available(const at::Device& device, std::string* why = nullptr);
 
 // In place on qkv [B·L, 3D] bf16 (contiguous): its q and k thirds become rotary(q), rotary(k), NeoX
 // halves per head, angles from cos/sin [L, d/2] fp32; fp32 math, one rounding.
-void rotary_qk(at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin, int64_t length, int64_t heads, int64_t head_dim);
+void rotary_qk(at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin, int64_t length, int64_t heads,
+               int64_t head_dim);
 
 // out[r] = LayerNorm(h[gather[r]])·weight (no LayerNorm bias, eps as given), bf16 [R, D]; without
 // gather, row r of h, and with bias (only then) h = bf16(h + bias) is written back first.
-void layer_norm_rows(at::Tensor& h, const at::Tensor& gather, const at::Tensor& bias, const at::Tensor& weight, at::Tensor& out,
-                     double eps);
+void layer_norm_rows(at::Tensor& h, const at::Tensor& gather, const at::Tensor& bias, const at::Tensor& weight,
+                     at::Tensor& out, double eps);
 
 // Per row of logits [N, ≥vocab] (fp32 or bf16, unit column stride), over the first `vocab`
 // columns: an int64 key whose low half encodes argmax(l / T + Gumbel noise) (argmax(l) for T = 0),

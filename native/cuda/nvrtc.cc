@@ -21,7 +21,8 @@ using nvrtcProgram = void*;
 constexpr int kSuccess = 0;
 
 struct Api {
-  nvrtcResult (*nvrtcCreateProgram)(nvrtcProgram*, const char*, const char*, int, const char* const*, const char* const*);
+  nvrtcResult (*nvrtcCreateProgram)(nvrtcProgram*, const char*, const char*, int, const char* const*,
+                                    const char* const*);
   nvrtcResult (*nvrtcCompileProgram)(nvrtcProgram, int, const char* const*);
   nvrtcResult (*nvrtcGetProgramLogSize)(nvrtcProgram, size_t*);
   nvrtcResult (*nvrtcGetProgramLog)(nvrtcProgram, char*);
@@ -46,7 +47,7 @@ bool resolve(void* lib, const char* name, F& fn) {
 // Loads the API once; `why` says what is missing when it fails.
 const Api* api(std::string* why) {
   static std::string error;
-  static const Api* loaded = [] () -> const Api* {
+  static const Api* loaded = []() -> const Api* {
     // libtorch loads its NVRTC (found through its own RPATH) on first use; asking for it first
     // lets the dlopen below find the same library by soname.
     try {
@@ -64,11 +65,16 @@ const Api* api(std::string* why) {
       return nullptr;
     }
     static Api a;
-    if (!resolve(nvrtc, "nvrtcCreateProgram", a.nvrtcCreateProgram) || !resolve(nvrtc, "nvrtcCompileProgram", a.nvrtcCompileProgram) ||
-        !resolve(nvrtc, "nvrtcGetProgramLogSize", a.nvrtcGetProgramLogSize) || !resolve(nvrtc, "nvrtcGetProgramLog", a.nvrtcGetProgramLog) ||
-        !resolve(nvrtc, "nvrtcGetCUBINSize", a.nvrtcGetCUBINSize) || !resolve(nvrtc, "nvrtcGetCUBIN", a.nvrtcGetCUBIN) ||
-        !resolve(nvrtc, "nvrtcDestroyProgram", a.nvrtcDestroyProgram) || !resolve(nvrtc, "nvrtcGetErrorString", a.nvrtcGetErrorString) ||
-        !resolve(cuda, "cuModuleLoadData", a.cuModuleLoadData) || !resolve(cuda, "cuModuleGetFunction", a.cuModuleGetFunction) ||
+    if (!resolve(nvrtc, "nvrtcCreateProgram", a.nvrtcCreateProgram) ||
+        !resolve(nvrtc, "nvrtcCompileProgram", a.nvrtcCompileProgram) ||
+        !resolve(nvrtc, "nvrtcGetProgramLogSize", a.nvrtcGetProgramLogSize) ||
+        !resolve(nvrtc, "nvrtcGetProgramLog", a.nvrtcGetProgramLog) ||
+        !resolve(nvrtc, "nvrtcGetCUBINSize", a.nvrtcGetCUBINSize) ||
+        !resolve(nvrtc, "nvrtcGetCUBIN", a.nvrtcGetCUBIN) ||
+        !resolve(nvrtc, "nvrtcDestroyProgram", a.nvrtcDestroyProgram) ||
+        !resolve(nvrtc, "nvrtcGetErrorString", a.nvrtcGetErrorString) ||
+        !resolve(cuda, "cuModuleLoadData", a.cuModuleLoadData) ||
+        !resolve(cuda, "cuModuleGetFunction", a.cuModuleGetFunction) ||
         !resolve(cuda, "cuLaunchKernel", a.cuLaunchKernel) || !resolve(cuda, "cuCtxGetCurrent", a.cuCtxGetCurrent) ||
         !resolve(cuda, "cuGetErrorString", a.cuGetErrorString)) {
       error = "libnvrtc / libcuda lack an expected entry point";
@@ -100,7 +106,8 @@ bool load_kernels(int device, const char* source, const char* file_name, const s
     nv->nvrtcGetProgramLogSize(prog, &log_size);
     std::string log(log_size, '\0');
     if (log_size) nv->nvrtcGetProgramLog(prog, &log[0]);
-    why = std::string("NVRTC could not compile the fused kernels (") + arch + "): " + nv->nvrtcGetErrorString(res) + " " + log;
+    why = std::string("NVRTC could not compile the fused kernels (") + arch + "): " + nv->nvrtcGetErrorString(res) +
+          " " + log;
     nv->nvrtcDestroyProgram(&prog);
     return false;
   }
@@ -114,7 +121,8 @@ bool load_kernels(int device, const char* source, const char* file_name, const s
   CUmodule module;
   bool loaded = nv->cuModuleLoadData(&module, cubin.data()) == kSuccess;
   functions.assign(names.size(), nullptr);
-  for (size_t i = 0; loaded && i < names.size(); ++i) loaded = nv->cuModuleGetFunction(&functions[i], module, names[i]) == kSuccess;
+  for (size_t i = 0; loaded && i < names.size(); ++i)
+    loaded = nv->cuModuleGetFunction(&functions[i], module, names[i]) == kSuccess;
   if (!loaded) {
     why = "could not load the fused kernels' module";
     return false;
@@ -128,8 +136,9 @@ void launch(CUfunction f, int64_t grid, int block, void** args, int64_t grid_y) 
   nv->cuCtxGetCurrent(&ctx);
   if (!ctx) cudaFree(nullptr);  // a thread that has not used the runtime yet: bind the primary context
   const auto stream = at::cuda::getCurrentCUDAStream();
-  const CUresult r = nv->cuLaunchKernel(f, static_cast<unsigned>(grid), static_cast<unsigned>(grid_y), 1, static_cast<unsigned>(block), 1, 1, 0,
-                                        static_cast<CUstream>(stream.stream()), args, nullptr);
+  const CUresult r =
+      nv->cuLaunchKernel(f, static_cast<unsigned>(grid), static_cast<unsigned>(grid_y), 1, static_cast<unsigned>(block),
+                         1, 1, 0, static_cast<CUstream>(stream.stream()), args, nullptr);
   if (r != kSuccess) {
     const char* msg = nullptr;
     nv->cuGetErrorString(r, &msg);

@@ -49,7 +49,8 @@ std::unordered_map<std::string, at::Tensor> read_safetensors(const std::string& 
   file.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (file.fd < 0) throw EngineError("HDLM_BAD_FILE", path + ": cannot open (" + std::strerror(errno) + ")");
   struct stat st;
-  if (::fstat(file.fd, &st) != 0 || !S_ISREG(st.st_mode)) throw EngineError("HDLM_BAD_FILE", path + ": not a regular file");
+  if (::fstat(file.fd, &st) != 0 || !S_ISREG(st.st_mode))
+    throw EngineError("HDLM_BAD_FILE", path + ": not a regular file");
   const auto file_size = static_cast<uint64_t>(st.st_size);
   if (file_size != expected_size) {
     throw EngineError("HDLM_BAD_FILE", path + ": file changed while loading (size " + std::to_string(file_size) +
@@ -69,7 +70,8 @@ std::unordered_map<std::string, at::Tensor> read_safetensors(const std::string& 
     }
     const uint64_t bytes = numel * at::elementSize(type);
     if (e.begin > e.end || e.end > file_size || e.end - e.begin != bytes) {
-      throw EngineError("HDLM_BAD_FILE", path + ": tensor '" + e.name + "' has data offsets outside the file or of the wrong length");
+      throw EngineError("HDLM_BAD_FILE",
+                        path + ": tensor '" + e.name + "' has data offsets outside the file or of the wrong length");
     }
     auto t = at::empty(e.shape, at::TensorOptions().dtype(type));
     if (bytes > 0) read_exact(file.fd, t.data_ptr(), bytes, e.begin, path, e.name);

@@ -36,7 +36,8 @@ at::Device parse_device(const std::string& name) {
     const auto count = static_cast<int64_t>(torch::cuda::device_count());
     if (count == 0) throw EngineError("HDLM_UNSUPPORTED", "device '" + name + "': no CUDA device is available");
     if (device.has_index() && device.index() >= count) {
-      throw EngineError("HDLM_INVALID_ARGUMENT", "device '" + name + "': only " + std::to_string(count) + " CUDA device(s)");
+      throw EngineError("HDLM_INVALID_ARGUMENT",
+                        "device '" + name + "': only " + std::to_string(count) + " CUDA device(s)");
     }
     if (!device.has_index()) device = at::Device(at::kCUDA, 0);
 #else
@@ -103,8 +104,10 @@ class TorchScriptModel : public Model {
 
   Logits forward(const std::vector<int32_t>& tokens, int64_t batch, int64_t length,
                  const std::vector<int32_t>& positions, const std::vector<float>& sigma, bool fast) override {
-    if (gamma_ && sigma.empty()) throw EngineError("HDLM_INVALID_ARGUMENT", "a gamma_hybrid model's forward needs sigma");
-    if (!gamma_ && !sigma.empty()) throw EngineError("HDLM_INVALID_ARGUMENT", "an epsilon_hybrid model's forward takes no sigma");
+    if (gamma_ && sigma.empty())
+      throw EngineError("HDLM_INVALID_ARGUMENT", "a gamma_hybrid model's forward needs sigma");
+    if (!gamma_ && !sigma.empty())
+      throw EngineError("HDLM_INVALID_ARGUMENT", "an epsilon_hybrid model's forward takes no sigma");
     if (gamma_ && fast) throw EngineError("HDLM_UNSUPPORTED", "fast mode is for epsilon_hybrid models");
     return guarded("HDLM_NATIVE", "forward", [&] {
       c10::InferenceMode guard;
@@ -136,17 +139,22 @@ class TorchScriptModel : public Model {
                               const StepCallback& on_step) override {
     return guarded("HDLM_NATIVE", "sampling", [&] {
       c10::InferenceMode guard;
-      if (gamma_) throw EngineError("HDLM_UNSUPPORTED", "full_diff / semi_diff are epsilon_hybrid samplers; this is a gamma_hybrid model");
+      if (gamma_)
+        throw EngineError("HDLM_UNSUPPORTED",
+                          "full_diff / semi_diff are epsilon_hybrid samplers; this is a gamma_hybrid model");
       const EpsilonSampler which = choose_epsilon_sampler(options);
       if (which == EpsilonSampler::SemiShifted && !module_.find_method("forward_with_mask")) {
-        throw EngineError("HDLM_UNSUPPORTED", "semi_diff_shifted needs attention masks: this TorchScript module has no forward_with_mask(tokens, positions, attn_mask)");
+        throw EngineError("HDLM_UNSUPPORTED",
+                          "semi_diff_shifted needs attention masks: this TorchScript module has no "
+                          "forward_with_mask(tokens, positions, attn_mask)");
       }
       EpsilonSamplerModel model;
       model.forward = [this](const at::Tensor& x, const at::Tensor& pos, const at::Tensor& mask) {
         if (!mask.defined()) return call_forward(x, pos, at::Tensor());
         torch::jit::GraphOptimizerEnabledGuard no_rewrites(false);
         auto out = module_.get_method("forward_with_mask")({x, pos, mask});
-        if (!out.isTensor()) throw EngineError("HDLM_BAD_FILE", "the model's forward_with_mask did not return a tensor");
+        if (!out.isTensor())
+          throw EngineError("HDLM_BAD_FILE", "the model's forward_with_mask did not return a tensor");
         return out.toTensor();
       };
       model.fast = [this]() -> FastForward& { return fast_forward(); };
@@ -157,16 +165,21 @@ class TorchScriptModel : public Model {
 
   std::vector<int32_t> sample_gamma(const GammaSampleOptions& options, const std::atomic<bool>& abort,
                                     const StepCallback& on_step) override {
-    if (!gamma_) throw EngineError("HDLM_UNSUPPORTED", "the gamma samplers need a gamma_hybrid model; this is an epsilon_hybrid model");
+    if (!gamma_)
+      throw EngineError("HDLM_UNSUPPORTED",
+                        "the gamma samplers need a gamma_hybrid model; this is an epsilon_hybrid model");
     if (!module_.find_method("forward_with_mask")) {
-      throw EngineError("HDLM_UNSUPPORTED", "this TorchScript module has no forward_with_mask(tokens, positions, sigma, attn_mask), which the gamma samplers need");
+      throw EngineError("HDLM_UNSUPPORTED",
+                        "this TorchScript module has no forward_with_mask(tokens, positions, sigma, attn_mask), which "
+                        "the gamma samplers need");
     }
     return guarded("HDLM_NATIVE", "sampling", [&] {
       c10::InferenceMode guard;
       auto fwd = [this](const at::Tensor& x, const at::Tensor& sigma, const at::Tensor& pos, const at::Tensor& mask) {
         torch::jit::GraphOptimizerEnabledGuard no_rewrites(false);
         auto out = module_.get_method("forward_with_mask")({x, pos, sigma, mask});
-        if (!out.isTensor()) throw EngineError("HDLM_BAD_FILE", "the model's forward_with_mask did not return a tensor");
+        if (!out.isTensor())
+          throw EngineError("HDLM_BAD_FILE", "the model's forward_with_mask did not return a tensor");
         return out.toTensor();
       };
       auto x = run_gamma_sampler(fwd, options, device_, abort, on_step).to(at::kInt).contiguous();
@@ -193,8 +206,9 @@ class TorchScriptModel : public Model {
       if (gamma_) throw EngineError("HDLM_UNSUPPORTED", "fast mode is for epsilon_hybrid models");
       fast_ = FastForward::from_module(module_, device_);
       if (!fast_) {
-        throw EngineError("HDLM_UNSUPPORTED",
-                          "fast mode needs a model built by hdlm (this TorchScript module has another layout); use reference mode");
+        throw EngineError(
+            "HDLM_UNSUPPORTED",
+            "fast mode needs a model built by hdlm (this TorchScript module has another layout); use reference mode");
       }
     }
     return *fast_;
@@ -227,8 +241,8 @@ class TorchScriptModel : public Model {
 
 void check_interface(const torch::jit::Module& m, const std::string& path) {
   const auto fail = [&](const std::string& why) {
-    throw EngineError("HDLM_BAD_FILE", path + " is not an hdlm TorchScript model: " + why +
-                                           " (see README, \"TorchScript interface\")");
+    throw EngineError("HDLM_BAD_FILE",
+                      path + " is not an hdlm TorchScript model: " + why + " (see README, \"TorchScript interface\")");
   };
   if (!m.hasattr("hdlm_format") || !m.attr("hdlm_format").isInt()) fail("it has no integer attribute 'hdlm_format'");
   if (!m.hasattr("hdlm_family") || !m.attr("hdlm_family").isString()) fail("it has no string attribute 'hdlm_family'");
@@ -242,8 +256,10 @@ void check_interface(const torch::jit::Module& m, const std::string& path) {
   auto method = m.find_method("forward");
   if (!method) fail("it has no forward method");
   // forward(self, tokens, positions) or, for gamma_hybrid, forward(self, tokens, positions, sigma)
-  if (gamma && method->function().getSchema().arguments().size() != 4) fail("its forward does not take (tokens, positions, sigma)");
-  if (!gamma && method->function().getSchema().arguments().size() != 3) fail("its forward does not take (tokens, positions)");
+  if (gamma && method->function().getSchema().arguments().size() != 4)
+    fail("its forward does not take (tokens, positions, sigma)");
+  if (!gamma && method->function().getSchema().arguments().size() != 3)
+    fail("its forward does not take (tokens, positions)");
 }
 
 }  // namespace
@@ -251,7 +267,8 @@ void check_interface(const torch::jit::Module& m, const std::string& path) {
 std::shared_ptr<Model> build_model(const BuildSpec& spec) {
   const auto device = parse_device(spec.device);
   if (spec.arch.family != "epsilon_hybrid" && spec.arch.family != "gamma_hybrid") {
-    throw EngineError("HDLM_UNSUPPORTED", "model family '" + spec.arch.family + "' is not supported by the native builder");
+    throw EngineError("HDLM_UNSUPPORTED",
+                      "model family '" + spec.arch.family + "' is not supported by the native builder");
   }
   auto module = guarded("HDLM_BAD_FILE", spec.weights_path, [&] {
     c10::InferenceMode guard;
@@ -261,16 +278,16 @@ std::shared_ptr<Model> build_model(const BuildSpec& spec) {
     return build_epsilon_module(spec.arch, weights, spec.config_json);
   });
   if (!spec.cache_path.empty()) {
-    guarded("HDLM_NATIVE", "saving the TorchScript cache " + spec.cache_path, [&] { save_atomically(module, spec.cache_path); });
+    guarded("HDLM_NATIVE", "saving the TorchScript cache " + spec.cache_path,
+            [&] { save_atomically(module, spec.cache_path); });
   }
   return std::make_shared<TorchScriptModel>(std::move(module), device, spec.precision);
 }
 
 std::shared_ptr<Model> load_torchscript(const std::string& path, const std::string& device_str, Precision precision) {
   const auto device = parse_device(device_str);
-  auto module = guarded("HDLM_BAD_FILE", path + " could not be read as TorchScript", [&] {
-    return torch::jit::load(path, device);
-  });
+  auto module = guarded("HDLM_BAD_FILE", path + " could not be read as TorchScript",
+                        [&] { return torch::jit::load(path, device); });
   check_interface(module, path);
   module.eval();
   return std::make_shared<TorchScriptModel>(std::move(module), device, precision);

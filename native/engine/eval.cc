@@ -40,7 +40,8 @@ EvalResult eval_mc_loglik(const EvalForward& forward, const at::Device& device, 
   const int64_t B = r.batch_size, L = r.length;
   auto gen = at::make_generator<at::CPUGeneratorImpl>(r.seed);
   auto all = rows_tensor(r);
-  auto positions = at::arange(L, at::TensorOptions().dtype(at::kLong).device(device)).unsqueeze(0).expand({B, L}).contiguous();
+  auto positions =
+      at::arange(L, at::TensorOptions().dtype(at::kLong).device(device)).unsqueeze(0).expand({B, L}).contiguous();
   auto offsets = at::arange(B, at::kFloat) / static_cast<float>(B);
   EvalResult out;
   out.rows = r.rows;

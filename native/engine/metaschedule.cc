@@ -60,9 +60,7 @@ MetaSchedule::MetaSchedule(const MetaScheduleSpec& spec) : spec_(spec) {
   }
 }
 
-int64_t MetaSchedule::width() const {
-  return spec_.type == ScheduleType::Hybrid ? block_sizes_[0] : spec_.width;
-}
+int64_t MetaSchedule::width() const { return spec_.type == ScheduleType::Hybrid ? block_sizes_[0] : spec_.width; }
 
 int64_t MetaSchedule::num_settled(int64_t k) const {
   const int64_t w = spec_.width, tau = spec_.tau;
@@ -93,10 +91,8 @@ int64_t MetaSchedule::relevant_length(int64_t k) const {
     case ScheduleType::Simple:
       if (k == 0) return 0;
       return std::min<int64_t>(k, static_cast<int64_t>(main_.size()));
-    case ScheduleType::Block:
-      return k == 0 ? 0 : spec_.width;
-    case ScheduleType::Hybrid:
-      return spec_.length;
+    case ScheduleType::Block: return k == 0 ? 0 : spec_.width;
+    case ScheduleType::Hybrid: return spec_.length;
   }
   return 0;
 }
@@ -136,9 +132,12 @@ std::vector<int64_t> MetaSchedule::levels(int64_t k, int64_t n) const {
   const int64_t ns = k == 0 ? 0 : num_settled(k), len = relevant_length(k);
   out.reserve(n);
   for (int64_t i = 0; i < n; ++i) {
-    if (i < ns) out.push_back(0);
-    else if (i < ns + len) out.push_back(relevant_at(k, i - ns));
-    else out.push_back(worthless_);
+    if (i < ns)
+      out.push_back(0);
+    else if (i < ns + len)
+      out.push_back(relevant_at(k, i - ns));
+    else
+      out.push_back(worthless_);
   }
   return out;
 }
@@ -156,10 +155,8 @@ int64_t MetaSchedule::max_step(int64_t n) const {
       }
       return limit;
     }
-    case ScheduleType::Block:
-      return worthless_ * ((n + spec_.width - 1) / spec_.width) + 1;
-    case ScheduleType::Hybrid:
-      return hybrid_total_ + 1;
+    case ScheduleType::Block: return worthless_ * ((n + spec_.width - 1) / spec_.width) + 1;
+    case ScheduleType::Hybrid: return hybrid_total_ + 1;
   }
   return 1;
 }
@@ -236,7 +233,8 @@ StepPlan plan_times(const std::vector<int64_t>& lev, int64_t n, int64_t worthles
 }
 }  // namespace
 
-StepPlan t_and_mask(const MetaSchedule& ms, int64_t k, int64_t n, double eps, ContextAttention ctx, BlockAttention blk) {
+StepPlan t_and_mask(const MetaSchedule& ms, int64_t k, int64_t n, double eps, ContextAttention ctx,
+                    BlockAttention blk) {
   auto lev = ms.levels(k, n);
   if (static_cast<int64_t>(lev.size()) != n) {
     throw EngineError("HDLM_INVALID_ARGUMENT", "the metaschedule covers " + std::to_string(lev.size()) +

@@ -33,8 +33,8 @@ class MetaSchedule {
   int64_t relevant_at(int64_t k, int64_t i) const;  // relevant[i] of ms(k)
   MetaScheduleSpec spec_;
   int64_t worthless_ = 0;
-  std::vector<int64_t> main_;  // simple: the main diagonal
-  int64_t zeros_ = 0;          // simple: leading zeros of main_ (positions settled per cycle)
+  std::vector<int64_t> main_;                        // simple: the main diagonal
+  int64_t zeros_ = 0;                                // simple: leading zeros of main_ (positions settled per cycle)
   std::vector<int64_t> block_sizes_, block_prefix_;  // hybrid
   int64_t hybrid_stored_per_block_ = 0, hybrid_steps_per_block_ = 0, hybrid_total_ = 0;
 };
@@ -50,7 +50,8 @@ struct StepPlan {
 // compute_t_and_attn (gamma samplers).
 StepPlan t_and_mask(const MetaSchedule& ms, int64_t k, int64_t n, double eps, ContextAttention ctx, BlockAttention blk);
 // compute_t_and_attn_autoregressive (semi_diff_shifted).
-StepPlan t_and_mask_ar(const MetaSchedule& ms, int64_t k, int64_t n, double eps, ContextAttention ctx, BlockAttention blk);
+StepPlan t_and_mask_ar(const MetaSchedule& ms, int64_t k, int64_t n, double eps, ContextAttention ctx,
+                       BlockAttention blk);
 // generate_attention_mask without the post-active option (inference never sets it): n × n, 1 = blocked.
 std::vector<uint8_t> attention_mask(int64_t n, int64_t settled_end, int64_t active_end, ContextAttention ctx,
                                     BlockAttention blk, int64_t block_size, bool causal);

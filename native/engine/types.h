@@ -101,7 +101,7 @@ struct SampleOptions {
   int64_t bos_id = 50256;           // shifted samplers: written at position 0 before the prompt
   MetaScheduleSpec schedule;        // semi_diff_shifted
   ContextAttention context_attention = ContextAttention::BlockCausal;  // semi_diff_shifted
-  BlockAttention block_attention = BlockAttention::Full;              // semi_diff_shifted
+  BlockAttention block_attention = BlockAttention::Full;               // semi_diff_shifted
   Algorithm alg = Algorithm::Original;
   std::vector<int32_t> prompt;  // batch_size × prompt_length, row-major; empty = no prompt
   int64_t prompt_length = 0;

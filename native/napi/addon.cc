@@ -6,9 +6,10 @@
 //   pool.*          the model threads and the promise tasks they run
 //   model_wrap.*    NativeModel: info, forward, sample, sampleGamma, evaluate, dispose
 //   model_loaders.cc, runtime.cc, metaschedule_query.cc   the module-level functions
+#include "napi/addon.h"
+
 #include <napi.h>
 
-#include "napi/addon.h"
 #include "napi/model_wrap.h"
 #include "napi/pool.h"
 

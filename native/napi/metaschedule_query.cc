@@ -13,7 +13,8 @@ namespace js {
 
 Napi::Value MetascheduleQuery(const Napi::CallbackInfo& info) {
   auto env = info.Env();
-  if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsObject()) throw_type(env, "metascheduleQuery(spec, query)");
+  if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsObject())
+    throw_type(env, "metascheduleQuery(spec, query)");
   auto spec = read_schedule(env, info[0].As<Napi::Object>());
   auto q = info[1].As<Napi::Object>();
   const auto kind = get_string(q, "kind");

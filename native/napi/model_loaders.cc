@@ -16,7 +16,8 @@ namespace {
 // load_torchscript) on a pool thread.
 class MakeModelTask : public PromiseTask {
  public:
-  MakeModelTask(Napi::Env env, std::function<std::shared_ptr<Model>()> make) : PromiseTask(env), make_(std::move(make)) {}
+  MakeModelTask(Napi::Env env, std::function<std::shared_ptr<Model>()> make)
+      : PromiseTask(env), make_(std::move(make)) {}
 
  protected:
   void Run() override { model_ = make_(); }

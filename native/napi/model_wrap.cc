@@ -111,8 +111,11 @@ class SampleTask : public ModelTask {
  public:
   SampleTask(Napi::Env env, ModelWrap* wrap, std::shared_ptr<Model> model, std::shared_ptr<ModelState> state,
              SampleCall call, std::shared_ptr<AbortFlag> abort, std::shared_ptr<ProgressTarget> progress)
-      : ModelTask(env, wrap, std::move(model), std::move(state)), pool_(&pool_of(env)), call_(std::move(call)),
-        abort_(std::move(abort)), progress_(std::move(progress)) {}
+      : ModelTask(env, wrap, std::move(model), std::move(state)),
+        pool_(&pool_of(env)),
+        call_(std::move(call)),
+        abort_(std::move(abort)),
+        progress_(std::move(progress)) {}
 
   void Cancel() override { abort_->abort(); }
 
@@ -163,7 +166,9 @@ class EvalTask : public ModelTask {
  public:
   EvalTask(Napi::Env env, ModelWrap* wrap, std::shared_ptr<Model> model, std::shared_ptr<ModelState> state,
            EvalRequest request, std::shared_ptr<AbortFlag> abort)
-      : ModelTask(env, wrap, std::move(model), std::move(state)), request_(std::move(request)), abort_(std::move(abort)) {}
+      : ModelTask(env, wrap, std::move(model), std::move(state)),
+        request_(std::move(request)),
+        abort_(std::move(abort)) {}
 
   void Cancel() override { abort_->abort(); }
 
@@ -189,12 +194,12 @@ class EvalTask : public ModelTask {
 }  // namespace
 
 Napi::Function ModelWrap::Define(Napi::Env env) {
-  return DefineClass(env, "NativeModel",
-                     {InstanceMethod("info", &ModelWrap::Info), InstanceMethod("forward", &ModelWrap::Forward),
-                      InstanceMethod("sample", &ModelWrap::Sample), InstanceMethod("sampleGamma", &ModelWrap::SampleGamma),
-                      InstanceMethod("dispose", &ModelWrap::Dispose), InstanceMethod("isDisposed", &ModelWrap::IsDisposed),
-                      InstanceMethod("pendingCalls", &ModelWrap::PendingCalls),
-                      InstanceMethod("evaluate", &ModelWrap::Evaluate)});
+  return DefineClass(
+      env, "NativeModel",
+      {InstanceMethod("info", &ModelWrap::Info), InstanceMethod("forward", &ModelWrap::Forward),
+       InstanceMethod("sample", &ModelWrap::Sample), InstanceMethod("sampleGamma", &ModelWrap::SampleGamma),
+       InstanceMethod("dispose", &ModelWrap::Dispose), InstanceMethod("isDisposed", &ModelWrap::IsDisposed),
+       InstanceMethod("pendingCalls", &ModelWrap::PendingCalls), InstanceMethod("evaluate", &ModelWrap::Evaluate)});
 }
 
 Napi::Object ModelWrap::New(Napi::Env env, std::shared_ptr<Model> model) {
@@ -257,9 +262,10 @@ Napi::Value ModelWrap::Sample(const Napi::CallbackInfo& info) {
   auto model = live(env);
   if (info.Length() < 1 || !info[0].IsObject()) throw_type(env, "sample(options, onStep)");
   auto options = read_sample_options(env, info[0].As<Napi::Object>());
-  return StartSample(info, std::move(model), [options](Model& m, const std::atomic<bool>& abort, const StepCallback& cb) {
-    return m.sample(options, abort, cb);
-  });
+  return StartSample(info, std::move(model),
+                     [options](Model& m, const std::atomic<bool>& abort, const StepCallback& cb) {
+                       return m.sample(options, abort, cb);
+                     });
 }
 
 Napi::Value ModelWrap::SampleGamma(const Napi::CallbackInfo& info) {
@@ -267,9 +273,10 @@ Napi::Value ModelWrap::SampleGamma(const Napi::CallbackInfo& info) {
   auto model = live(env);
   if (info.Length() < 1 || !info[0].IsObject()) throw_type(env, "sampleGamma(options, onStep)");
   auto options = read_gamma_options(env, info[0].As<Napi::Object>());
-  return StartSample(info, std::move(model), [options](Model& m, const std::atomic<bool>& abort, const StepCallback& cb) {
-    return m.sample_gamma(options, abort, cb);
-  });
+  return StartSample(info, std::move(model),
+                     [options](Model& m, const std::atomic<bool>& abort, const StepCallback& cb) {
+                       return m.sample_gamma(options, abort, cb);
+                     });
 }
 
 Napi::Value ModelWrap::Evaluate(const Napi::CallbackInfo& info) {
@@ -307,13 +314,15 @@ Napi::Value ModelWrap::StartSample(const Napi::CallbackInfo& info, std::shared_p
     NAPI_THROW_IF_FAILED(env, napi_create_reference(env, info[1], 1, &progress->callback), Napi::Value());
   }
   auto abort = TrackAbort();
-  return SubmitAbortable(env, new SampleTask(env, this, std::move(model), state_, std::move(call), abort, progress), abort);
+  return SubmitAbortable(env, new SampleTask(env, this, std::move(model), state_, std::move(call), abort, progress),
+                         abort);
 }
 
 std::shared_ptr<AbortFlag> ModelWrap::TrackAbort() {
   // Forget the flags of finished calls, then remember this one for dispose().
-  aborts_.erase(std::remove_if(aborts_.begin(), aborts_.end(), [](const std::weak_ptr<AbortFlag>& w) { return w.expired(); }),
-                aborts_.end());
+  aborts_.erase(
+      std::remove_if(aborts_.begin(), aborts_.end(), [](const std::weak_ptr<AbortFlag>& w) { return w.expired(); }),
+      aborts_.end());
   auto abort = std::make_shared<AbortFlag>();
   aborts_.push_back(abort);
   return abort;

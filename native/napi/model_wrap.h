@@ -71,7 +71,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   std::shared_ptr<Model> model_;
   std::shared_ptr<ModelState> state_ = std::make_shared<ModelState>();
   std::vector<std::weak_ptr<AbortFlag>> aborts_;  // main thread only
-  int64_t pending_ = 0;                            // main thread only
+  int64_t pending_ = 0;                           // main thread only
 };
 
 }  // namespace js

@@ -55,10 +55,14 @@ Precision read_precision(Napi::Env env, const std::string& name) {
 MetaScheduleSpec read_schedule(Napi::Env env, const Napi::Object& o) {
   MetaScheduleSpec spec;
   const auto type = get_string(o, "type");
-  if (type == "simple") spec.type = ScheduleType::Simple;
-  else if (type == "block") spec.type = ScheduleType::Block;
-  else if (type == "hybrid") spec.type = ScheduleType::Hybrid;
-  else throw_type(env, "a metaschedule type 'simple', 'block' or 'hybrid'");
+  if (type == "simple")
+    spec.type = ScheduleType::Simple;
+  else if (type == "block")
+    spec.type = ScheduleType::Block;
+  else if (type == "hybrid")
+    spec.type = ScheduleType::Hybrid;
+  else
+    throw_type(env, "a metaschedule type 'simple', 'block' or 'hybrid'");
   spec.width = get_int(o, "width");
   spec.tau = get_int(o, "tau");
   spec.length = get_int(o, "length");
@@ -129,7 +133,9 @@ BuildSpec read_gpt2_spec(Napi::Env env, const Napi::Object& o) {
 ForwardRequest read_forward_request(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   if (info.Length() < 4 || !info[1].IsNumber() || !info[2].IsNumber()) {
-    throw_type(env, "forward(tokens: Int32Array, batch: number, length: number, positions: Int32Array | null, sigma?: Float32Array | null)");
+    throw_type(env,
+               "forward(tokens: Int32Array, batch: number, length: number, positions: Int32Array | null, sigma?: "
+               "Float32Array | null)");
   }
   ForwardRequest r;
   r.tokens = to_int32_vector(env, info[0], "tokens");
@@ -146,8 +152,10 @@ ForwardRequest read_forward_request(const Napi::CallbackInfo& info) {
   }
   if (r.batch < 1 || r.length < 1 || static_cast<int64_t>(r.tokens.size()) != r.batch * r.length ||
       (!r.positions.empty() && r.positions.size() != r.tokens.size()) ||
-      (!r.sigma.empty() && r.sigma.size() != r.tokens.size()) || (r.fast && (!r.positions.empty() || !r.sigma.empty()))) {
-    throw_type(env, "tokens (and positions, sigma) of batch × length elements; neither positions nor sigma in fast mode");
+      (!r.sigma.empty() && r.sigma.size() != r.tokens.size()) ||
+      (r.fast && (!r.positions.empty() || !r.sigma.empty()))) {
+    throw_type(env,
+               "tokens (and positions, sigma) of batch × length elements; neither positions nor sigma in fast mode");
   }
   return r;
 }
@@ -155,11 +163,16 @@ ForwardRequest read_forward_request(const Napi::CallbackInfo& info) {
 SampleOptions read_sample_options(Napi::Env env, const Napi::Object& o) {
   SampleOptions s;
   const auto mode = get_string(o, "mode");
-  if (mode == "full") s.mode = EpsilonMode::FullDiff;
-  else if (mode == "semi") s.mode = EpsilonMode::SemiDiff;
-  else if (mode == "full_shifted") s.mode = EpsilonMode::FullDiffShifted;
-  else if (mode == "semi_shifted") s.mode = EpsilonMode::SemiDiffShifted;
-  else throw_type(env, "mode 'full', 'semi', 'full_shifted' or 'semi_shifted'");
+  if (mode == "full")
+    s.mode = EpsilonMode::FullDiff;
+  else if (mode == "semi")
+    s.mode = EpsilonMode::SemiDiff;
+  else if (mode == "full_shifted")
+    s.mode = EpsilonMode::FullDiffShifted;
+  else if (mode == "semi_shifted")
+    s.mode = EpsilonMode::SemiDiffShifted;
+  else
+    throw_type(env, "mode 'full', 'semi', 'full_shifted' or 'semi_shifted'");
   if (is_shifted(s.mode)) {
     s.repetition_penalty = get_number(o, "repetitionPenalty");
     s.bos_id = get_int(o, "bosId");
@@ -170,12 +183,18 @@ SampleOptions read_sample_options(Napi::Env env, const Napi::Object& o) {
     s.block_attention = read_block(env, get_string(o, "blockAttention"));
   }
   const auto alg = get_string(o, "alg");
-  if (alg == "original") s.alg = Algorithm::Original;
-  else if (alg == "acs") s.alg = Algorithm::Acs;
-  else if (alg == "remask") s.alg = Algorithm::Remask;
-  else if (alg == "remask_adhoc_shuffle") s.alg = Algorithm::RemaskAdhocShuffle;
-  else if (alg == "remdm") s.alg = Algorithm::Remdm;
-  else throw_type(env, "a known alg");
+  if (alg == "original")
+    s.alg = Algorithm::Original;
+  else if (alg == "acs")
+    s.alg = Algorithm::Acs;
+  else if (alg == "remask")
+    s.alg = Algorithm::Remask;
+  else if (alg == "remask_adhoc_shuffle")
+    s.alg = Algorithm::RemaskAdhocShuffle;
+  else if (alg == "remdm")
+    s.alg = Algorithm::Remdm;
+  else
+    throw_type(env, "a known alg");
   s.batch_size = get_int(o, "batchSize");
   s.steps = get_int(o, "steps");
   s.temperature = get_number(o, "temperature");
@@ -210,9 +229,12 @@ GammaSampleOptions read_gamma_options(Napi::Env env, const Napi::Object& o) {
   g.context_attention = read_context(env, get_string(o, "contextAttention"));
   g.block_attention = read_block(env, get_string(o, "blockAttention"));
   const auto graph = get_string(o, "graph");
-  if (graph == "QGamma") g.graph = GammaGraph::QGamma;
-  else if (graph == "absorb") g.graph = GammaGraph::Absorb;
-  else throw_type(env, "graph 'QGamma' or 'absorb'");
+  if (graph == "QGamma")
+    g.graph = GammaGraph::QGamma;
+  else if (graph == "absorb")
+    g.graph = GammaGraph::Absorb;
+  else
+    throw_type(env, "graph 'QGamma' or 'absorb'");
   g.gamma = get_number(o, "gamma");
   g.vocab_size = get_int(o, "vocabSize");
   g.batch_size = get_int(o, "batchSize");

@@ -25,8 +25,10 @@ void shutdown_all_pools() {
 
 // Settles a promise. napi_deferred needs no cleanup when abandoned at exit.
 void settle(Napi::Env env, napi_deferred deferred, bool ok, napi_value value) {
-  if (ok) napi_resolve_deferred(env, deferred, value);
-  else napi_reject_deferred(env, deferred, value);
+  if (ok)
+    napi_resolve_deferred(env, deferred, value);
+  else
+    napi_reject_deferred(env, deferred, value);
 }
 
 }  // namespace
@@ -34,8 +36,8 @@ void settle(Napi::Env env, napi_deferred deferred, bool ok, napi_value value) {
 Pool::Pool(Napi::Env env, size_t threads) : env_(env), size_(threads) {
   napi_value name;
   NAPI_THROW_IF_FAILED_VOID(env, napi_create_string_utf8(env, "hdlm.pool", NAPI_AUTO_LENGTH, &name));
-  NAPI_THROW_IF_FAILED_VOID(env, napi_create_threadsafe_function(env, nullptr, nullptr, name, 0, 1, nullptr, nullptr, this,
-                                                                 &Pool::CallJs, &done_));
+  NAPI_THROW_IF_FAILED_VOID(env, napi_create_threadsafe_function(env, nullptr, nullptr, name, 0, 1, nullptr, nullptr,
+                                                                 this, &Pool::CallJs, &done_));
   // Idle, the pool must not keep the process alive; Submit() refs it while work is out.
   napi_unref_threadsafe_function(env, done_);
   // Registered after the thread-safe function: cleanup hooks run last-in first-out, so the

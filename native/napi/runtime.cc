@@ -43,7 +43,8 @@ Napi::Value SetThreads(const Napi::CallbackInfo& info) {
 
 Napi::Value GetCudaMemory(const Napi::CallbackInfo& info) {
   auto env = info.Env();
-  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsBoolean()) throw_type(env, "cudaMemory(deviceIndex, resetPeak)");
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsBoolean())
+    throw_type(env, "cudaMemory(deviceIndex, resetPeak)");
   const auto m = cuda_memory(info[0].As<Napi::Number>().Int64Value(), info[1].As<Napi::Boolean>().Value());
   if (m.allocated < 0) return env.Null();
   auto out = Napi::Object::New(env);

@@ -21,7 +21,8 @@ torch::jit::Module build_gamma_module(const Architecture& arch, std::unordered_m
   if (arch.sigma_conditioning && !arch.timestep_embedding) {
     // Upstream would call a missing sigma_map and fail; refuse up front.
     throw EngineError("HDLM_UNSUPPORTED",
-                      "model.transformer_sigma_conditioning needs model.use_timestep_embedding (upstream has no sigma_map otherwise)");
+                      "model.transformer_sigma_conditioning needs model.use_timestep_embedding (upstream has no "
+                      "sigma_map otherwise)");
   }
   const int64_t d = D / H;
   auto device = weights.empty() ? at::Device(at::kCPU) : weights.begin()->second.device();
@@ -43,8 +44,8 @@ torch::jit::Module build_gamma_module(const Architecture& arch, std::unordered_m
   register_block_weights(m, weights, D, NB);
   // adaLN modulation per block; zeros (no modulation) when the config turns conditioning off
   // and the checkpoint has none.
-  const std::vector<std::pair<std::string, std::vector<int64_t>>> ada = {
-      {"adaLN_modulation.weight", {6 * D, C}}, {"adaLN_modulation.bias", {6 * D}}};
+  const std::vector<std::pair<std::string, std::vector<int64_t>>> ada = {{"adaLN_modulation.weight", {6 * D, C}},
+                                                                         {"adaLN_modulation.bias", {6 * D}}};
   const char* ada_names[] = {"ada_w", "ada_b"};
   for (size_t j = 0; j < ada.size(); ++j) {
     c10::List<at::Tensor> list;

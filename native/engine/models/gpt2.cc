@@ -42,7 +42,8 @@ class Gpt2Model : public Model {
                  const std::vector<float>&, bool) override {
     return guarded("HDLM_NATIVE", "forward", [&] {
       c10::InferenceMode guard;
-      auto x = at::tensor(tokens, at::kInt).view({batch, length}).to(at::TensorOptions().dtype(at::kLong).device(device_));
+      auto x =
+          at::tensor(tokens, at::kInt).view({batch, length}).to(at::TensorOptions().dtype(at::kLong).device(device_));
       auto logits = call(x).to(at::kFloat).cpu().contiguous();
       Logits out;
       out.batch = logits.size(0);
@@ -64,7 +65,8 @@ class Gpt2Model : public Model {
     if (request.op != "causal_nll") eval_unsupported(request.op, "gpt2");
     return guarded("HDLM_NATIVE", "GPT-2 evaluation", [&] {
       c10::InferenceMode guard;
-      return eval_causal_nll([this](const at::Tensor& x, const at::Tensor&) { return call(x); }, device_, request, abort);
+      return eval_causal_nll([this](const at::Tensor& x, const at::Tensor&) { return call(x); }, device_, request,
+                             abort);
     });
   }
 
@@ -72,8 +74,8 @@ class Gpt2Model : public Model {
   at::Tensor call(const at::Tensor& x) {
     const int64_t n_pos = module_.attr("n_positions").toInt();
     if (x.size(1) > n_pos) {
-      throw EngineError("HDLM_INVALID_ARGUMENT", "GPT-2 takes at most " + std::to_string(n_pos) + " tokens per row, got " +
-                                                     std::to_string(x.size(1)));
+      throw EngineError("HDLM_INVALID_ARGUMENT", "GPT-2 takes at most " + std::to_string(n_pos) +
+                                                     " tokens per row, got " + std::to_string(x.size(1)));
     }
     return module_.forward({x}).toTensor();
   }
@@ -109,12 +111,18 @@ torch::jit::Module build_gpt2_module(int64_t NL, int64_t H, double eps, std::uno
   m.register_attribute("wte", c10::TensorType::get(), take(w, "wte.weight", {V, D}));
   m.register_attribute("wpe", c10::TensorType::get(), take(w, "wpe.weight", {P, D}));
   const std::vector<std::tuple<const char*, const char*, std::vector<int64_t>>> per_layer = {
-      {"ln1_w", "ln_1.weight", {D}},          {"ln1_b", "ln_1.bias", {D}},
-      {"attn_w", "attn.c_attn.weight", {D, 3 * D}}, {"attn_b", "attn.c_attn.bias", {3 * D}},
-      {"proj_w", "attn.c_proj.weight", {D, D}},     {"proj_b", "attn.c_proj.bias", {D}},
-      {"ln2_w", "ln_2.weight", {D}},          {"ln2_b", "ln_2.bias", {D}},
-      {"fc_w", "mlp.c_fc.weight", {D, 4 * D}},      {"fc_b", "mlp.c_fc.bias", {4 * D}},
-      {"mproj_w", "mlp.c_proj.weight", {4 * D, D}}, {"mproj_b", "mlp.c_proj.bias", {D}}};
+      {"ln1_w", "ln_1.weight", {D}},
+      {"ln1_b", "ln_1.bias", {D}},
+      {"attn_w", "attn.c_attn.weight", {D, 3 * D}},
+      {"attn_b", "attn.c_attn.bias", {3 * D}},
+      {"proj_w", "attn.c_proj.weight", {D, D}},
+      {"proj_b", "attn.c_proj.bias", {D}},
+      {"ln2_w", "ln_2.weight", {D}},
+      {"ln2_b", "ln_2.bias", {D}},
+      {"fc_w", "mlp.c_fc.weight", {D, 4 * D}},
+      {"fc_b", "mlp.c_fc.bias", {4 * D}},
+      {"mproj_w", "mlp.c_proj.weight", {4 * D, D}},
+      {"mproj_b", "mlp.c_proj.bias", {D}}};
   for (const auto& [attr, key, shape] : per_layer) {
     c10::List<at::Tensor> list;
     for (int64_t i = 0; i < NL; ++i) list.push_back(take(w, "h." + std::to_string(i) + "." + key, shape));

@@ -16,6 +16,7 @@ constexpr int64_t kGpt2FormatVersion = 1;
 
 // `weights` are float32 tensors keyed by HF names without the `transformer.` prefix.
 torch::jit::Module build_gpt2_module(int64_t n_layer, int64_t n_head, double layer_norm_eps,
-                                     std::unordered_map<std::string, at::Tensor>& weights, const std::string& config_json);
+                                     std::unordered_map<std::string, at::Tensor>& weights,
+                                     const std::string& config_json);
 
 }  // namespace hdlm

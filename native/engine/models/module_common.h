@@ -57,14 +57,16 @@ inline at::Tensor rotary_inv_freq(WeightMap& weights, int64_t head_dim, const at
 // The per-block weights both families have, as List[Tensor] attributes.
 inline void register_block_weights(torch::jit::Module& m, WeightMap& weights, int64_t D, int64_t NB) {
   const std::vector<std::pair<std::string, std::vector<int64_t>>> per_block = {
-      {"norm1.weight", {D}},        {"attn_qkv.weight", {3 * D, D}}, {"attn_out.weight", {D, D}},
-      {"norm2.weight", {D}},        {"mlp.0.weight", {4 * D, D}},    {"mlp.0.bias", {4 * D}},
+      {"norm1.weight", {D}},        {"attn_qkv.weight", {3 * D, D}},
+      {"attn_out.weight", {D, D}},  {"norm2.weight", {D}},
+      {"mlp.0.weight", {4 * D, D}}, {"mlp.0.bias", {4 * D}},
       {"mlp.2.weight", {D, 4 * D}}, {"mlp.2.bias", {D}}};
   const char* attr_names[] = {"norm1", "attn_qkv", "attn_out", "norm2", "mlp0_w", "mlp0_b", "mlp2_w", "mlp2_b"};
   for (size_t j = 0; j < per_block.size(); ++j) {
     c10::List<at::Tensor> list;
     for (int64_t i = 0; i < NB; ++i) {
-      list.push_back(take_weight(weights, "blocks." + std::to_string(i) + "." + per_block[j].first, per_block[j].second));
+      list.push_back(
+          take_weight(weights, "blocks." + std::to_string(i) + "." + per_block[j].first, per_block[j].second));
     }
     m.register_attribute(attr_names[j], c10::ListType::ofTensors(), list);
   }
@@ -72,7 +74,8 @@ inline void register_block_weights(torch::jit::Module& m, WeightMap& weights, in
 
 // The output layer (DDitFinalLayer): final norm and the head.
 inline void register_output_layer(torch::jit::Module& m, WeightMap& weights, int64_t V, int64_t D) {
-  m.register_attribute("norm_final", c10::TensorType::get(), take_weight(weights, "output_layer.norm_final.weight", {D}));
+  m.register_attribute("norm_final", c10::TensorType::get(),
+                       take_weight(weights, "output_layer.norm_final.weight", {D}));
   m.register_attribute("out_w", c10::TensorType::get(), take_weight(weights, "output_layer.linear.weight", {V, D}));
   m.register_attribute("out_b", c10::TensorType::get(), take_weight(weights, "output_layer.linear.bias", {V}));
 }

@@ -45,7 +45,10 @@ struct Thresholds {
 class FullSemiDiff {
  public:
   FullSemiDiff(const SampleOptions& o, const at::Device& device, bool fast)
-      : o_(o), device_(device), fast_(fast), semi_(o.mode == EpsilonMode::SemiDiff),
+      : o_(o),
+        device_(device),
+        fast_(fast),
+        semi_(o.mode == EpsilonMode::SemiDiff),
         gen_(make_sampling_generator(device, o.seed)) {}
 
   at::Tensor run(StepLogits& logits, const std::atomic<bool>& abort, const StepCallback& on_step) {
@@ -191,8 +194,8 @@ class FullSemiDiff {
   // so prompt) positions; otherwise the write would change nothing and is skipped.
   void impose_prompt(at::Tensor& x) {
     if (!prompt_.defined()) return;
-    const bool touches_unmasked = o_.alg == Algorithm::Acs || o_.alg == Algorithm::Remask ||
-                                  o_.alg == Algorithm::RemaskAdhocShuffle;
+    const bool touches_unmasked =
+        o_.alg == Algorithm::Acs || o_.alg == Algorithm::Remask || o_.alg == Algorithm::RemaskAdhocShuffle;
     if (touches_unmasked || prompt_has_mask_ || !prompt_imposed_) {
       x.index_put_({Slice(), Slice(0, o_.prompt_length)}, prompt_);
       prompt_imposed_ = true;
@@ -214,7 +217,8 @@ class ReferenceLogits : public StepLogits {
       : forward_(forward), o_(o), device_(device) {}
   void begin_step(const at::Tensor& x) override {
     const int64_t B = x.size(0), n = x.size(1);
-    auto pos = at::arange(n, at::TensorOptions().dtype(at::kLong).device(device_)).unsqueeze(0).expand({B, n}).contiguous();
+    auto pos =
+        at::arange(n, at::TensorOptions().dtype(at::kLong).device(device_)).unsqueeze(0).expand({B, n}).contiguous();
     if (o_.cfg_scale > 0) {
       logits_ = guided(o_, forward_(with_guidance(o_, x), at::cat({pos, pos}), at::Tensor()));
     } else {
@@ -241,7 +245,8 @@ class FastLogits : public StepLogits {
   at::Tensor last_index() const override { return idx_; }
   at::Tensor rows(const at::Tensor& sel) override {
     auto idx = idx_ = sel.flatten().nonzero().squeeze(1);
-    if (idx.numel() == 0) return at::empty({0, model_.vocab_size()}, at::TensorOptions().dtype(at::kFloat).device(x_.device()));
+    if (idx.numel() == 0)
+      return at::empty({0, model_.vocab_size()}, at::TensorOptions().dtype(at::kFloat).device(x_.device()));
     if (stale_) {
       hidden_ = model_.hidden(o_.cfg_scale > 0 ? with_guidance(o_, x_) : x_);
       hidden_ = hidden_.reshape({-1, hidden_.size(-1)});

@@ -26,8 +26,12 @@ namespace {
 class HostSelectedSampler {
  public:
   HostSelectedSampler(FastForward& model, const SampleOptions& o, const at::Device& device)
-      : model_(model), o_(o), device_(device), rng_(o.seed ^ 0x9E3779B97F4A7C15ull),
-        gen_(make_sampling_generator(device, o.seed)), fused_(device.is_cuda() && fused::available(device)) {}
+      : model_(model),
+        o_(o),
+        device_(device),
+        rng_(o.seed ^ 0x9E3779B97F4A7C15ull),
+        gen_(make_sampling_generator(device, o.seed)),
+        fused_(device.is_cuda() && fused::available(device)) {}
 
   at::Tensor run(const std::atomic<bool>& abort, const StepCallback& on_step) {
     const int64_t B = o_.batch_size, L = o_.context_length, N = B * L, P = o_.prompt_length;
@@ -162,7 +166,9 @@ class HostSelectedSampler {
     }
   }
 
-  at::Tensor sample(const at::Tensor& logits) { return sample_fast(logits, o_.temperature, o_.seed, fused_calls_, gen_); }
+  at::Tensor sample(const at::Tensor& logits) {
+    return sample_fast(logits, o_.temperature, o_.seed, fused_calls_, gen_);
+  }
 
   FastForward& model_;
   const SampleOptions& o_;

@@ -6,12 +6,9 @@ namespace hdlm {
 
 EpsilonSampler choose_epsilon_sampler(const SampleOptions& o) {
   switch (o.mode) {
-    case EpsilonMode::FullDiffShifted:
-      return EpsilonSampler::FullShifted;
-    case EpsilonMode::SemiDiffShifted:
-      return EpsilonSampler::SemiShifted;
-    case EpsilonMode::SemiDiff:
-      return o.fast ? EpsilonSampler::Fast : EpsilonSampler::Reference;
+    case EpsilonMode::FullDiffShifted: return EpsilonSampler::FullShifted;
+    case EpsilonMode::SemiDiffShifted: return EpsilonSampler::SemiShifted;
+    case EpsilonMode::SemiDiff: return o.fast ? EpsilonSampler::Fast : EpsilonSampler::Reference;
     case EpsilonMode::FullDiff:
       if (!o.fast) return EpsilonSampler::Reference;
       // Host-side selection needs selections that do not depend on the logits (original, acs)
@@ -27,16 +24,11 @@ EpsilonSampler choose_epsilon_sampler(const SampleOptions& o) {
 at::Tensor run_epsilon_sampler(EpsilonSampler which, const EpsilonSamplerModel& model, const SampleOptions& o,
                                const at::Device& device, const std::atomic<bool>& abort, const StepCallback& on_step) {
   switch (which) {
-    case EpsilonSampler::Reference:
-      return run_full_semi_reference(model.forward, o, device, abort, on_step);
-    case EpsilonSampler::Fast:
-      return run_full_semi_fast(model.fast(), o, device, abort, on_step);
-    case EpsilonSampler::HostSelected:
-      return run_host_selected(model.fast(), o, device, abort, on_step);
-    case EpsilonSampler::FullShifted:
-      return run_full_diff_shifted(model.forward, o, device, abort, on_step);
-    case EpsilonSampler::SemiShifted:
-      return run_semi_diff_shifted(model.forward, o, device, abort, on_step);
+    case EpsilonSampler::Reference: return run_full_semi_reference(model.forward, o, device, abort, on_step);
+    case EpsilonSampler::Fast: return run_full_semi_fast(model.fast(), o, device, abort, on_step);
+    case EpsilonSampler::HostSelected: return run_host_selected(model.fast(), o, device, abort, on_step);
+    case EpsilonSampler::FullShifted: return run_full_diff_shifted(model.forward, o, device, abort, on_step);
+    case EpsilonSampler::SemiShifted: return run_semi_diff_shifted(model.forward, o, device, abort, on_step);
   }
   throw EngineError("HDLM_NATIVE", "unknown sampler");
 }

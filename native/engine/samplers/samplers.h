@@ -16,7 +16,8 @@ class FastForward;
 
 // logits [B, L, V] for tokens [B, L] (int64), positions [B, L] (int64) and an optional attention
 // mask [B, L, L] bool (True = may not attend; undefined = none).
-using ForwardFn = std::function<at::Tensor(const at::Tensor& tokens, const at::Tensor& positions, const at::Tensor& attn_mask)>;
+using ForwardFn =
+    std::function<at::Tensor(const at::Tensor& tokens, const at::Tensor& positions, const at::Tensor& attn_mask)>;
 
 // log-score [B, L, V] for tokens [B, L] int64, sigma [B, L] fp32, positions [B, L] int64 and an
 // attention mask [B, L, L] bool (True = may not attend).

@@ -26,7 +26,8 @@ struct ShiftedSampler {
   // Model call with an optional attention mask, with guidance (common.h) when cfg_scale > 0.
   at::Tensor logits_masked(const at::Tensor& x, const at::Tensor& positions, const at::Tensor& mask) {
     if (o.cfg_scale <= 0) return forward(x, positions, mask);
-    return guided(o, forward(with_guidance(o, x), at::cat({positions, positions}), mask.defined() ? at::cat({mask, mask}) : mask));
+    return guided(o, forward(with_guidance(o, x), at::cat({positions, positions}),
+                             mask.defined() ? at::cat({mask, mask}) : mask));
   }
 
   // Repetition penalty of the shifted samplers: counts of every non-mask token now in x
@@ -99,9 +100,10 @@ struct ShiftedSampler {
               // Upstream re-draws them from the FIRST `count` rows of the masked positions' logits
               // (unrelated rows); with more shuffles than rows it fails.
               if (count > N) {
-                throw EngineError("HDLM_UNSUPPORTED", "full_diff_shifted remask_adhoc_shuffle: " + std::to_string(count) +
-                                                          " tokens to shuffle but only " + std::to_string(N) +
-                                                          " logit rows (upstream fails the same way here)");
+                throw EngineError("HDLM_UNSUPPORTED",
+                                  "full_diff_shifted remask_adhoc_shuffle: " + std::to_string(count) +
+                                      " tokens to shuffle but only " + std::to_string(N) +
+                                      " logit rows (upstream fails the same way here)");
               }
               nxt.index_put_({sh}, gumbel_argmax(rows.narrow(0, 0, count)));
             }
@@ -131,10 +133,13 @@ struct ShiftedSampler {
     const auto long_opts = at::TensorOptions().dtype(at::kLong).device(device);
     const auto f_opts = at::TensorOptions().dtype(at::kFloat).device(device);
     if (o.alg == Algorithm::RemaskAdhocShuffle) {
-      throw EngineError("HDLM_UNSUPPORTED", "semi_diff_shifted cannot run remask_adhoc_shuffle (upstream raises a shape error as soon as a token is unmasked)");
+      throw EngineError("HDLM_UNSUPPORTED",
+                        "semi_diff_shifted cannot run remask_adhoc_shuffle (upstream raises a shape error as soon as a "
+                        "token is unmasked)");
     }
     MetaSchedule ms(o.schedule);
-    if (ms.worthless() < 2) throw EngineError("HDLM_INVALID_ARGUMENT", "the metaschedule needs at least 2 noise levels (tau >= 2)");
+    if (ms.worthless() < 2)
+      throw EngineError("HDLM_INVALID_ARGUMENT", "the metaschedule needs at least 2 noise levels (tau >= 2)");
     auto x = at::full({B, L}, o.mask_id, long_opts);
     x.index_put_({Slice(), 0}, o.bos_id);
     if (o.prompt_length > 0) {
@@ -211,8 +216,7 @@ struct ShiftedSampler {
           y = gumbel_argmax((q_xs + 1e-8).log());
           break;
         }
-        case Algorithm::RemaskAdhocShuffle:
-          break;  // refused above
+        case Algorithm::RemaskAdhocShuffle: break;  // refused above
       }
       nxt.index_put_({need}, y);
       count_tokens(y);
@@ -230,12 +234,14 @@ struct ShiftedSampler {
 
 at::Tensor run_full_diff_shifted(const ForwardFn& forward, const SampleOptions& o, const at::Device& device,
                                  const std::atomic<bool>& abort, const StepCallback& on_step) {
-  return ShiftedSampler{forward, o, device, make_sampling_generator(device, o.seed), {}}.run_full_shifted(abort, on_step);
+  return ShiftedSampler{forward, o, device, make_sampling_generator(device, o.seed), {}}.run_full_shifted(abort,
+                                                                                                          on_step);
 }
 
 at::Tensor run_semi_diff_shifted(const ForwardFn& forward, const SampleOptions& o, const at::Device& device,
                                  const std::atomic<bool>& abort, const StepCallback& on_step) {
-  return ShiftedSampler{forward, o, device, make_sampling_generator(device, o.seed), {}}.run_semi_shifted(abort, on_step);
+  return ShiftedSampler{forward, o, device, make_sampling_generator(device, o.seed), {}}.run_semi_shifted(abort,
+                                                                                                          on_step);
 }
 
 }  // namespace hdlm
