@@ -63,6 +63,13 @@
         "<!@(node scripts/gyp-libtorch.js cflags)"
       ],
       "cflags_cc": ["-std=gnu++<(hdlm_cxx_standard)"],
+      # common.gypi keeps frame pointers in Release builds (for perf(1) on Node itself); the
+      # cmake-js build, which the tests and benchmarks run, does not, and neither does this one.
+      "configurations": {
+        "Release": {
+          "cflags!": ["-fno-omit-frame-pointer"]
+        }
+      },
       "library_dirs": ["<(hdlm_torch_libdir)"],
       "libraries": ["<!@(node scripts/gyp-libtorch.js libraries)"],
       # rpath: libtorch's libraries are found at run time without LD_LIBRARY_PATH.

@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 'use strict';
-// Prints one list of native/sources.json, the build definition both builds share, for
-// binding.gyp's <!@(...) expansions (one item per line; gyp splits on whitespace, so items hold
-// none). CMakeLists.txt reads the same file itself, with string(JSON).
+// Prints one list of native/sources.json, the build definition both builds share, one item per
+// line: for binding.gyp's <!@(...) expansions (which split on whitespace, so items hold none)
+// and CMakeLists.txt's hdlm_build_list().
 //
 //   node scripts/build-config.js sources|embedded|include_dirs|defines|cflags|ldflags|cxx_standard
 const path = require('path');

@@ -21,7 +21,7 @@ say() { printf 'install-system-deps: %s\n' "$*"; }
 other_system() {
   cat >&2 <<'EOF'
 install-system-deps: this script supports Debian/Ubuntu (apt-get) only. Install instead:
-  - cmake >= 3.19, a C++17 compiler (g++ or clang++), make, python3
+  - cmake >= 3.18, a C++17 compiler (g++ or clang++), make, python3
   - libtorch (CPU or CUDA): either your distribution's package, a Python `pip install torch`
     (then `python3 -c "import torch"` must work, or set Torch_DIR), or a libtorch zip from
     https://pytorch.org unpacked anywhere, with LIBTORCH=/path/to/libtorch
