@@ -124,7 +124,12 @@ void Pool::CallJs(napi_env env, napi_value, void* context, void* data) {
   if (env == nullptr) return;  // the environment is being torn down
   auto* pool = static_cast<Pool*>(context);
   if (dynamic_cast<Task*>(message.get()) && --pool->outstanding_ == 0) napi_unref_threadsafe_function(env, pool->done_);
-  message->Deliver(Napi::Env(env));
+  try {
+    message->Deliver(Napi::Env(env));
+  } catch (const Napi::Error&) {
+    // Only while the environment shuts down (a worker terminated with work in flight): no JS can
+    // run to receive the result, and an exception must not leave this C callback.
+  }
 }
 
 void Pool::OnEnvCleanup(void* arg) {
