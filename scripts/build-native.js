@@ -72,7 +72,7 @@ try {
 const cmake = have(env.CMAKE || 'cmake', ['--version']);
 if (!cmake) {
   missing.push('cmake');
-  tried.push('build from source: cmake (>= 3.18) is not on PATH');
+  tried.push('build from source: cmake (>= 3.19) is not on PATH');
 }
 const cxx = env.CXX ? env.CXX.split(/\s+/)[0] : 'c++';
 const compiler = have(cxx, ['--version']) || (!env.CXX && have('g++', ['--version']));

@@ -4,6 +4,8 @@
 #   libtorch-dev             libtorch headers, CMake config and shared libraries (CPU)
 #   libopenblas0-pthread     an optimized BLAS/LAPACK for libtorch (it would otherwise run
 #                            on the slow reference BLAS)
+#   clang-format             the C++ style check of native/ (npm run lint:native); not needed
+#                            to build or run hdlm
 # python3-torch is NOT needed and not installed. Node.js (>= 20.17) is not installed either:
 # Debian's nodejs is too old; use nodejs.org, NodeSource or nvm.
 #
@@ -12,14 +14,14 @@
 # instead and exits 1.
 set -euo pipefail
 
-PACKAGES=(cmake g++ make python3 libtorch-dev libopenblas0-pthread)
+PACKAGES=(cmake g++ make python3 libtorch-dev libopenblas0-pthread clang-format)
 
 say() { printf 'install-system-deps: %s\n' "$*"; }
 
 other_system() {
   cat >&2 <<'EOF'
 install-system-deps: this script supports Debian/Ubuntu (apt-get) only. Install instead:
-  - cmake >= 3.18, a C++17 compiler (g++ or clang++), make, python3
+  - cmake >= 3.19, a C++17 compiler (g++ or clang++), make, python3
   - libtorch (CPU or CUDA): either your distribution's package, a Python `pip install torch`
     (then `python3 -c "import torch"` must work, or set Torch_DIR), or a libtorch zip from
     https://pytorch.org unpacked anywhere, with LIBTORCH=/path/to/libtorch
@@ -58,7 +60,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   if [ -z "$(apt-cache policy libtorch-dev 2>/dev/null | sed -n 's/^ *Candidate: *//p' | grep -v '(none)' || true)" ] \
      && ! installed libtorch-dev; then
     say "this release has no libtorch-dev package (it needs Debian >= 12 or Ubuntu >= 23.04)." >&2
-    say "install the rest with: sudo apt-get install cmake g++ make python3 libopenblas0-pthread" >&2
+    say "install the rest with: sudo apt-get install cmake g++ make python3 libopenblas0-pthread clang-format" >&2
     say "then unpack a libtorch zip from https://pytorch.org and set LIBTORCH=/path/to/libtorch" >&2
     exit 1
   fi

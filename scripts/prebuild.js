@@ -8,7 +8,7 @@
 //                                                     SONAMEs it needs and its RUNPATH
 //
 // lib/binding.ts and scripts/build-native.js check that record against the libtorch found at
-// run time (scripts/prebuild-check.js). `npm run prebuild`; LIBTORCH=... picks another libtorch
+// run time (scripts/prebuild-check.js). `npm run package:prebuild`; LIBTORCH=... picks another libtorch
 // (scripts/prebuild-cuda.sh does that for a CUDA zip). node-gyp builds in a staging copy of the
 // sources (a temp folder), so the cmake-js build in build/ is left alone.
 //

@@ -25,8 +25,8 @@ describe('package: npm pack contents', function () {
   it('holds only dist/, native/, the install scripts, the build files, models/, prebuilds/, the docs and the server page', function () {
     const allowed = [
       /^dist\/([\w-]+\/)*[\w-]+\.(js|mjs|d\.ts)$/,
-      /^native\/[\w-]+\.(cc|h)$/,
-      /^scripts\/(build-native|find-libtorch|gyp-libtorch|prebuild-check)\.js$/,
+      /^native\/((napi|engine|engine\/models|engine\/samplers|cuda)\/[\w-]+\.(cc|h|cu)|jit\/[\w-]+\.py|sources\.json)$/,
+      /^scripts\/(build-native|build-config|embed-sources|find-libtorch|gyp-libtorch|prebuild-check)\.js$/,
       /^scripts\/install-system-deps\.sh$/,
       /^models\/brown-epsilon\/(config\.json|model\.safetensors)$/,
       /^prebuilds\/[\w-]+\/(hdlm\.node|hdlm\.libtorch\.json)$/,
@@ -49,9 +49,13 @@ describe('package: npm pack contents', function () {
       pkg.bin.hdlm.replace(/^\.\//, ''),
       // the install script and what it requires
       'scripts/build-native.js', 'scripts/find-libtorch.js', 'scripts/prebuild-check.js', 'scripts/gyp-libtorch.js',
+      // what both builds read: the one source list and the script that embeds jit/ and cuda/
+      'native/sources.json', 'scripts/embed-sources.js', 'scripts/build-config.js',
       'models/brown-epsilon/config.json', 'models/brown-epsilon/model.safetensors',
-      'native/addon.cc', 'native/engine.cc', 'native/sampler.cc', 'native/checkpoint.cc', 'native/model_epsilon.cc',
     ];
+    // every file the build definition names
+    const build = require('../native/sources.json');
+    needed.push(...build.sources, ...build.embedded);
     for (const f of needed) assert.ok(files.includes(f), `${f} is shipped`);
     // every dist/**/*.js module the entry points load is there (compiled from lib/**/*.ts)
     const libs = require('fs').readdirSync(path.join(root, 'lib'), { recursive: true })
@@ -92,7 +96,7 @@ describe('package: npm pack contents', function () {
 
   it('a prebuild, when present, ships with its libtorch record', function () {
     const prebuilds = files.filter((f) => /^prebuilds\/.*\.node$/.test(f));
-    if (!prebuilds.length) this.skip(); // none built in this checkout (npm run prebuild:native)
+    if (!prebuilds.length) this.skip(); // none built in this checkout (npm run package:prebuild)
     for (const f of prebuilds) assert.ok(files.includes(path.posix.join(path.posix.dirname(f), 'hdlm.libtorch.json')), `${f} has hdlm.libtorch.json`);
   });
 });

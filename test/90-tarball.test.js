@@ -2,7 +2,7 @@
 // The package as users get it: `npm pack`, the tarball installed into an empty project with
 // `npm install <tgz>`, then the quick-start through the CLI there (`npx hdlm generate` with the
 // shipped demo model, offline; `npx hdlm info --json` reporting the libtorch in use). With a
-// prebuild in the tarball (`npm run prebuild:native` first, as .ci/run does) the install must
+// prebuild in the tarball (`npm run package:prebuild` first, as .ci/run does) the install must
 // use it and compile nothing; a prebuild whose record is faked to another libtorch version is
 // then refused with the clear error, and `npm rebuild hdlm --build-from-source` (the command
 // that error gives) builds from source and works.

@@ -1,0 +1,99 @@
+#include "engine/eval.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <cmath>
+#include <limits>
+
+namespace hdlm {
+
+void eval_unsupported(const std::string& op, const std::string& family) {
+  throw EngineError("HDLM_UNSUPPORTED", "evaluation '" + op + "' is not supported by a " + family + " model");
+}
+
+namespace {
+
+void check_request(const EvalRequest& r) {
+  if (r.rows < 1 || r.length < 1 || static_cast<int64_t>(r.tokens.size()) != r.rows * r.length) {
+    throw EngineError("HDLM_INVALID_ARGUMENT", "evaluate: tokens must hold rows × length ids");
+  }
+}
+
+at::Tensor rows_tensor(const EvalRequest& r) {
+  return at::tensor(r.tokens, at::kInt).view({r.rows, r.length}).to(at::kLong);
+}
+
+// Σ over the selected rows of CE(logits_row, target): logsumexp − the target's logit, in fp32.
+at::Tensor cross_entropy_rows(const at::Tensor& logits2d, const at::Tensor& target) {
+  auto l = logits2d.to(at::kFloat);
+  return at::logsumexp(l, {-1}) - l.gather(1, target.unsqueeze(1)).squeeze(1);
+}
+
+}  // namespace
+
+EvalResult eval_mc_loglik(const EvalForward& forward, const at::Device& device, const EvalRequest& r,
+                          const std::atomic<bool>& abort) {
+  check_request(r);
+  if (r.batch_size < 1 || r.repetitions < 1 || !(r.sampling_eps >= 0.0 && r.sampling_eps <= 1.0)) {
+    throw EngineError("HDLM_INVALID_ARGUMENT", "evaluate: batch_size and repetitions ≥ 1, sampling_eps in [0, 1]");
+  }
+  const int64_t B = r.batch_size, L = r.length;
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(r.seed);
+  auto all = rows_tensor(r);
+  auto positions =
+      at::arange(L, at::TensorOptions().dtype(at::kLong).device(device)).unsqueeze(0).expand({B, L}).contiguous();
+  auto offsets = at::arange(B, at::kFloat) / static_cast<float>(B);
+  EvalResult out;
+  out.rows = r.rows;
+  out.cols = r.repetitions;
+  out.values.reserve(static_cast<size_t>(r.rows * r.repetitions));
+  for (int64_t i = 0; i < r.rows; ++i) {
+    auto seq = all[i].unsqueeze(0).expand({B, L});
+    for (int64_t rep = 0; rep < r.repetitions; ++rep) {
+      if (abort.load()) throw EngineError("HDLM_ABORTED", "evaluation aborted");
+      // Draw order as upstream's _forward_process: u0 (1 value), then the [B, L] mask uniforms.
+      auto u0 = at::rand({1}, gen, at::kFloat);
+      auto t = at::fmod(u0 + offsets, 1.0);
+      auto p_mask = (1.0 - r.sampling_eps) * t + r.sampling_eps;  // [B]
+      auto u = at::rand({B, L}, gen, at::kFloat);
+      auto masked = u < p_mask.unsqueeze(1);  // [B, L]
+      if (!masked.any().item<bool>()) {
+        out.values.push_back(std::numeric_limits<double>::quiet_NaN());
+        continue;
+      }
+      auto noisy = at::where(masked, at::full({}, r.mask_id, at::kLong), seq).to(device);
+      auto logits = forward(noisy, positions);
+      auto m = masked.to(device);
+      auto ce = cross_entropy_rows(logits.index({m}), seq.to(device).index({m}));
+      auto w = p_mask.unsqueeze(1).expand({B, L}).to(device).index({m});
+      const double loss = (ce / w).sum().item<double>() / static_cast<double>(B);
+      out.values.push_back(loss);
+    }
+  }
+  return out;
+}
+
+EvalResult eval_causal_nll(const EvalForward& forward, const at::Device& device, const EvalRequest& r,
+                           const std::atomic<bool>& abort) {
+  check_request(r);
+  if (r.length < 2) throw EngineError("HDLM_INVALID_ARGUMENT", "evaluate: causal_nll needs at least 2 tokens per row");
+  const int64_t B = std::max<int64_t>(1, r.batch_size);
+  auto all = rows_tensor(r).to(device);
+  EvalResult out;
+  out.rows = r.rows;
+  out.cols = 1;
+  for (int64_t start = 0; start < r.rows; start += B) {
+    if (abort.load()) throw EngineError("HDLM_ABORTED", "evaluation aborted");
+    const int64_t n = std::min(B, r.rows - start);
+    auto x = all.narrow(0, start, n);
+    auto logits = forward(x, at::Tensor());  // [n, L, V]
+    const int64_t V = logits.size(-1);
+    auto pred = logits.narrow(1, 0, r.length - 1).reshape({-1, V});
+    auto target = x.narrow(1, 1, r.length - 1).reshape({-1});
+    auto ce = cross_entropy_rows(pred, target).view({n, r.length - 1}).sum(1).to(at::kDouble).cpu().contiguous();
+    for (int64_t k = 0; k < n; ++k) out.values.push_back(ce.data_ptr<double>()[k]);
+  }
+  return out;
+}
+
+}  // namespace hdlm
