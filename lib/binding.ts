@@ -132,7 +132,7 @@ export interface NativeModel {
   sample(options: NativeSampleOptions, onStep: NativeStepCallback | null): NativeJob<Int32Array>;
   /** gamma models: upstream's NAR / SAR sampler; resolves to batchSize × contextLength ids */
   sampleGamma(options: NativeGammaSampleOptions, onStep: NativeStepCallback | null): NativeJob<Int32Array>;
-  /** evaluation (eval/): 'mc_loglik' on HDLM models, 'causal_nll' on GPT-2 models */
+  /** evaluation (eval/): 'mc_loglik' on HDLM models, 'causal_nll' and 'last_hidden' on GPT-2 models */
   evaluate(request: NativeEvalRequest): NativeJob<NativeEvalResult>;
   /**
    * frees the module; idempotent. Calls not started yet reject with HDLM_DISPOSED, running
@@ -147,20 +147,22 @@ export interface NativeModel {
 
 // ---- evaluation (eval/: see EvalRequest in native/engine.h) ----
 export interface NativeEvalRequest {
-  op: 'mc_loglik' | 'causal_nll';
+  op: 'mc_loglik' | 'causal_nll' | 'last_hidden';
   /** rows × length ids, row-major */
   tokens: Int32Array;
   rows: number;
   length: number;
-  /** mc_loglik: copies per forward; causal_nll: rows per forward */
+  /** mc_loglik: copies per forward; causal_nll, last_hidden: rows per forward */
   batchSize: number;
   /** mc_loglik: draws per row (floor(monteCarloTimesteps / batchSize)); 1 otherwise */
   repetitions: number;
   samplingEps: number;
   maskId: number;
+  /** mc_loglik on gamma_hybrid models: σ̄ at every position (upstream: 1e-3); ignored otherwise */
+  sigma: number;
   seed: bigint;
 }
-/** values: rows × cols, row-major (mc_loglik: cols = repetitions, NaN where nothing was masked) */
+/** values: rows × cols, row-major (mc_loglik: cols = repetitions, NaN where nothing was masked; last_hidden: cols = n_embd) */
 export interface NativeEvalResult {
   values: Float64Array;
   rows: number;

@@ -5,7 +5,8 @@ const assert = require('assert');
 const fs = require('fs');
 const path = require('path');
 const { loadGpt2 } = require('../dist/eval/gpt2');
-const { rng, makeGpt2, gpt2Reference, nllReference } = require('./helpers/gpt2');
+const { rng, makeGpt2, gpt2Reference, gpt2HiddenReference, nllReference } = require('./helpers/gpt2');
+const { encode } = require('../dist/core/tokenizer');
 const { tempDir } = require('./helpers/reference');
 
 describe('eval: native GPT-2 (HF layout) against a direct computation', function () {
@@ -65,5 +66,60 @@ describe('eval: native GPT-2 (HF layout) against a direct computation', function
     cfg.n_layer = 2;
     fs.writeFileSync(path.join(bad, 'config.json'), JSON.stringify(cfg));
     await assert.rejects(loadGpt2(bad, { device: 'cpu' }), (e) => e.code === 'HDLM_BAD_FILE' && /h\.1\.ln_1\.weight/.test(e.message));
+  });
+  it('last hidden states (MAUVE features) match a direct computation and hidden · wteᵀ = the logits', async () => {
+    const ck = makeGpt2(path.join(root, 'hidden'), { seed: 5 });
+    const model = await loadGpt2(ck.dir, { device: 'cpu' });
+    try {
+      const r = rng(23);
+      // rows of three lengths, interleaved: grouped by length natively, returned in input order
+      const lengths = [5, 12, 1, 12, 5, 7, 12];
+      const rows = lengths.map((n) => Array.from({ length: n }, () => Math.floor(r() * ck.cfg.vocab_size)));
+      const feats = await model.lastHiddenStates(rows, { batchSize: 2 });
+      assert.strictEqual(feats.length, rows.length);
+      const D = ck.cfg.n_embd, V = ck.cfg.vocab_size, wte = ck.w['wte.weight'];
+      for (const [i, row] of rows.entries()) {
+        assert.ok(feats[i] instanceof Float32Array && feats[i].length === D);
+        const ref = gpt2HiddenReference(ck, row);
+        const last = ref[row.length - 1];
+        for (let j = 0; j < D; j++) assert.ok(Math.abs(feats[i][j] - last[j]) < 1e-4, `row ${i} [${j}]: ${feats[i][j]} vs ${last[j]}`);
+        // the logits path: hidden · wteᵀ equals what forward returns at the last position
+        const out = await model.forward([row]);
+        for (let t = 0; t < V; t++) {
+          let s = 0;
+          for (let j = 0; j < D; j++) s += feats[i][j] * wte[t * D + j];
+          const logit = out.data[(row.length - 1) * V + t];
+          assert.ok(Math.abs(s - logit) < 1e-4, `row ${i} token ${t}: ${s} vs ${logit}`);
+        }
+      }
+      await assert.rejects(model.lastHiddenStates([Array(25).fill(1)]), /1\.\.24 ids/);
+      await assert.rejects(model.lastHiddenStates([[61]]), (e) => e.code === 'HDLM_INVALID_ARGUMENT');
+      await assert.rejects(model.lastHiddenStates([]), /non-empty/);
+    } finally {
+      model.dispose();
+    }
+  });
+
+  it('textFeatures: GPT-2-encoded texts cut to their first maxTextLength (default 128) tokens', async () => {
+    const ck = makeGpt2(path.join(root, 'text'), { vocab: 50257, embd: 8, head: 2, layer: 1, positions: 160, seed: 13 });
+    const model = await loadGpt2(ck.dir, { device: 'cpu' });
+    try {
+      const long = Array.from({ length: 90 }, (_, i) => `word${i}`).join(' ');
+      assert.ok(encode(long).length > 128);
+      const texts = ['Hello there.', long];
+      const feats = await model.textFeatures(texts);
+      for (const [i, t] of texts.entries()) {
+        const ids = encode(t).slice(0, 128);
+        const last = gpt2HiddenReference(ck, ids)[ids.length - 1];
+        for (let j = 0; j < 8; j++) assert.ok(Math.abs(feats[i][j] - last[j]) < 1e-4, `text ${i} [${j}]`);
+      }
+      const short = await model.textFeatures([long], { maxTextLength: 3 });
+      const last3 = gpt2HiddenReference(ck, encode(long).slice(0, 3))[2];
+      for (let j = 0; j < 8; j++) assert.ok(Math.abs(short[0][j] - last3[j]) < 1e-4);
+      await assert.rejects(model.textFeatures(['']), /non-empty string/);
+      await assert.rejects(model.textFeatures(['x'], { maxTextLength: 161 }), /n_positions \(160\)/);
+    } finally {
+      model.dispose();
+    }
   });
 });

@@ -12,7 +12,7 @@ const ev = require('../dist/eval');
 const ds = require('../dist/eval/datasets');
 const { makeEpsilonCheckpoint } = require('./helpers/safetensors-writer');
 const { ROOT, tempDir } = require('./helpers/reference');
-const { makeGpt2, nllReference } = require('./helpers/gpt2');
+const { makeGpt2, nllReference, gpt2HiddenReference } = require('./helpers/gpt2');
 
 const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
 
@@ -242,11 +242,35 @@ describe('eval: the demo model on the Brown corpus', function () {
       }
       const avg = r.gpt2Perplexity.perSample.reduce((a, b) => a + b, 0) / 4;
       assert.ok(Math.abs(r.gpt2Perplexity.value - avg) < 1e-9);
-      assert.match(r.notComputed.mauve, /not computed/);
+      assert.strictEqual(r.mauve, null);
+      assert.match(r.notComputed.mauve, /needs referenceTexts/);
       // seeded: same seed, same samples
       const again = await ev.evaluateGeneration({ model, numSamples: 3, steps: 8, algorithm: 'acs', seed: 2, gpt2: null, batchSize: 3 });
       assert.deepStrictEqual(again.samples, r.samples.slice(0, 3));
       assert.strictEqual(again.gpt2Perplexity, null);
+      assert.match(again.notComputed.mauve, /needs a GPT-2/);
+
+      // MAUVE: p = the first min(N, 128) reference texts, q = the generated texts; features from
+      // a direct float64 GPT-2 forward of each text's first 128 tokens give the same numbers
+      const human = ds.readBrownCorpus().slice(0, 7).map((d) => d.slice(0, 300));
+      const m = await ev.evaluateGeneration({ model, numSamples: 5, steps: 8, algorithm: 'acs', seed: 2, gpt2: ck.dir, batchSize: 3, referenceTexts: human });
+      assert.deepStrictEqual(m.samples, r.samples);
+      assert.strictEqual(m.notComputed.mauve, undefined);
+      const feats = (texts) => texts.map((t) => {
+        const ids = encode(t).slice(0, 128);
+        return gpt2HiddenReference(ck, ids)[ids.length - 1];
+      });
+      const direct = ev.computeMauve({ pFeatures: feats(human.slice(0, 5)), qFeatures: feats(m.texts.filter((t) => t.length > 0)) });
+      assert.ok(Math.abs(m.mauve.value - direct.mauve) < 1e-6, `${m.mauve.value} vs ${direct.mauve}`);
+      assert.ok(Math.abs(m.mauve.frontierIntegral - direct.frontierIntegral) < 1e-6);
+      assert.ok(m.mauve.value > 0 && m.mauve.value <= 1);
+      assert.strictEqual(m.mauve.pCount, 5);
+      assert.strictEqual(m.mauve.parameters.numBuckets, 2);
+      assert.strictEqual(m.mauve.parameters.maxTextLength, 128);
+      assert.strictEqual(m.mauve.parameters.seed, 25);
+      assert.strictEqual(m.mauve.parameters.featurizer, path.resolve(ck.dir));
+      await assert.rejects(ev.evaluateGeneration({ model, numSamples: 5, gpt2: ck.dir, referenceTexts: human.slice(0, 4) }), /at least min\(numSamples, 128\) = 5 texts/);
+      await assert.rejects(ev.evaluateGeneration({ model, numSamples: 5, gpt2: ck.dir, referenceTexts: human, mauve: { bogus: 1 } }), /bogus/);
     } finally {
       fs.rmSync(root, { recursive: true, force: true });
     }
@@ -297,7 +321,21 @@ describe('eval: CLI (hdlm eval ppl | generation)', function () {
     assert.strictEqual(printed.entropy.perSample.length, 4);
     assert.strictEqual(printed.gpt2Perplexity.samplesUsed, 4);
     assert.ok(printed.gpt2Perplexity.value > 1);
+    assert.strictEqual(printed.mauve, null);
+    assert.match(printed.notComputed.mauve, /needs referenceTexts/);
     const samples = fs.readFileSync(path.join(out, 'samples.txt'), 'utf8');
     assert.strictEqual((samples.match(/=== sample \d+ ===/g) || []).length, 4);
+  });
+
+  it('eval generation --mauve-reference brown reports MAUVE with its parameters', () => {
+    const ck = makeGpt2(path.join(root, 'gpt2m'), { vocab: 50257, embd: 8, head: 2, layer: 1, positions: 256, seed: 6 });
+    const out = path.join(root, 'genm');
+    const printed = JSON.parse(run(['eval', 'generation', '--num-samples', '4', '--steps', '4', '--seed', '1', '--gpt2', ck.dir, '--output-dir', out,
+      '--mauve-reference', 'brown', '--mauve-last-fraction', '0.05']));
+    assert.ok(printed.mauve.value > 0 && printed.mauve.value <= 1, JSON.stringify(printed.mauve));
+    assert.strictEqual(printed.mauve.pCount, 4);
+    assert.strictEqual(printed.mauve.parameters.maxTextLength, 128);
+    assert.strictEqual(printed.mauve.parameters.numBuckets, 2);
+    assert.strictEqual(printed.notComputed.mauve, undefined);
   });
 });

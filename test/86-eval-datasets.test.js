@@ -210,6 +210,9 @@ const PTB_ROWS = Array.from({ length: 40 }, (_, i) => PTB[i % PTB.length]);
 const MULTI_A = ['first file one', 'first file two'];
 const MULTI_B = ['second file one', null, 'second file three'];
 const MAIN_ROWS = PTB_ROWS.slice(0, 10).map((t) => t.toUpperCase());
+// LAMBADA-style passages with curly quotes and surrounding spaces (the detokeniser's business)
+const LAMBADA_ROWS = Array.from({ length: 12 }, (_, i) =>
+  `  \u201cwhat do you mean?\u201d she asked, looking at passage ${i} . he smiled and said \u201cnothing\u201d and left the room  `);
 
 function parquetOf(field, values, extra = {}) {
   return writeParquet({ columns: [{ name: field, values, optional: values.includes(null), dictionary: true }], codec: 'snappy', pageSize: 16, ...extra });
@@ -241,6 +244,15 @@ describe('Hub datasets (mock hub on 127.0.0.1)', function () {
         'ptb-text-only/ptb_text_only': {
           files: { 'ptb_text_only.py': '# a loading script' },
           branches: { [EXPORT]: { 'penn_treebank/validation/0000.parquet': parquetOf('sentence', PTB_ROWS, { pageVersion: 2 }) } },
+        },
+        'EleutherAI/lambada_openai': {
+          files: { 'README.md': '# lambada' },
+          branches: {
+            [EXPORT]: {
+              'default/test/0000.parquet': parquetOf('text', LAMBADA_ROWS),
+              'en/test/0000.parquet': parquetOf('text', ['not this config']),
+            },
+          },
         },
         'test-org/multi': {
           files: { 'data/file.parquet': parquetOf('body', MAIN_ROWS) },
@@ -394,6 +406,22 @@ describe('Hub datasets (mock hub on 127.0.0.1)', function () {
       assert.strictEqual(raw.dataset.detokenizer, 'none');
     });
 
+    it('lambada: EleutherAI/lambada_openai (default config, test split, text column) with upstream\'s LAMBADA detokeniser', async () => {
+      const { texts, info } = await loadHubDataset('lambada', opts('c7'));
+      assert.deepStrictEqual(texts, LAMBADA_ROWS);
+      assert.strictEqual(info.repo, 'EleutherAI/lambada_openai');
+      assert.deepStrictEqual(info.files, ['default/test/0000.parquet']);
+      assert.strictEqual(info.detokenizer, 'lambada');
+      // upstream's lambada_detokenizer: curly double quotes straightened, then "\n" + text.strip()
+      const detok = ds.detokenizer('lambada');
+      assert.strictEqual(detok(LAMBADA_ROWS[0]), '\n"what do you mean?" she asked, looking at passage 0 . he smiled and said "nothing" and left the room');
+      const viaHub = await ev.evaluatePerplexity({ model, dataset: 'lambada', ...opts('c7'), ...common });
+      assert.strictEqual(viaHub.dataset.detokenizer, 'lambada');
+      assert.strictEqual(viaHub.chunks, ds.chunkTexts(LAMBADA_ROWS, L, ds.lambadaDetokenizer).length);
+      const direct = await ev.evaluatePerplexity({ model, texts: LAMBADA_ROWS, detokenizer: 'lambada', ...common });
+      assert.strictEqual(viaHub.nll, direct.nll);
+    });
+
     it('wikitext103: every row (empty ones too) gets its EOS, as upstream; chunk window options apply', async () => {
       const rows = EXPECTED.filter((t) => t !== null);
       const r = await ev.evaluatePerplexity({ model, dataset: 'wikitext103', ...opts('c6'), ...common, start: 2, end: 5 });
@@ -430,6 +458,11 @@ describe('Hub datasets (mock hub on 127.0.0.1)', function () {
       assert.strictEqual(multi.chunks, ds.chunkTexts(MAIN_ROWS, L).length);
       assert.strictEqual(multi.detokenizer, 'none');
       assert.strictEqual(multi.source.field, 'body');
+      const lambada = JSON.parse((await run(['--dataset', 'lambada', '--end', '1'])).stdout);
+      assert.strictEqual(lambada.dataset, 'lambada');
+      assert.strictEqual(lambada.detokenizer, 'lambada');
+      assert.strictEqual(lambada.source.repo, 'EleutherAI/lambada_openai');
+      assert.strictEqual(lambada.chunks, 1);
       await assert.rejects(run(['--dataset', 'hf:nope']), (e) => e.code === 2 && /--dataset/.test(e.stderr));
       await assert.rejects(run(['--dataset', 'wikitext2', '--offline']), (e) => e.code === 1 && /Offline mode is on/.test(e.stderr));
     });

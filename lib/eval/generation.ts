@@ -1,9 +1,9 @@
 /**
  * `evaluateGeneration`: upstream's sample-quality evaluation (hdlm/eval_generation.py with the
  * metrics of hdlm/calculate_metrics.py): samples in upstream's batching, per-sample text
- * entropy, GPT-2 perplexity of the samples. MAUVE is not computed (it needs a GPT-2-large feature
- * extractor plus k-means/PCA quantisation that this package does not implement); the result says
- * so instead of reporting a number.
+ * entropy, GPT-2 perplexity of the samples, and MAUVE (calculate_mauve_score: p = human
+ * reference texts, q = generated texts, GPT-2 features of texts cut to 128 tokens) when
+ * reference texts are given.
  */
 import { invalidParameterError } from '../errors';
 import type { HubOptions } from '../hub';
@@ -12,6 +12,7 @@ import { fullDiff, semiDiff, ALGORITHMS, type Algorithm } from '../core/sampling
 import { decode, encode } from '../core/tokenizer';
 import * as v from '../validate';
 import { loadGpt2, Gpt2Model } from './gpt2';
+import { computeMauve, MAUVE_DEFAULTS, UPSTREAM_MAUVE_MAX_TEXT_LENGTH, type MauveOptions, type MauveParameters } from './mauve';
 import { deriveSeed, randomSeed } from './seeds';
 
 /**
@@ -64,9 +65,17 @@ export interface GenerationOptions extends Omit<HubOptions, 'onProgress'> {
   gpt2?: string | Gpt2Model | null;
   /** samples per GPT-2 forward (upstream: 4, remainder samples dropped) */
   gpt2BatchSize?: number;
+  /**
+   * human texts for MAUVE (upstream: the dataset's validation texts). MAUVE compares the first
+   * min(numSamples, 128) generated texts with as many of these (the first ones); without them
+   * MAUVE is not computed and `notComputed.mauve` says why.
+   */
+  referenceTexts?: readonly string[];
+  /** mauve-text options (camelCase; defaults as mauve-text's) and maxTextLength (default 128) */
+  mauve?: Omit<MauveOptions, 'pFeatures' | 'qFeatures'> & { maxTextLength?: number };
   device?: string;
   signal?: AbortSignal;
-  onProgress?: (p: { phase: 'sampling' | 'gpt2'; done: number; total: number }) => void;
+  onProgress?: (p: { phase: 'sampling' | 'gpt2' | 'mauve'; done: number; total: number }) => void;
 }
 
 export interface GenerationResult {
@@ -75,18 +84,37 @@ export interface GenerationResult {
   texts: string[];
   entropy: { mean: number; std: number | null; perSample: number[] };
   gpt2Perplexity: { value: number; perSample: number[]; samplesUsed: number; model: string } | null;
-  /** why a metric is absent (MAUVE always; GPT-2 perplexity when skipped or impossible) */
+  /** MAUVE(p = reference texts, q = generated texts), null when not computed (see notComputed) */
+  mauve: GenerationMauve | null;
+  /** why a metric is absent (MAUVE without reference texts or GPT-2; GPT-2 perplexity when skipped or impossible) */
   notComputed: Record<string, string>;
   settings: Record<string, unknown>;
   seconds: number;
 }
 
+export interface GenerationMauve {
+  value: number;
+  frontierIntegral: number;
+  mauveStar: number;
+  frontierIntegralStar: number;
+  /** texts featurised (empty texts are dropped, as mauve-text drops them) */
+  pCount: number;
+  qCount: number;
+  featureDimension: number;
+  pcaComponents: number;
+  parameters: MauveParameters & { maxTextLength: number; featurizer: string };
+  seconds: number;
+}
+
+/** upstream's calculate_mauve_score takes at most this many generated texts */
+const UPSTREAM_MAUVE_MAX_SAMPLES = 128;
+
 const GEN_KEYS = [
   'model', 'numSamples', 'steps', 'samplingMethod', 'algorithm', 'eta', 'temperature', 'blockSize', 'batchSize', 'reference', 'seed', 'gpt2',
-  'gpt2BatchSize', 'device', 'signal', 'onProgress', 'revision', 'token', 'endpoint', 'offline', 'cacheDir', 'fetch',
+  'gpt2BatchSize', 'referenceTexts', 'mauve', 'device', 'signal', 'onProgress', 'revision', 'token', 'endpoint', 'offline', 'cacheDir', 'fetch',
 ] as const;
 
-/** upstream's eval_generation.py for one dataset (the dataset only feeds MAUVE, which is not computed). */
+/** upstream's eval_generation.py for one dataset (whose validation texts are `referenceTexts`, MAUVE's p). */
 export async function evaluateGeneration(options: GenerationOptions): Promise<GenerationResult> {
   if (!v.isPlainObject(options)) throw invalidParameterError('evaluateGeneration options', 'an object', options);
   v.rejectUnknownKeys('evaluateGeneration', options, GEN_KEYS);
@@ -110,6 +138,27 @@ export async function evaluateGeneration(options: GenerationOptions): Promise<Ge
   if (gpt2Option !== null && typeof gpt2Option !== 'string' && !(gpt2Option instanceof Gpt2Model)) {
     throw invalidParameterError('gpt2', 'a hub repo id, a checkpoint directory, a Gpt2Model or null', gpt2Option);
   }
+  let referenceTexts: string[] | null = null;
+  if (v.isDefined(o.referenceTexts)) {
+    if (!Array.isArray(o.referenceTexts)) throw invalidParameterError('referenceTexts', 'an array of strings', o.referenceTexts);
+    o.referenceTexts.forEach((t, i) => {
+      if (typeof t !== 'string') throw invalidParameterError(`referenceTexts[${i}]`, 'a string', t);
+    });
+    const wanted = Math.min(numSamples, UPSTREAM_MAUVE_MAX_SAMPLES);
+    if (o.referenceTexts.length < wanted) {
+      throw invalidParameterError('referenceTexts', `at least min(numSamples, ${UPSTREAM_MAUVE_MAX_SAMPLES}) = ${wanted} texts`, `${o.referenceTexts.length} texts`);
+    }
+    referenceTexts = o.referenceTexts.slice(0, wanted);
+  }
+  let mauveOptions: Omit<MauveOptions, 'pFeatures' | 'qFeatures'> = {};
+  let maxTextLength = UPSTREAM_MAUVE_MAX_TEXT_LENGTH;
+  if (v.isDefined(o.mauve)) {
+    if (!v.isPlainObject(o.mauve)) throw invalidParameterError('mauve', 'an object of MAUVE options', o.mauve);
+    v.rejectUnknownKeys('mauve', o.mauve, [...Object.keys(MAUVE_DEFAULTS), 'maxTextLength']);
+    const { maxTextLength: m, ...rest } = o.mauve;
+    if (v.isDefined(m)) maxTextLength = v.integer('mauve.maxTextLength', m, 1);
+    mauveOptions = rest;
+  }
   const t0 = Date.now();
 
   // 1. samples: batches of min(16, N) (last batch smaller), no prompt, context = model.length
@@ -130,34 +179,66 @@ export async function evaluateGeneration(options: GenerationOptions): Promise<Ge
   const ent = meanStd(perSampleEntropy);
 
   // 3. GPT-2 perplexity: floor(N / 4) batches of 4 (remainder dropped), mean of per-sample exp(mean CE)
-  const notComputed: Record<string, string> = {
-    mauve: 'not computed: MAUVE needs GPT-2-large features plus PCA/k-means quantisation (mauve-text), which hdlm does not ship',
-  };
+  const notComputed: Record<string, string> = {};
   let gpt2Perplexity: GenerationResult['gpt2Perplexity'] = null;
+  let mauve: GenerationMauve | null = null;
+  const texts = samples.map((s) => decode(s, { skipSpecialTokens: true }));
   const used = Math.floor(numSamples / gpt2BatchSize) * gpt2BatchSize;
+  const wantPpl = gpt2Option !== null && used > 0 && !samples.slice(0, used).some((s) => s.some((id) => id >= 50257));
+  const wantMauve = gpt2Option !== null && referenceTexts !== null;
   if (gpt2Option === null) {
     notComputed.gpt2Perplexity = 'skipped (gpt2: null)';
   } else if (used === 0) {
     notComputed.gpt2Perplexity = `fewer than ${gpt2BatchSize} samples (upstream divides by zero here)`;
-  } else if (samples.slice(0, used).some((s) => s.some((id) => id >= 50257))) {
+  } else if (!wantPpl) {
     notComputed.gpt2Perplexity = 'a sample holds the mask id 50257, which is outside GPT-2\'s vocabulary (upstream breaks here too)';
-  } else {
+  }
+  if (gpt2Option === null) {
+    notComputed.mauve = 'skipped (gpt2: null): MAUVE needs a GPT-2 for its features (upstream: gpt2-large)';
+  } else if (referenceTexts === null) {
+    notComputed.mauve = 'needs referenceTexts: human texts to compare the samples with (upstream: the dataset\'s validation texts)';
+  }
+  if (wantPpl || wantMauve) {
     const owned = typeof gpt2Option === 'string';
     const gpt2 = owned
       ? await loadGpt2(gpt2Option, {
           device: o.device ?? model.device, revision: o.revision, token: o.token, endpoint: o.endpoint, offline: o.offline, cacheDir: o.cacheDir,
           fetch: o.fetch,
         })
-      : gpt2Option;
+      : (gpt2Option as Gpt2Model);
     try {
-      const perSample: number[] = [];
-      for (let s = 0; s < used; s += gpt2BatchSize) {
-        const rows = samples.slice(s, s + gpt2BatchSize);
-        const nll = await gpt2.sequenceNll(rows, { batchSize: gpt2BatchSize, signal });
-        for (let k = 0; k < rows.length; k++) perSample.push(Math.exp(nll[k] / (rows[k].length - 1)));
-        onProgress?.({ phase: 'gpt2', done: s + rows.length, total: used });
+      if (wantPpl) {
+        const perSample: number[] = [];
+        for (let s = 0; s < used; s += gpt2BatchSize) {
+          const rows = samples.slice(s, s + gpt2BatchSize);
+          const nll = await gpt2.sequenceNll(rows, { batchSize: gpt2BatchSize, signal });
+          for (let k = 0; k < rows.length; k++) perSample.push(Math.exp(nll[k] / (rows[k].length - 1)));
+          onProgress?.({ phase: 'gpt2', done: s + rows.length, total: used });
+        }
+        gpt2Perplexity = { value: perSample.reduce((a, b) => a + b, 0) / perSample.length, perSample, samplesUsed: used, model: gpt2.source };
       }
-      gpt2Perplexity = { value: perSample.reduce((a, b) => a + b, 0) / perSample.length, perSample, samplesUsed: used, model: gpt2.source };
+      if (wantMauve && referenceTexts) {
+        // calculate_mauve_score: q = the first min(N, 128) generated texts, p = as many human texts;
+        // mauve-text drops empty texts, cuts each to max_text_length tokens, featurises 8 at a time
+        const t1 = Date.now();
+        const qTexts = texts.slice(0, UPSTREAM_MAUVE_MAX_SAMPLES).filter((t) => t.length > 0);
+        const pTexts = referenceTexts.filter((t) => t.length > 0);
+        if (qTexts.length === 0 || pTexts.length === 0) {
+          notComputed.mauve = `no non-empty ${qTexts.length === 0 ? 'generated' : 'reference'} text to featurise`;
+        } else {
+          onProgress?.({ phase: 'mauve', done: 0, total: pTexts.length + qTexts.length });
+          const pFeatures = await gpt2.textFeatures(pTexts, { maxTextLength, batchSize: 8, signal });
+          onProgress?.({ phase: 'mauve', done: pTexts.length, total: pTexts.length + qTexts.length });
+          const qFeatures = await gpt2.textFeatures(qTexts, { maxTextLength, batchSize: 8, signal });
+          onProgress?.({ phase: 'mauve', done: pTexts.length + qTexts.length, total: pTexts.length + qTexts.length });
+          const r = computeMauve({ ...mauveOptions, pFeatures, qFeatures });
+          mauve = {
+            value: r.mauve, frontierIntegral: r.frontierIntegral, mauveStar: r.mauveStar, frontierIntegralStar: r.frontierIntegralStar,
+            pCount: r.pCount, qCount: r.qCount, featureDimension: r.featureDimension, pcaComponents: r.pcaComponents,
+            parameters: { ...r.parameters, maxTextLength, featurizer: gpt2.source }, seconds: (Date.now() - t1) / 1000,
+          };
+        }
+      }
     } finally {
       if (owned) gpt2.dispose();
     }
@@ -165,9 +246,10 @@ export async function evaluateGeneration(options: GenerationOptions): Promise<Ge
   return {
     numSamples,
     samples,
-    texts: samples.map((s) => decode(s, { skipSpecialTokens: true })),
+    texts,
     entropy: { mean: ent.mean, std: ent.std, perSample: perSampleEntropy },
     gpt2Perplexity,
+    mauve,
     notComputed,
     settings: {
       model: model.source, samplingMethod: method, algorithm, steps, eta, temperature, batchSize, contextLength: model.length, reference,

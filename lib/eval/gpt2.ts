@@ -1,17 +1,20 @@
 /**
  * GPT-2 checkpoints (Hugging Face layout: config.json + model.safetensors) loaded Python-free
  * for the evaluation metrics: the native side builds a TorchScript GPT-2 the same way
- * it builds HDLM models. Used for the GPT-2 perplexity of generated samples.
+ * it builds HDLM models. Used for the GPT-2 perplexity of generated samples and for MAUVE's
+ * features (the last token's final hidden state).
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { addon, type NativeModel } from '../binding';
+import { addon, type NativeEvalResult, type NativeJob, type NativeModel } from '../binding';
+import { encode } from '../core/tokenizer';
 import { readSafetensorsHeader } from '../core/checkpoint';
 import { HdlmError, invalidParameterError } from '../errors';
 import { looksLikeRepoId, resolveRepoFiles, type HubOptions } from '../hub';
 import { resolveDevice } from '../core/loader';
 import { callNative, toHdlmError } from '../core/model';
 import * as v from '../validate';
+import { UPSTREAM_MAUVE_MAX_TEXT_LENGTH } from './mauve';
 
 export interface Gpt2LoadOptions extends HubOptions {
   /** 'auto' (default), 'cpu', 'cuda', 'cuda:N' */
@@ -65,18 +68,63 @@ export class Gpt2Model {
     const batchSize = v.isDefined(options.batchSize) ? v.integer('batchSize', options.batchSize, 1) : 4;
     const native = this.#live();
     const job = native.evaluate({
-      op: 'causal_nll', tokens: x.data, rows: x.rows, length: x.cols, batchSize, repetitions: 1, samplingEps: 0, maskId: 0, seed: 0n,
+      op: 'causal_nll', tokens: x.data, rows: x.rows, length: x.cols, batchSize, repetitions: 1, samplingEps: 0, maskId: 0, sigma: 0, seed: 0n,
     });
-    const onAbort = (): void => job.abort();
-    options.signal?.addEventListener('abort', onAbort, { once: true });
-    try {
-      const r = await job.promise;
-      return Array.from(r.values);
-    } catch (e) {
-      throw toHdlmError(e);
-    } finally {
-      options.signal?.removeEventListener('abort', onAbort);
+    const r = await awaitJob(job, options.signal);
+    return Array.from(r.values);
+  }
+
+  /**
+   * The final hidden state (after ln_f; HF's hidden_states[-1]) at the last position of each row:
+   * one Float32Array of nEmbd values per row. Rows may differ in length (1..nPositions ids);
+   * rows of one length run `batchSize` per forward. Causal attention makes this what a
+   * right-padded batch with an attention mask gives (mauve-text's featurize_tokens_from_model).
+   */
+  async lastHiddenStates(rows: number[][], options: { batchSize?: number; signal?: AbortSignal } = {}): Promise<Float32Array[]> {
+    if (!Array.isArray(rows) || rows.length === 0) throw invalidParameterError('rows', 'a non-empty array of id arrays', rows);
+    const batchSize = v.isDefined(options.batchSize) ? v.integer('batchSize', options.batchSize, 1) : 8;
+    const signal = v.isDefined(options.signal) ? v.abortSignal('signal', options.signal) : undefined;
+    const byLength = new Map<number, number[]>();
+    rows.forEach((row, i) => {
+      if (!Array.isArray(row) || row.length < 1 || row.length > this.config.nPositions) {
+        throw invalidParameterError(`rows[${i}]`, `an array of 1..${this.config.nPositions} ids`, row);
+      }
+      byLength.set(row.length, [...(byLength.get(row.length) ?? []), i]);
+    });
+    const out: Float32Array[] = new Array<Float32Array>(rows.length);
+    for (const [length, indices] of byLength) {
+      const x = v.tokenRows('rows', indices.map((i) => rows[i]), this.config.vocabSize);
+      const native = this.#live();
+      const job = native.evaluate({
+        op: 'last_hidden', tokens: x.data, rows: x.rows, length, batchSize, repetitions: 1, samplingEps: 0, maskId: 0, sigma: 0, seed: 0n,
+      });
+      const r = await awaitJob(job, signal);
+      indices.forEach((i, k) => {
+        out[i] = Float32Array.from(r.values.subarray(k * r.cols, (k + 1) * r.cols));
+      });
     }
+    return out;
+  }
+
+  /**
+   * MAUVE features of texts as mauve-text computes them (featurize_tokens_from_model): each text
+   * GPT-2-encoded, cut to its first `maxTextLength` tokens (default 128, upstream's
+   * max_text_length), and the last token's final hidden state. Empty texts are the caller's to
+   * drop (mauve-text drops them before featurising).
+   */
+  async textFeatures(texts: readonly string[], options: { maxTextLength?: number; batchSize?: number; signal?: AbortSignal } = {}): Promise<Float32Array[]> {
+    const maxLen = v.isDefined(options.maxTextLength) ? v.integer('maxTextLength', options.maxTextLength, 1) : UPSTREAM_MAUVE_MAX_TEXT_LENGTH;
+    if (maxLen > this.config.nPositions) {
+      throw invalidParameterError('maxTextLength', `at most this GPT-2's n_positions (${this.config.nPositions})`, maxLen);
+    }
+    if (!Array.isArray(texts)) throw invalidParameterError('texts', 'an array of strings', texts);
+    const rows = texts.map((t, i) => {
+      if (typeof t !== 'string' || t.length === 0) throw invalidParameterError(`texts[${i}]`, 'a non-empty string', t);
+      const ids = encode(t, { allowSpecial: true }).slice(0, maxLen);
+      if (ids.length === 0) throw invalidParameterError(`texts[${i}]`, 'a text with at least one GPT-2 token', t);
+      return ids;
+    });
+    return this.lastHiddenStates(rows, { batchSize: options.batchSize, signal: options.signal });
   }
 
   dispose(): void {
@@ -84,6 +132,18 @@ export class Gpt2Model {
       this.#native.dispose();
       this.#native = null;
     }
+  }
+}
+
+async function awaitJob(job: NativeJob<NativeEvalResult>, signal: AbortSignal | undefined): Promise<NativeEvalResult> {
+  const onAbort = (): void => job.abort();
+  signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    return await job.promise;
+  } catch (e) {
+    throw toHdlmError(e);
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
   }
 }
 

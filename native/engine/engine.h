@@ -41,7 +41,7 @@ std::shared_ptr<Model> build_model(const BuildSpec& spec);
 std::shared_ptr<Model> load_torchscript(const std::string& path, const std::string& device, Precision precision);
 // A GPT-2 (Hugging Face layout: wte, wpe, h.{i}.*, ln_f; optional `transformer.` prefix) as a
 // TorchScript module, for evaluation; arch.family "gpt2", arch.n_blocks layers; config_json
-// carries n_positions and layer_norm_epsilon. Supports forward and evaluate("causal_nll").
+// carries n_positions and layer_norm_epsilon. Supports forward and evaluate("causal_nll" / "last_hidden").
 std::shared_ptr<Model> build_gpt2(const BuildSpec& spec);
 
 RuntimeInfo runtime_info();

@@ -151,7 +151,10 @@ using StepCallback = std::function<void(int64_t step, int64_t total, std::vector
 //   sampling_eps, every position masked (mask_id) with probability p_b, one forward; the value
 //   is Σ_{masked} CE(logits, x) / p_b / batch_size, or NaN when nothing was masked (upstream
 //   skips it). Result: rows × repetitions. Draws come from a CPU generator seeded with `seed`.
+//   gamma_hybrid models are called with σ̄ = `sigma` at every position.
 // op "causal_nll" (GPT-2): Result rows × 1, Σ_{l=1..length−1} CE(logits[l−1], x_l) per row.
+// op "last_hidden" (GPT-2): Result rows × n_embd, the final hidden state (after ln_f) at the
+//   last position of each row, batch_size rows per forward.
 struct EvalRequest {
   std::string op;
   std::vector<int32_t> tokens;  // rows × length, row-major
@@ -160,6 +163,7 @@ struct EvalRequest {
   int64_t repetitions = 1;
   double sampling_eps = 1e-3;
   int64_t mask_id = 50257;
+  double sigma = 0.0;  // mc_loglik on gamma_hybrid models
   uint64_t seed = 0;
 };
 struct EvalResult {

@@ -2,11 +2,13 @@
 # of generated samples), compiled by engine/models/gpt2.cc. Not importable Python: TorchScript
 # source for torch::jit::Module::define.
 #
-# tokens [B, L] int64 -> logits [B, L, V]. Pre-LN blocks, causal attention, Conv1D weights
-# ([in, out]: y = x·W + b), tanh GELU ("gelu_new"), logits tied to wte.
+# hidden: tokens [B, L] int64 -> final hidden states [B, L, D] (after ln_f; what HF returns as
+# hidden_states[-1], the MAUVE features). forward: -> logits [B, L, V] = hidden · wteᵀ.
+# Pre-LN blocks, causal attention, Conv1D weights ([in, out]: y = x·W + b), tanh GELU
+# ("gelu_new"), logits tied to wte.
 
 
-def forward(self, tokens):
+def hidden(self, tokens):
     B = tokens.size(0)
     L = tokens.size(1)
     D = self.n_embd
@@ -29,5 +31,8 @@ def forward(self, tokens):
         m = torch.layer_norm(h, [D], self.ln2_w[i], self.ln2_b[i], self.eps)
         z = torch.gelu(torch.matmul(m, self.fc_w[i]) + self.fc_b[i], approximate='tanh')
         h = h + (torch.matmul(z, self.mproj_w[i]) + self.mproj_b[i])
-    u = torch.layer_norm(h, [D], self.lnf_w, self.lnf_b, self.eps)
-    return torch.matmul(u, self.wte.t())
+    return torch.layer_norm(h, [D], self.lnf_w, self.lnf_b, self.eps)
+
+
+def forward(self, tokens):
+    return torch.matmul(self.hidden(tokens), self.wte.t())

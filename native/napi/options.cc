@@ -1,5 +1,7 @@
 #include "napi/options.h"
 
+#include <cmath>
+
 #include "napi/convert.h"
 
 namespace hdlm {
@@ -258,10 +260,11 @@ EvalRequest read_eval_request(Napi::Env env, const Napi::Object& o) {
   r.repetitions = get_int(o, "repetitions");
   r.sampling_eps = get_number(o, "samplingEps");
   r.mask_id = get_int(o, "maskId");
+  r.sigma = get_number(o, "sigma");
   r.seed = get_seed(o);
   if (r.rows < 1 || r.length < 1 || static_cast<int64_t>(r.tokens.size()) != r.rows * r.length || r.batch_size < 1 ||
-      r.repetitions < 1) {
-    throw_type(env, "tokens of rows × length ids, batchSize and repetitions ≥ 1");
+      r.repetitions < 1 || !(r.sigma >= 0.0 && std::isfinite(r.sigma))) {
+    throw_type(env, "tokens of rows × length ids, batchSize and repetitions ≥ 1, a finite sigma ≥ 0");
   }
   return r;
 }

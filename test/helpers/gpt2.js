@@ -52,9 +52,9 @@ function makeGpt2(dir, { vocab = 61, embd = 16, head = 2, layer = 2, positions =
   return { dir, w, cfg };
 }
 
-/** Direct float64 GPT-2 forward of one row: logits [L][V]. */
-function gpt2Reference({ w, cfg }, ids) {
-  const D = cfg.n_embd, H = cfg.n_head, d = D / H, L = ids.length, V = cfg.vocab_size, eps = cfg.layer_norm_epsilon;
+/** Direct float64 GPT-2 forward of one row: final hidden states (after ln_f) [L][D]. */
+function gpt2HiddenReference({ w, cfg }, ids) {
+  const D = cfg.n_embd, H = cfg.n_head, d = D / H, L = ids.length, eps = cfg.layer_norm_epsilon;
   const ln = (x, g, b) => {
     const mean = x.reduce((a, c) => a + c, 0) / D;
     const v = x.reduce((a, c) => a + (c - mean) ** 2, 0) / D;
@@ -97,14 +97,19 @@ function gpt2Reference({ w, cfg }, ids) {
       return x1.map((c, j) => c + mo[j]);
     });
   }
-  return h.map((x) => {
-    const u = ln(x, w['ln_f.weight'], w['ln_f.bias']);
-    return Array.from({ length: V }, (_, t) => {
+  return h.map((x) => ln(x, w['ln_f.weight'], w['ln_f.bias']));
+}
+
+/** Direct float64 GPT-2 forward of one row: logits [L][V] (hidden · wteᵀ). */
+function gpt2Reference(ck, ids) {
+  const D = ck.cfg.n_embd, V = ck.cfg.vocab_size, wte = ck.w['wte.weight'];
+  return gpt2HiddenReference(ck, ids).map((u) =>
+    Array.from({ length: V }, (_, t) => {
       let s = 0;
-      for (let j = 0; j < D; j++) s += u[j] * w['wte.weight'][t * D + j];
+      for (let j = 0; j < D; j++) s += u[j] * wte[t * D + j];
       return s;
-    });
-  });
+    }),
+  );
 }
 
 function nllReference(ck, ids) {
@@ -119,4 +124,4 @@ function nllReference(ck, ids) {
   return s;
 }
 
-module.exports = { rng, makeGpt2, gpt2Reference, nllReference };
+module.exports = { rng, makeGpt2, gpt2Reference, gpt2HiddenReference, nllReference };

