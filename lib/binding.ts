@@ -84,6 +84,8 @@ export interface NativeSampleOptions {
   /** prompt ids, one row of promptLength per batch row (batchSize × promptLength), or null */
   prompt: Int32Array | null;
   promptLength: number;
+  /** fixed tokens outside the prompt (batchSize × contextLength, −1 where free), or null */
+  fixed: Int32Array | null;
   batchSize: number;
   steps: number;
   temperature: number;

@@ -17,8 +17,12 @@
 export { smartModelLoader, exportTorchScript, resolveDevice, type LoaderOptions, type LoadedModel, type ModelType } from './core/loader';
 export {
   fullDiff, semiDiff, fullDiffShifted, semiDiffShifted, ALGORITHMS, SEMI_SHIFTED_ALGORITHMS,
-  type Algorithm, type FullDiffOptions, type SemiDiffOptions, type FullDiffShiftedOptions, type SemiDiffShiftedOptions, type StepInfo,
+  type Algorithm, type FixedSpan, type FullDiffOptions, type SemiDiffOptions, type FullDiffShiftedOptions, type SemiDiffShiftedOptions, type StepInfo,
 } from './core/sampling';
+export {
+  generate, infill, fillTemplate, parseTemplate, type GenerateOptions, type Generation, type InfillOptions, type Infilling, type TemplateOptions, type TemplateFill, type TextSamplerOptions,
+} from './core/generate';
+export { streamDiff, decodeWithMasks, type StreamDiffOptions, type StreamFrame, type DiffStream } from './core/stream';
 export { gammaSample, getSaSamplingFn, SAMPLING_METHODS, type GammaSampleOptions, type SaSamplingFnOptions, type SamplingMethod } from './core/sampling-gamma';
 export {
   Metaschedule, makeSimpleAnnealing, makeBlockAnnealing, makeHybridAnnealing, createMetaschedule,

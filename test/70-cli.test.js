@@ -195,6 +195,33 @@ describe('cli: hdlm', function () {
       for (const s of samples) assert.ok(s.startsWith('The future'), s);
     });
 
+    it('--suffix keeps the suffix at the end; --template fills its gaps and keeps the rest', async () => {
+      const suffix = ' in the spring of 1961.';
+      const r = await cli(['generate', 'The city', '--suffix', suffix, '--steps', '4', '--context-length', '24', '--seed', '2', '--json']);
+      expectExit(r, 0);
+      const { ids, text } = JSON.parse(r.stdout).samples[0];
+      assert.equal(ids.length, 24);
+      assert.ok(text.startsWith('The city') && text.endsWith(suffix), text);
+      const t = await cli(['generate', '--template', 'He said{{3}} and then{{4}}.', '--steps', '4', '--seed', '2', '--json']);
+      expectExit(t, 0);
+      const out = JSON.parse(t.stdout);
+      assert.ok(out.samples[0].text.startsWith('He said') && out.samples[0].text.endsWith('.'), out.samples[0].text);
+      assert.ok(out.samples[0].text.includes(' and then'));
+    });
+
+    it('--suffix / --template refuse what they cannot go with', async () => {
+      const shifted = await cli(['generate', 'x', '--suffix', 'y', '--sampler', 'full-shifted']);
+      expectExit(shifted, 2);
+      assert.match(shifted.stderr, /--suffix applies only to --sampler full or semi/);
+      const both = await cli(['generate', '--template', 'a{{2}}', '--suffix', 'y']);
+      expectExit(both, 2);
+      const prompt = await cli(['generate', 'x', '--template', 'a{{2}}']);
+      expectExit(prompt, 2);
+      const nogap = await cli(['generate', '--template', 'no gaps', '--steps', '2']);
+      assert.notEqual(nogap.code, 0);
+      assert.match(nogap.stderr, /at least one \{\{N\}\} gap/);
+    });
+
     it('the shifted samplers: full-shifted and semi-shifted (the model\'s metaschedule) keep the prompt', async () => {
       const full = await cli(['generate', 'The future', '--sampler', 'full-shifted', '--steps', '4', '--context-length', '16', '--seed', '3', '--json']);
       expectExit(full, 0);

@@ -52,7 +52,7 @@ export interface GammaSampleOptions {
 
 const KEYS = [
   'model', 'metaschedule', 'samplingMethod', 'batchSize', 'contextLength', 'eps', 'contextAttention', 'blockAttention',
-  'predictor', 'seed', 'signal', 'onStep', 'stepTokens', 'device',
+  'predictor', 'seed', 'signal', 'onStep', 'stepTokens', 'device', 'fixed',
 ] as const;
 
 function section(cfg: Record<string, unknown>, key: string): Record<string, unknown> {
@@ -69,6 +69,12 @@ export async function gammaSample(options: GammaSampleOptions): Promise<number[]
   const fnName = 'gammaSample';
   if (!v.isPlainObject(options)) throw invalidParameterError(`${fnName} options`, 'an object', options);
   v.rejectUnknownKeys(fnName, options, KEYS);
+  const fixed = (options as { fixed?: unknown }).fixed;
+  if (v.isDefined(fixed) && !(Array.isArray(fixed) && fixed.length === 0)) {
+    // The analytic predictor of a gamma model updates every active position of a block from the
+    // transition kernel; holding some of them would need a conditioned kernel upstream lacks.
+    throw new HdlmError('HDLM_UNSUPPORTED', `${fnName} does not take fixed tokens (infilling needs an epsilon_hybrid model and fullDiff / semiDiff)`);
+  }
   const o = options as GammaSampleOptions;
   if (!(o.model instanceof HdlmModel)) throw invalidParameterError('model', 'an HdlmModel from smartModelLoader', o.model);
   const model = o.model;

@@ -23,9 +23,26 @@ export interface StepInfo {
   tokens: number[][] | null;
 }
 
+/**
+ * Tokens held fixed at `at`, `at` + 1, … (infilling): never masked, selected, re-masked or
+ * resampled by any algorithm. One row (for every sample) or one row per sample.
+ */
+export interface FixedSpan {
+  at: number;
+  tokens: ArrayLike<number> | ArrayLike<number>[];
+}
+
 export interface FullDiffOptions {
   /** the model from smartModelLoader */
   model: HdlmModel;
+  /**
+   * tokens held fixed anywhere in the context (a suffix, spans in the middle); the model
+   * conditions on them and samples the rest. Spans must not overlap each other or the prompt,
+   * must end within contextLength, and must not hold the mask id. Without a prompt, a span at
+   * position 0 is the prompt (upstream's prompt path, same tokens as with `prompt`). semiDiff
+   * sees a fixed token once its block is reached (the model sees the prefix only).
+   */
+  fixed?: readonly FixedSpan[] | null;
   /** token ids kept at the start of every sample: one row (repeated batchSize times) or one row per sample */
   prompt?: ArrayLike<number> | ArrayLike<number>[] | null;
   /** samples to draw (default 1; with a prompt of several rows, the number of rows) */
@@ -96,13 +113,18 @@ export interface SemiDiffShiftedOptions extends Omit<FullDiffShiftedOptions, 'st
 
 const FULL_KEYS = [
   'model', 'prompt', 'batchSize', 'alg', 'steps', 'temperature', 'cfgScale', 'contextLength', 'eps', 'dim',
-  'eta', 'seed', 'signal', 'onStep', 'stepTokens', 'device', 'reference',
+  'eta', 'seed', 'signal', 'onStep', 'stepTokens', 'device', 'reference', 'fixed',
 ] as const;
 const SEMI_KEYS = [...FULL_KEYS, 'blockSize'] as const;
 const FULL_SHIFTED_KEYS = [...FULL_KEYS.filter((k) => k !== 'eta'), 'repetitionPenalty', 'bosId'] as const;
 const SEMI_SHIFTED_KEYS = [
   ...FULL_SHIFTED_KEYS.filter((k) => k !== 'steps' && k !== 'dim'), 'metaschedule', 'contextAttention', 'blockAttention', 'maskTokenId',
 ] as const;
+
+/** @internal The option names of fullDiff ('full') and semiDiff ('semi'). */
+export function samplerKeys(mode: 'full' | 'semi'): readonly string[] {
+  return mode === 'full' ? FULL_KEYS : SEMI_KEYS;
+}
 
 /** Shifted (next-token) algorithms: semi_diff_shifted cannot run remask_adhoc_shuffle upstream (it raises a shape error). */
 export const SHIFTED_ALGORITHMS = ALGORITHMS;
@@ -200,11 +222,23 @@ export function prepareSampling(fnName: string, mode: SamplerMode, options: unkn
     throw new HdlmError('HDLM_UNSUPPORTED', `${fnName} is an epsilon_hybrid sampler; this is a ${model.family} model (use gammaSample)`);
   }
 
+  if (shifted && v.isDefined(o.fixed) && !(Array.isArray(o.fixed) && o.fixed.length === 0)) {
+    throw new HdlmError('HDLM_UNSUPPORTED', `${fnName} does not take fixed tokens: a next-token sampler writes position l + 1 from l, so only a prefix (prompt) fits it; use fullDiff or semiDiff to infill`);
+  }
+  const spans = v.isDefined(o.fixed) ? readFixedSpans(o.fixed, model.vocabSize) : [];
+  let promptSource: unknown = o.prompt;
+  let promptName = 'prompt';
+  // Without a prompt, a span at 0 is the prompt: upstream's prompt path, token for token.
+  if (!v.isDefined(o.prompt) && spans.length > 0 && spans[0].at === 0) {
+    promptSource = spans[0].source;
+    promptName = 'fixed[0].tokens';
+    spans.shift();
+  }
   let prompt: Int32Array | null = null;
   let promptRows = 0;
   let promptLength = 0;
-  if (v.isDefined(o.prompt)) {
-    const rows = v.tokenRows('prompt', o.prompt, model.vocabSize);
+  if (v.isDefined(promptSource)) {
+    const rows = v.tokenRows(promptName, promptSource, model.vocabSize);
     if (rows.cols > 0) {
       prompt = rows.data;
       promptRows = rows.rows;
@@ -232,6 +266,7 @@ export function prepareSampling(fnName: string, mode: SamplerMode, options: unkn
   if (promptLength > contextLength) {
     throw invalidParameterError('prompt', `at most contextLength (${contextLength}) tokens`, o.prompt);
   }
+  const fixed = layFixedSpans(spans, batchSize, contextLength, promptLength);
   // One step's logits are batch × contextLength × vocab floats (twice that with guidance): refuse
   // what could only end in an out-of-memory kill instead of an error.
   const logitsElements = batchSize * (cfgScale > 0 ? 2 : 1) * contextLength * model.vocabSize;
@@ -247,6 +282,10 @@ export function prepareSampling(fnName: string, mode: SamplerMode, options: unkn
   const maskId = mode === 'semi_shifted'
     ? v.isDefined(o.maskTokenId) ? v.integer('maskTokenId', o.maskTokenId, 0, model.vocabSize - 1) : model.maskId
     : v.isDefined(o.dim) ? v.integer('dim', o.dim, 0, model.vocabSize - 1) : model.maskId;
+  if (fixed) {
+    const at = fixed.indexOf(maskId);
+    if (at >= 0) throw invalidParameterError('fixed', `tokens other than the mask id ${maskId} (sample ${Math.floor(at / contextLength)}, position ${at % contextLength})`, maskId);
+  }
   const repetitionPenalty = v.isDefined(o.repetitionPenalty) ? OPTION_RULES.repetitionPenalty(o.repetitionPenalty) : 1.2;
   const bosId = v.isDefined(o.bosId) ? v.integer('bosId', o.bosId, 0, model.vocabSize - 1) : 50256;
   if (shifted && bosId >= model.vocabSize) {
@@ -296,11 +335,61 @@ export function prepareSampling(fnName: string, mode: SamplerMode, options: unkn
     signal,
     onStep,
     native: {
-      mode, alg, prompt, promptLength, batchSize, steps, temperature, cfgScale, contextLength, eps, maskId, eta,
+      mode, alg, prompt, promptLength, fixed, batchSize, steps, temperature, cfgScale, contextLength, eps, maskId, eta,
       blockSize, seed, stepTokens: stepTokens && onStep !== null, reference, repetitionPenalty, bosId,
       metaschedule: metaschedule ? metaschedule.nativeSpec() : null, contextAttention, blockAttention,
     },
   };
+}
+
+interface ReadSpan {
+  at: number;
+  source: unknown;
+  rows: Int32Array[];
+  index: number;
+}
+
+/** Reads `fixed` into spans sorted by position (shape checks against the context come later). */
+function readFixedSpans(value: unknown, vocabSize: number): ReadSpan[] {
+  if (!Array.isArray(value)) throw invalidParameterError('fixed', 'an array of { at, tokens } spans', value);
+  const spans = value.map((span: unknown, i): ReadSpan => {
+    if (!v.isPlainObject(span)) throw invalidParameterError(`fixed[${i}]`, 'an object { at, tokens }', span);
+    v.rejectUnknownKeys(`fixed[${i}]`, span, ['at', 'tokens']);
+    const at = v.integer(`fixed[${i}].at`, span.at, 0);
+    const t = v.tokenRows(`fixed[${i}].tokens`, span.tokens, vocabSize);
+    const rows: Int32Array[] = [];
+    for (let r = 0; r < t.rows; r++) rows.push(t.data.subarray(r * t.cols, (r + 1) * t.cols));
+    return { at, source: span.tokens, rows, index: i };
+  });
+  const nonEmpty = spans.filter((s) => s.rows[0].length > 0).sort((a, b) => a.at - b.at);
+  for (let k = 1; k < nonEmpty.length; k++) {
+    const prev = nonEmpty[k - 1];
+    const end = prev.at + prev.rows[0].length;
+    if (nonEmpty[k].at < end) {
+      throw invalidParameterError(`fixed[${nonEmpty[k].index}].at`, `a position not inside fixed[${prev.index}] (positions ${prev.at} to ${end - 1}): spans must not overlap`, nonEmpty[k].at);
+    }
+  }
+  return nonEmpty;
+}
+
+/** The native layout of the fixed spans: batchSize × contextLength, −1 where free; null if none. */
+function layFixedSpans(spans: ReadSpan[], batchSize: number, contextLength: number, promptLength: number): Int32Array | null {
+  if (spans.length === 0) return null;
+  const out = new Int32Array(batchSize * contextLength).fill(-1);
+  for (const span of spans) {
+    const len = span.rows[0].length;
+    if (span.at < promptLength) {
+      throw invalidParameterError(`fixed[${span.index}].at`, `a position at or after the prompt's end (${promptLength}): spans must not overlap the prompt`, span.at);
+    }
+    if (span.at + len > contextLength) {
+      throw invalidParameterError(`fixed[${span.index}]`, `a span within contextLength (${contextLength}), ending at position ${contextLength - 1} at the latest`, `${len} tokens at ${span.at}`);
+    }
+    if (span.rows.length !== 1 && span.rows.length !== batchSize) {
+      throw invalidParameterError(`fixed[${span.index}].tokens`, `one row or batchSize (${batchSize}) rows`, `${span.rows.length} rows`);
+    }
+    for (let b = 0; b < batchSize; b++) out.set(span.rows[span.rows.length === 1 ? 0 : b], b * contextLength + span.at);
+  }
+  return out;
 }
 
 export function checkDevice(device: unknown, model: HdlmModel): void {

@@ -105,6 +105,9 @@ struct SampleOptions {
   Algorithm alg = Algorithm::Original;
   std::vector<int32_t> prompt;  // batch_size × prompt_length, row-major; empty = no prompt
   int64_t prompt_length = 0;
+  // Tokens held fixed outside the prompt (infilling): batch_size × context_length, row-major, −1
+  // at free positions; empty = none. Never selected, re-masked or resampled by any algorithm.
+  std::vector<int32_t> fixed_tokens;
   int64_t batch_size = 1;
   int64_t steps = 512;
   double temperature = 1.0;

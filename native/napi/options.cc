@@ -209,6 +209,8 @@ SampleOptions read_sample_options(Napi::Env env, const Napi::Object& o) {
   s.prompt_length = get_int(o, "promptLength");
   auto prompt = get(o, "prompt");
   if (!prompt.IsNull() && !prompt.IsUndefined()) s.prompt = to_int32_vector(env, prompt, "prompt");
+  auto fixed = get(o, "fixed");
+  if (!fixed.IsNull() && !fixed.IsUndefined()) s.fixed_tokens = to_int32_vector(env, fixed, "fixed");
   s.seed = get_seed(o);
   s.step_tokens = get(o, "stepTokens").ToBoolean();
   s.fast = !get(o, "reference").ToBoolean();
@@ -216,7 +218,9 @@ SampleOptions read_sample_options(Napi::Env env, const Napi::Object& o) {
   if (s.batch_size < 1 || s.steps < 1 || s.context_length < 1 || s.block_size < 1 || s.prompt_length < 0 ||
       s.prompt_length > s.context_length ||
       static_cast<int64_t>(s.prompt.size()) != (s.prompt_length > 0 ? s.batch_size * s.prompt_length : 0) ||
-      (s.cfg_scale > 0 && s.prompt_length == 0 && !is_shifted(s.mode)) || s.bos_id < 0) {
+      (s.cfg_scale > 0 && s.prompt_length == 0 && !is_shifted(s.mode)) || s.bos_id < 0 ||
+      (!s.fixed_tokens.empty() &&
+       (is_shifted(s.mode) || static_cast<int64_t>(s.fixed_tokens.size()) != s.batch_size * s.context_length))) {
     throw_type(env, "consistent sampling options (sizes, prompt shape)");
   }
   return s;

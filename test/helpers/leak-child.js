@@ -1,7 +1,7 @@
 'use strict';
 // Child process of test/65-leaks.test.js (run with --expose-gc): repeats calls and reports the
 // resident set size before, halfway and after, in MiB. argv: JSON { dir, cache, phase, n }.
-const { smartModelLoader, fullDiff } = require('../../dist');
+const { smartModelLoader, fullDiff, streamDiff } = require('../../dist');
 
 const mib = () => process.memoryUsage().rss / 1048576;
 async function settle() {
@@ -23,6 +23,16 @@ async function settle() {
     const { model } = await load();
     let k = 0;
     once = async () => { await fullDiff({ model, steps: 2, contextLength: 32, seed: k++, alg: k % 2 ? 'acs' : 'original' }); };
+  } else if (phase === 'stream') {
+    const { model } = await load();
+    let k = 0;
+    once = async () => {
+      // every fourth stream is left after its first frame (the sampling stops there)
+      const stop = k % 4 === 3;
+      for await (const frame of streamDiff({ model, steps: 4, contextLength: 32, seed: k++, text: true, fixed: [{ at: 20, tokens: [5, 6, 7] }] })) {
+        if (stop && frame.step >= 1) break;
+      }
+    };
   } else if (phase === 'abort') {
     const { model } = await load();
     once = async () => {

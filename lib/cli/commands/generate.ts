@@ -21,6 +21,13 @@ Samples text with a diffusion sampler and prints it to stdout (samples separated
 The prompt is kept at the start of every sample; '-' reads it from stdin (one trailing newline
 dropped); no prompt samples unconditionally.
 
+Infilling (--sampler full or semi, epsilon models):
+  --suffix <text>             keep <text> at the end of every sample (it ends at --context-length);
+                              the tokens between the prompt and the suffix are sampled
+  --template <text>           fill the gaps of <text>: {{N}} is a gap of N tokens, the rest is kept,
+                              e.g. 'The city{{8}} in 1961.' (no prompt, no --suffix; the context is
+                              the template's length)
+
 Model:
   -m, --model <id|dir|file>   hub repo id, checkpoint directory, or TorchScript file
                               (default: the embedded demo model)
@@ -76,6 +83,8 @@ const OPTIONS: Record<string, OptionSpec> = {
   special: { type: 'boolean' },
   'no-special': { type: 'boolean' },
   'show-steps': { type: 'boolean' },
+  suffix: { type: 'string' },
+  template: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 };
 
@@ -111,6 +120,13 @@ async function samplingFlags(values: Values): Promise<{ sampler: Sampler | undef
   }
   const sampler = samplerArg as Sampler | undefined;
   if (sampler !== 'semi' && values['block-size'] !== undefined) throw new UsageError('--block-size applies only to --sampler semi', 'generate');
+  for (const flag of ['suffix', 'template']) {
+    if (values[flag] !== undefined && sampler !== undefined && sampler !== 'full' && sampler !== 'semi') {
+      throw new UsageError(`--${flag} applies only to --sampler full or semi (fixed tokens need the epsilon full_diff / semi_diff samplers)`, 'generate');
+    }
+  }
+  if (values.template !== undefined && values.suffix !== undefined) throw new UsageError('--template and --suffix cannot go together (put the suffix in the template)', 'generate');
+  if (values.template !== undefined && values['context-length'] !== undefined) throw new UsageError("--template sets the context length itself (the template's length)", 'generate');
   if (sampler !== undefined && GAMMA_SAMPLERS.includes(sampler)) {
     for (const flag of ['steps', 'alg', 'eta', 'cfg-scale', 'temperature']) {
       if (values[flag] !== undefined) throw new UsageError(`--${flag} does not apply to --sampler ${sampler} (the metaschedule sets the steps)`, 'generate');
@@ -137,6 +153,7 @@ async function run(args: string[]): Promise<number> {
   const { sampler: samplerArg, flags } = await samplingFlags(values);
   let promptText = positionals[0] ?? '';
   if (promptText === '-') promptText = (await readStdin()).replace(/\r?\n$/, '');
+  if (values.template !== undefined && promptText !== '') throw new UsageError('--template takes no prompt (put it in the template)', 'generate');
 
   const hdlm = await import('../../index.js');
   const modelPath = str(values, 'model') ?? hdlm.DEMO_MODEL_PATH;
@@ -164,7 +181,8 @@ async function run(args: string[]): Promise<number> {
   try {
     const sampler = samplerFor(hdlm, model, samplerArg, promptText);
     const started = Date.now();
-    const { rows, steps } = await sample(hdlm, loaded, sampler, hdlm.tokenizer.encode(promptText), flags, values);
+    const layout = infillLayout(hdlm, model, sampler, promptText, flags, values);
+    const { rows, steps } = await sample(hdlm, loaded, sampler, layout, flags, values);
     const ms = Date.now() - started;
     const special = values.special === true;
     const texts = rows.map((ids) => hdlm.decode(ids, { skipSpecialTokens: !special }));
@@ -217,12 +235,56 @@ function samplerFor(hdlm: typeof Lib, model: Lib.HdlmModel, asked: Sampler | und
   return sampler;
 }
 
-/** Runs the sampler with a progress bar (or the live view); resolves to the rows and the number of steps run. */
+interface Layout {
+  prompt: number[];
+  fixed: Lib.FixedSpan[];
+  /** set by --template (its length); else the flag's or the model's */
+  contextLength: number | undefined;
+}
+
+/** The prompt and the fixed spans of --suffix / --template, in tokens. */
+function infillLayout(hdlm: typeof Lib, model: Lib.HdlmModel, sampler: Sampler, promptText: string, flags: SamplingFlags, values: Values): Layout {
+  const prompt = hdlm.tokenizer.encode(promptText);
+  const suffix = str(values, 'suffix');
+  const template = str(values, 'template');
+  if ((suffix !== undefined || template !== undefined) && sampler !== 'full' && sampler !== 'semi') {
+    throw new hdlm.HdlmArgumentError(`Expected --sampler full or semi with --${template !== undefined ? 'template' : 'suffix'} (fixed tokens need an epsilon model's full_diff / semi_diff) but the sampler is ${sampler}`);
+  }
+  if (template !== undefined) {
+    const parts = hdlm.parseTemplate(template);
+    if (!parts.some((p) => typeof p === 'number')) throw new hdlm.HdlmArgumentError('Expected at least one {{N}} gap in --template but received ' + JSON.stringify(template));
+    const fixed: Lib.FixedSpan[] = [];
+    let at = 0;
+    for (const p of parts) {
+      if (typeof p === 'number') {
+        at += p;
+      } else {
+        const ids = hdlm.tokenizer.encode(p);
+        if (ids.length > 0) fixed.push({ at, tokens: ids });
+        at += ids.length;
+      }
+    }
+    if (at > model.length) throw new hdlm.HdlmArgumentError(`Expected a --template of at most ${model.length} tokens (the model's length) but received ${at}`);
+    return { prompt: [], fixed, contextLength: at };
+  }
+  if (suffix !== undefined && suffix !== '') {
+    const ids = hdlm.tokenizer.encode(suffix);
+    const contextLength = flags.contextLength ?? model.length;
+    if (prompt.length + ids.length > contextLength) {
+      throw new hdlm.HdlmArgumentError(`Expected a prompt and --suffix within the context length (${contextLength} tokens) but received ${prompt.length} + ${ids.length} tokens`);
+    }
+    return { prompt, fixed: [{ at: contextLength - ids.length, tokens: ids }], contextLength: flags.contextLength };
+  }
+  return { prompt, fixed: [], contextLength: flags.contextLength };
+}
+
+/** Runs the sampler with a progress bar (or the live view, drawn from streamDiff); resolves to the rows and the number of steps run. */
 async function sample(
-  hdlm: typeof Lib, loaded: Lib.LoadedModel, sampler: Sampler, prompt: number[], flags: SamplingFlags, values: Values,
+  hdlm: typeof Lib, loaded: Lib.LoadedModel, sampler: Sampler, layout: Layout, flags: SamplingFlags, values: Values,
 ): Promise<{ rows: number[][]; steps: number }> {
   const { model, metaschedule } = loaded;
-  const contextLength = flags.contextLength ?? model.length;
+  const { prompt, fixed } = layout;
+  const contextLength = layout.contextLength ?? model.length;
   // The gamma samplers and semi-shifted take their steps from the metaschedule.
   const fromSchedule = GAMMA_SAMPLERS.includes(sampler) || sampler === 'semi-shifted';
   const steps = fromSchedule ? (metaschedule ? metaschedule.maxStep(contextLength) - 1 : 0) : flags.steps ?? Math.max(1, Math.min(512, contextLength));
@@ -242,7 +304,7 @@ async function sample(
     }
   };
   const common = {
-    model, contextLength: flags.contextLength, batchSize: flags.batchSize, seed: flags.seed, signal: interrupt.signal,
+    model, contextLength: layout.contextLength, batchSize: flags.batchSize, seed: flags.seed, signal: interrupt.signal,
     onStep: live || bar?.active ? onStep : undefined, stepTokens: live ? true : undefined,
   };
   const epsilon = { ...common, prompt, alg: flags.alg, steps, temperature: flags.temperature, cfgScale: flags.cfgScale };
@@ -257,8 +319,18 @@ async function sample(
   interrupt.abortable = true;
   try {
     let rows: number[][];
-    if (sampler === 'full') rows = await hdlm.fullDiff({ ...epsilon, eta: flags.eta });
-    else if (sampler === 'semi') rows = await hdlm.semiDiff({ ...epsilon, eta: flags.eta, blockSize: flags.blockSize });
+    if ((sampler === 'full' || sampler === 'semi') && live) {
+      // the live view draws the denoising from the stream (frames coalesce if drawing lags)
+      const { onStep: _drop, stepTokens: _tokens, ...rest } = epsilon;
+      void _drop;
+      void _tokens;
+      const stream = hdlm.streamDiff({
+        ...rest, fixed, eta: flags.eta, sampler: sampler === 'full' ? 'fullDiff' : 'semiDiff', blockSize: sampler === 'semi' ? flags.blockSize : undefined,
+      });
+      for await (const frame of stream) onStep({ step: frame.step, total: frame.total, tokens: frame.tokens });
+      rows = await stream.result;
+    } else if (sampler === 'full') rows = await hdlm.fullDiff({ ...epsilon, fixed, eta: flags.eta });
+    else if (sampler === 'semi') rows = await hdlm.semiDiff({ ...epsilon, fixed, eta: flags.eta, blockSize: flags.blockSize });
     else if (sampler === 'full-shifted') rows = await hdlm.fullDiffShifted(epsilon);
     else if (sampler === 'semi-shifted') rows = await hdlm.semiDiffShifted({ ...common, prompt, alg: flags.alg, temperature: flags.temperature, cfgScale: flags.cfgScale });
     else rows = await hdlm.gammaSample({ ...common, samplingMethod: sampler === 'sar' ? 'SAR' : 'NAR' });

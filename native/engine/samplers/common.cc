@@ -56,9 +56,17 @@ at::Tensor prompt_tensor(const SampleOptions& o, const at::Device& device) {
       .to(at::TensorOptions().dtype(at::kLong).device(device));
 }
 
-at::Tensor with_guidance(const SampleOptions& o, const at::Tensor& x) {
+at::Tensor fixed_tensor(const SampleOptions& o, const at::Device& device) {
+  if (o.fixed_tokens.empty()) return at::Tensor();
+  return at::tensor(o.fixed_tokens, at::TensorOptions().dtype(at::kInt))
+      .view({o.batch_size, o.context_length})
+      .to(at::TensorOptions().dtype(at::kLong).device(device));
+}
+
+at::Tensor with_guidance(const SampleOptions& o, const at::Tensor& x, const at::Tensor& fixed) {
   auto un_x = x.clone();
   if (o.prompt_length > 0) un_x.index_put_({Slice(), Slice(0, o.prompt_length)}, o.mask_id);
+  if (fixed.defined()) un_x.masked_fill_(fixed.narrow(1, 0, x.size(1)), o.mask_id);
   return at::cat({x, un_x});
 }
 

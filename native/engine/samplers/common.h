@@ -37,10 +37,16 @@ std::vector<float> time_grid(int64_t steps, double eps, const at::Device& device
 // The prompt as int64 [batch_size, prompt_length] on `device`.
 at::Tensor prompt_tensor(const SampleOptions& o, const at::Device& device);
 
+// The fixed tokens as int64 [batch_size, context_length] on `device` (−1 where free), or an
+// undefined tensor when there are none.
+at::Tensor fixed_tensor(const SampleOptions& o, const at::Device& device);
+
 // Classifier-free guidance as upstream's shifted samplers do it (and as full_diff and
 // semi_diff intend it): the unconditional copy has the prompt positions masked, both go through
 // the model as one batch of 2B, and the logits combine as ℓ_u + (cfg_scale + 1)·(ℓ_c − ℓ_u).
-at::Tensor with_guidance(const SampleOptions& o, const at::Tensor& x);
+// `fixed` (bool [B, ≥ n] or undefined): fixed tokens are conditioning too, masked in the
+// unconditional copy as the prompt is.
+at::Tensor with_guidance(const SampleOptions& o, const at::Tensor& x, const at::Tensor& fixed = at::Tensor());
 at::Tensor guided(const SampleOptions& o, const at::Tensor& both);
 
 // Calls on_step (if any) with the step count and, when asked for, a copy of x.

@@ -60,6 +60,12 @@ class FullSemiDiff {
       prompt_has_mask_ = std::find(o_.prompt.begin(), o_.prompt.end(), o_.mask_id) != o_.prompt.end();
       impose_prompt(x);
     }
+    if (!o_.fixed_tokens.empty()) {
+      auto values = fixed_tensor(o_, device_);
+      auto fixed = values >= 0;
+      free_ = fixed.logical_not();
+      x = at::where(fixed, values, x);
+    }
     const std::vector<float> tau = time_grid(o_.steps, o_.eps, device_);
 
     const int64_t n_blocks = semi_ ? (L + o_.block_size - 1) / o_.block_size : 1;
@@ -131,6 +137,10 @@ class FullSemiDiff {
     at::Tensor unmasked;
     if (o_.alg == Algorithm::Acs || o_.alg == Algorithm::RemaskAdhocShuffle) unmasked = masked.logical_not();
     auto restrict = [&](at::Tensor sel) { return in_block.defined() ? sel & in_block : sel; };
+    // Fixed tokens are never masked (the TS layer refuses the mask id there), so only the
+    // selections of unmasked positions and the re-masking need to leave them out.
+    const at::Tensor free_n = free_.defined() ? free_.narrow(1, 0, n) : at::Tensor();
+    auto unfixed = [&](at::Tensor sel) { return free_n.defined() ? sel & free_n : sel; };
     const double p = th.p, one_minus_p = th.one_minus_p, eta = th.eta;
 
     switch (o_.alg) {
@@ -143,7 +153,7 @@ class FullSemiDiff {
         auto u1 = uniform({B, n});
         auto u2 = uniform({B, n});
         auto sel_m = restrict((u1 < p) & masked);
-        auto sel_u = restrict((u2 < eta) & unmasked);
+        auto sel_u = unfixed(restrict((u2 < eta) & unmasked));
         if (fast_) {  // disjoint sets, one pass
           auto sel = sel_m | sel_u;
           write(x, sel, gumbel_argmax(logits.rows(sel)), logits);
@@ -157,11 +167,11 @@ class FullSemiDiff {
       }
       case Algorithm::Remask: {
         write(x, masked, gumbel_argmax(logits.rows(masked)), logits);
-        remask(x, uniform({B, n}) < one_minus_p, one_minus_p, logits);
+        remask(x, unfixed(uniform({B, n}) < one_minus_p), one_minus_p, logits);
         break;
       }
       case Algorithm::RemaskAdhocShuffle: {
-        auto sel_u = restrict((uniform({B, n}) < eta) & unmasked);
+        auto sel_u = unfixed(restrict((uniform({B, n}) < eta) & unmasked));
         if (fast_) {  // disjoint sets, one pass
           auto sel = masked | sel_u;
           write(x, sel, gumbel_argmax(logits.rows(sel)), logits);
@@ -171,7 +181,7 @@ class FullSemiDiff {
           write(x, masked, a, logits);
           write(x, sel_u, b, logits);
         }
-        remask(x, uniform({B, n}) < one_minus_p, one_minus_p, logits);
+        remask(x, unfixed(uniform({B, n}) < one_minus_p), one_minus_p, logits);
         break;
       }
       case Algorithm::Remdm: {
@@ -208,19 +218,23 @@ class FullSemiDiff {
   at::Generator gen_;
   uint64_t fused_calls_ = 0;
   at::Tensor prompt_;  // [B, P] int64 on the device, or undefined
+  at::Tensor free_;    // [B, L] bool, false at fixed tokens; undefined when none are fixed
   bool prompt_has_mask_ = false, prompt_imposed_ = false;
 };
 
 class ReferenceLogits : public StepLogits {
  public:
   ReferenceLogits(const ForwardFn& forward, const SampleOptions& o, const at::Device& device)
-      : forward_(forward), o_(o), device_(device) {}
+      : forward_(forward), o_(o), device_(device) {
+    auto values = fixed_tensor(o, device);
+    if (values.defined()) fixed_ = values >= 0;
+  }
   void begin_step(const at::Tensor& x) override {
     const int64_t B = x.size(0), n = x.size(1);
     auto pos =
         at::arange(n, at::TensorOptions().dtype(at::kLong).device(device_)).unsqueeze(0).expand({B, n}).contiguous();
     if (o_.cfg_scale > 0) {
-      logits_ = guided(o_, forward_(with_guidance(o_, x), at::cat({pos, pos}), at::Tensor()));
+      logits_ = guided(o_, forward_(with_guidance(o_, x, fixed_), at::cat({pos, pos}), at::Tensor()));
     } else {
       logits_ = forward_(x, pos, at::Tensor());
     }
@@ -232,12 +246,15 @@ class ReferenceLogits : public StepLogits {
   const ForwardFn& forward_;
   const SampleOptions& o_;
   at::Device device_;
-  at::Tensor logits_;
+  at::Tensor logits_, fixed_;
 };
 
 class FastLogits : public StepLogits {
  public:
-  FastLogits(FastForward& model, const SampleOptions& o) : model_(model), o_(o) {}
+  FastLogits(FastForward& model, const SampleOptions& o, const at::Device& device) : model_(model), o_(o) {
+    auto values = fixed_tensor(o, device);
+    if (values.defined()) fixed_ = values >= 0;
+  }
   void begin_step(const at::Tensor& x) override {
     if (!x_.defined() || x_.sizes() != x.sizes()) stale_ = true;  // semi_diff: the prefix grew
     x_ = x;
@@ -248,7 +265,7 @@ class FastLogits : public StepLogits {
     if (idx.numel() == 0)
       return at::empty({0, model_.vocab_size()}, at::TensorOptions().dtype(at::kFloat).device(x_.device()));
     if (stale_) {
-      hidden_ = model_.hidden(o_.cfg_scale > 0 ? with_guidance(o_, x_) : x_);
+      hidden_ = model_.hidden(o_.cfg_scale > 0 ? with_guidance(o_, x_, fixed_) : x_);
       hidden_ = hidden_.reshape({-1, hidden_.size(-1)});
       stale_ = false;
     }
@@ -263,7 +280,7 @@ class FastLogits : public StepLogits {
  private:
   FastForward& model_;
   const SampleOptions& o_;
-  at::Tensor x_, hidden_, idx_;
+  at::Tensor x_, hidden_, idx_, fixed_;
   bool stale_ = true;
 };
 
@@ -277,7 +294,7 @@ at::Tensor run_full_semi_reference(const ForwardFn& forward, const SampleOptions
 
 at::Tensor run_full_semi_fast(FastForward& model, const SampleOptions& o, const at::Device& device,
                               const std::atomic<bool>& abort, const StepCallback& on_step) {
-  FastLogits logits(model, o);
+  FastLogits logits(model, o, device);
   return FullSemiDiff(o, device, true).run(logits, abort, on_step);
 }
 

@@ -5,7 +5,7 @@
 // lags: a sampled value is read back asynchronously, and until it arrives the position counts as
 // possibly masked and possibly unmasked; the device then applies the selection that matches its
 // actual state (U1 for a masked position, U2 for an unmasked one). Prompt positions never change
-// (upstream re-imposes them after every step), so they are never selected. Same distribution as
+// (upstream re-imposes them after every step), so they are never selected; nor are fixed tokens. Same distribution as
 // reference mode (upstream hdlm/epsilon_hybrid/sample.py: full_diff).
 #include <algorithm>
 #include <deque>
@@ -44,6 +44,11 @@ class HostSelectedSampler {
         x0[b * L + j] = o_.prompt[b * P + j];
         state_[b * L + j] = kFixed;
       }
+    }
+    for (size_t k = 0; k < o_.fixed_tokens.size(); ++k) {  // infilling: held like the prompt
+      if (o_.fixed_tokens[k] < 0) continue;
+      x0[k] = o_.fixed_tokens[k];
+      state_[k] = kFixed;
     }
     last_touch_.assign(N, -1);
     auto x = at::tensor(x0, at::TensorOptions().dtype(at::kLong)).to(device_);
