@@ -59,5 +59,7 @@ fs.mkdirSync(path.dirname(path.resolve(out)), { recursive: true });
 let current = null;
 try {
   current = fs.readFileSync(out, 'utf8');
-} catch {}
+} catch {
+  // no header yet: write it
+}
 if (current !== content) fs.writeFileSync(out, content);
