@@ -4,8 +4,9 @@
 // reference and in fast mode from a trained model (the demo model by default) and compares
 // per-sample statistics with two-sample tests whose unit is the sample: the model's own Monte-Carlo
 // NLL bound, token entropy, repetition, unigram and bigram frequencies, first EOS, masks left.
-// Prints one table (reference, fast, difference, standard error, p, Holm-adjusted p) and writes
-// every sample to JSON so that runs can be merged. Method and results: docs/fast-mode-fidelity.md.
+// Prints one table (reference, fast, difference, standard error, p, Holm-adjusted p) and keeps
+// every sample (--out: a JSON file plus one compressed id file per sampler:alg beside it) so that
+// runs can be merged. Method and results: docs/fast-mode-fidelity.md.
 //
 //   node bench/fidelity.js [--device auto|cpu|cuda] [--model DIR] [--length L] [--steps N]
 //     [--semi-steps N] [--block-size N] [--batch B] [--samples N|auto] [--pilot N]
@@ -357,33 +358,42 @@ function summarize(result, ctx) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// JSON: every group's rows as one gzip-compressed base64 blob (uint16 ids where they fit), so that
-// runs merge and a run of tens of thousands of samples stays a few MB
+// Output: one JSON (settings, table, per-sample NLL) plus, per sampler:alg, the token ids of both
+// groups in a binary file beside it (uint16 where they fit, brotli-compressed; about 1.2 bytes per
+// token), so that runs merge and tens of thousands of samples stay within a few MB per file.
 
 function encodeGroups(groups) {
-  const enc = (g) => {
+  const parts = [];
+  const meta = {};
+  for (const mode of ['reference', 'fast']) {
+    const g = groups[mode];
     const width = g.length ? g[0].row.length : 0;
     const wide = g.some((s) => s.row.some((t) => t > 65535));
     const ids = wide ? new Int32Array(g.length * width) : new Uint16Array(g.length * width);
     g.forEach((s, i) => ids.set(s.row, i * width));
-    return {
-      count: g.length, width, dtype: wide ? 'int32' : 'uint16',
-      rows: zlib.gzipSync(Buffer.from(ids.buffer, ids.byteOffset, ids.byteLength)).toString('base64'),
-      nll: g.map((s) => s.nll),
-      mcVar: g.map((s) => s.mcVar),
-    };
-  };
-  return { reference: enc(groups.reference), fast: enc(groups.fast) };
+    meta[mode] = { count: g.length, width, dtype: wide ? 'int32' : 'uint16', bytes: ids.byteLength, nll: g.map((s) => s.nll), mcVar: g.map((s) => s.mcVar) };
+    parts.push(Buffer.from(ids.buffer, ids.byteOffset, ids.byteLength));
+  }
+  const blob = zlib.brotliCompressSync(Buffer.concat(parts), { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 9 } });
+  return { meta, blob };
 }
 
-function decodeGroups(json) {
-  const dec = (g) => {
-    const raw = zlib.gunzipSync(Buffer.from(g.rows, 'base64'));
-    const bytes = raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.length);
+function decodeGroups(meta, blob) {
+  const raw = zlib.brotliDecompressSync(blob);
+  let offset = 0;
+  const out = {};
+  for (const mode of ['reference', 'fast']) {
+    const g = meta[mode];
+    const bytes = raw.buffer.slice(raw.byteOffset + offset, raw.byteOffset + offset + g.bytes);
+    offset += g.bytes;
     const ids = g.dtype === 'int32' ? new Int32Array(bytes) : new Uint16Array(bytes);
-    return Array.from({ length: g.count }, (_, i) => ({ row: Array.from(ids.subarray(i * g.width, (i + 1) * g.width)), nll: g.nll[i], mcVar: g.mcVar[i] }));
-  };
-  return { reference: dec(json.reference), fast: dec(json.fast) };
+    out[mode] = Array.from({ length: g.count }, (_, i) => ({ row: Array.from(ids.subarray(i * g.width, (i + 1) * g.width)), nll: g.nll[i], mcVar: g.mcVar[i] }));
+  }
+  return out;
+}
+
+function rowsFileOf(out, name) {
+  return `${out.replace(/\.json$/, '')}.${name.replace(':', '-')}.rows.br`;
 }
 
 const SETTINGS = ['model', 'vocab', 'ids', 'length', 'steps', 'semiSteps', 'blockSize', 'temperature', 'fastTemperature', 'eta', 'mc', 'mcBatch', 'prompt', 'precision'];
@@ -494,9 +504,9 @@ async function main() {
       }
     }
     const merged = new Map();
-    for (const d of docs) {
+    for (const [i, d] of docs.entries()) {
       for (const r of d.results) {
-        const g = decodeGroups(r.groups);
+        const g = decodeGroups(r.groups, fs.readFileSync(path.join(path.dirname(o.merge[i]), r.rowsFile)));
         const m = merged.get(r.name) ?? { name: r.name, groups: { reference: [], fast: [] }, seconds: null };
         m.groups.reference.push(...g.reference);
         m.groups.fast.push(...g.fast);
@@ -550,8 +560,14 @@ async function main() {
   doc.settings.resolution ??= o.resolution;
   printReport(doc, log);
   if (o.out) {
-    const json = { settings: doc.settings, comparisons: doc.comparisons, results: doc.results.map((r) => ({ name: r.name, seconds: r.seconds, plan: r.plan ?? null, groups: encodeGroups(r.groups) })) };
-    fs.writeFileSync(o.out, JSON.stringify(json, (k, v) => (typeof v === 'bigint' ? v.toString() : v)));
+    const results = doc.results.map((r) => {
+      const { meta, blob } = encodeGroups(r.groups);
+      const file = rowsFileOf(o.out, r.name);
+      fs.writeFileSync(file, blob);
+      log(`wrote ${file} (${(blob.length / 2 ** 20).toFixed(1)} MiB)`);
+      return { name: r.name, seconds: r.seconds, plan: r.plan ?? null, rowsFile: path.basename(file), groups: meta };
+    });
+    fs.writeFileSync(o.out, JSON.stringify({ settings: doc.settings, comparisons: doc.comparisons, results }, (k, v) => (typeof v === 'bigint' ? v.toString() : v)));
     log(`wrote ${o.out}`);
   }
 }

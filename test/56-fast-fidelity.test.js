@@ -58,6 +58,7 @@ describe('fast mode: same sample distribution as reference mode, every algorithm
     adjust(comparisons);
     for (const c of comparisons) {
       const best = Math.min(...c.rows.filter((r) => r.pHolm !== null).map((r) => r.pHolm));
+      console.log(`      ${c.name}: smallest Holm-adjusted p ${best.toExponential(1)} (${c.rows.filter((r) => r.pHolm !== null && r.pHolm < ALPHA).map((r) => r.key).join(', ')})`);
       assert.ok(best < ALPHA, `${c.name}: a lower temperature was not rejected (smallest p(Holm) ${best})\n${formatTable([c])}`);
     }
   });
