@@ -7,6 +7,7 @@ const path = require('path');
 const { smartModelLoader, fullDiff, runtimeInfo, fusedKernelStatus } = require('../../dist');
 const { DEMO_MODEL, FIXTURES, readReference, rowsOf, tempDir } = require('../helpers/reference');
 const { chiSquareTwoSample } = require('../helpers/stats');
+const { makeEpsilonCheckpoint, defaultFill } = require('../helpers/safetensors-writer');
 
 const cuda = runtimeInfo().cudaDeviceCount > 0;
 const PROMPT = [464, 2003, 286, 11666, 4430];
@@ -78,4 +79,34 @@ describe('GPU: fast mode is equivalent in distribution to reference mode (brown-
       assert.ok(rejected <= 2, `${rejected}/${ps.length} positions reject at 1%`);
     });
   }
+
+  // A model whose logits are its output bias (output weights 0): id 7 at logit 0, every other id at
+  // -40, so that any other id has probability below 2e-12 per draw. Fast mode's Gumbel noise must
+  // have no infinite (or huge) values: one per 2^24 logits picked a uniformly random id in about
+  // 0.3 % of the rows of a 50k vocabulary, which raised the NLL of fast samples by about 0.03
+  // nats/token (docs/fast-mode-fidelity.md).
+  it('fast mode never samples an id of negligible probability (Gumbel noise without infinities)', async () => {
+    const dir = tempDir('gpu-peaked');
+    let peaked;
+    try {
+      makeEpsilonCheckpoint(dir, {
+        hiddenSize: 16, nHeads: 2, nBlocks: 1, length: 256,
+        fill: (name, shape) => {
+          if (name === 'output_layer.linear.weight') return new Float32Array(shape[0] * shape[1]);
+          if (name === 'output_layer.linear.bias') return new Float32Array(shape[0]).fill(-40).fill(0, 7, 8);
+          return defaultFill(name, shape);
+        },
+      });
+      ({ model: peaked } = await smartModelLoader(dir, { device: 'cuda', torchscriptCacheDir: path.join(dir, 'ts') }));
+      // 64 × 256 draws per call: with the old noise about 50 of them would be another id
+      for (const alg of ['original', 'acs', 'remask', 'remask_adhoc_shuffle']) {
+        const rows = await fullDiff({ model: peaked, alg, batchSize: 64, steps: 2, contextLength: 256, seed: 11, reference: false });
+        const other = rows.flat().filter((t) => t !== 7).length;
+        assert.strictEqual(other, 0, `${alg}: ${other} of ${64 * 256} tokens are not the only likely id`);
+      }
+    } finally {
+      peaked?.dispose();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
