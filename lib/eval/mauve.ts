@@ -3,6 +3,9 @@
  * `mauve/compute_mauve.py: compute_mauve`, which upstream's `hdlm/calculate_metrics.py:
  * calculate_mauve_score` calls with p = human texts, q = generated texts.
  *
+ * One file on purpose (~640 lines): the steps below are one algorithm, kept in order so they
+ * read side by side with mauve-text's compute_mauve and faiss's k-means.
+ *
  * Pipeline (each step follows `compute_mauve` / `cluster_feats`):
  *  1. features of q then p stacked, each row L2-normalised;
  *  2. PCA (centred, not whitened) on all rows (or `pcaMaxData` of them), keeping the fewest

@@ -1,7 +1,7 @@
 'use strict';
 // GPU suite (npm run test:gpu): the CUDA reference path against upstream's own CUDA outputs.
-// Fixtures with weights come from HDLM_FIXTURES (the GPU machine gets them from
-// ../shared/device/pack.sh) or test/fixtures; the demo model's weights from models/.
+// Fixtures with weights come from the folder HDLM_FIXTURES names (weights too large to commit)
+// or test/fixtures; the demo model's weights from models/.
 const assert = require('assert');
 const fs = require('fs');
 const path = require('path');
