@@ -116,6 +116,9 @@ struct SampleOptions {
   int64_t block_size = 16;
   uint64_t seed = 0;
   bool step_tokens = false;
+  // batch_size × context_length row-major, -1 for a free position, else the token kept there
+  // (never selected, never resampled); empty = none.
+  std::vector<int32_t> fixed_tokens;
 };
 
 inline bool is_shifted(EpsilonMode mode) {
@@ -138,6 +141,14 @@ struct GammaSampleOptions {
   double eps = 1e-4;  // annealing.sampling_eps
   uint64_t seed = 0;
   bool step_tokens = false;
+};
+
+// What one step of a batched sampler (engine.h BatchedSampler) did for one of its requests.
+struct BatchRowEvent {
+  int64_t id = 0;
+  int64_t step = 0, total = 0;
+  bool done = false;
+  std::vector<int32_t> tokens;  // batch_size × context_length when done or asked for, else empty
 };
 
 // Called after every step (from the sampling thread). `tokens` is empty unless asked for.
