@@ -106,13 +106,13 @@ async function main() {
     const call = every > 0 ? streamed : plain;
     // warm-up: the server's replicas and the baseline model (CUDA graphs, caches)
     await Promise.all(devices.map((_, i) => call(server.url, { ...body(i), steps: 2 })));
-    await fullDiff({ model, batchSize: maxClients, steps: 2, contextLength: length, alg: values.alg, seed: 0 });
+    await fullDiff({ model, batchSize: maxClients, steps: 2, contextLength: length, alg: values.alg, seed: 0, batching: false });
 
     // the library alone, timed before and after each server run (the faster one counts: other
     // load on the machine only ever slows a run down)
     const timeFullDiff = async (batchSize) => {
       const t0 = performance.now();
-      await fullDiff({ model, batchSize, steps, contextLength: length, alg: values.alg, seed: 2 });
+      await fullDiff({ model, batchSize, steps, contextLength: length, alg: values.alg, seed: 2, batching: false });
       return performance.now() - t0;
     };
     let loneMs = await timeFullDiff(1);

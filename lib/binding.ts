@@ -122,8 +122,34 @@ export interface NativeLogits {
   shape: [number, number, number];
 }
 
+/** What one step of a NativeBatch did for one request (see BatchRowEvent in native/engine/types.h). */
+export interface NativeBatchEvent {
+  id: number;
+  step: number;
+  total: number;
+  done: boolean;
+  /** batchSize × contextLength ids when done or when the request asked for stepTokens; else null */
+  tokens: Int32Array | null;
+}
+
+/**
+ * The batched fast sampler: fast full_diff requests ('original' / 'acs', no guidance) sampled
+ * together, one batched forward per step. add and remove take effect at the next step.
+ */
+export interface NativeBatch {
+  /** fixedTokens: batchSize × contextLength, -1 for free positions, or null */
+  add(id: number, options: NativeSampleOptions, fixedTokens: Int32Array | null): void;
+  remove(id: number): void;
+  /** one step of every request; rejects with HDLM_DISPOSED once the model is disposed */
+  step(): Promise<NativeBatchEvent[]>;
+  /** lets the sampler and its model go; later calls but remove throw */
+  close(): void;
+}
+
 export interface NativeModel {
   info(): NativeModelInfo;
+  /** epsilon models with the fast path: a new, empty batched sampler */
+  openBatch(): NativeBatch;
   /**
    * tokens: batch × length ids; positions: same shape, or null for 0..length-1; sigma: same
    * shape (gamma models, required) or null (epsilon models); fast: the fast path's forward

@@ -38,6 +38,8 @@ export interface LoaderOptions extends HubOptions {
   useCache?: boolean;
   /** libtorch CPU threads (default HDLM_NUM_THREADS, else the number of CPU cores) */
   threads?: number;
+  /** the model's `batching`: concurrent fast-mode fullDiff calls share one batched forward per step (default true) */
+  batching?: boolean;
 }
 
 interface InternalLoaderOptions extends LoaderOptions {
@@ -60,7 +62,7 @@ export interface LoadedModel {
 }
 
 const LOADER_KEYS = [
-  'modelPath', 'modelType', 'device', 'precision', 'torchscriptCacheDir', 'useCache', 'threads', 'revision', 'token', 'endpoint',
+  'modelPath', 'modelType', 'device', 'precision', 'torchscriptCacheDir', 'useCache', 'threads', 'batching', 'revision', 'token', 'endpoint',
   'offline', 'cacheDir', 'fetch', 'onProgress',
 ] as const;
 
@@ -93,6 +95,7 @@ async function load(options: InternalLoaderOptions): Promise<LoadedModel> {
   const modelPath = v.nonEmptyString('modelPath', options.modelPath);
   const modelType = v.isDefined(options.modelType) ? v.oneOf('modelType', options.modelType, ['auto', 'epsilon_hybrid', 'gamma_hybrid'] as const) : 'auto';
   const useCache = v.isDefined(options.useCache) ? v.boolean('useCache', options.useCache) : true;
+  const batching = v.isDefined(options.batching) ? v.boolean('batching', options.batching) : true;
   const cacheRoot = v.isDefined(options.torchscriptCacheDir)
     ? v.nonEmptyString('torchscriptCacheDir', options.torchscriptCacheDir)
     : process.env.HDLM_CACHE || path.join(os.homedir(), '.cache', 'hdlm');
@@ -107,7 +110,9 @@ async function load(options: InternalLoaderOptions): Promise<LoadedModel> {
   const source = await locate(modelPath, options);
   if (source.kind === 'torchscript') {
     if (options.exportTo) throw invalidParameterError('modelPath', 'a checkpoint (directory or hub repo id) to export', modelPath);
-    return loadTorchScriptFile(source.file, modelType, device, precision);
+    const loaded = await loadTorchScriptFile(source.file, modelType, device, precision);
+    loaded.model.batching = batching;
+    return loaded;
   }
 
   const cfg = readConfigFile(source.configFile);
@@ -171,6 +176,7 @@ async function load(options: InternalLoaderOptions): Promise<LoadedModel> {
     family, device: native.info().device, precision: native.info().precision, config: cfg, vocabSize: arch.vocabSize, maskId: arch.maskId, length: arch.length,
     source: source.description,
   });
+  model.batching = batching;
   return { model, cfg, device: model.device, metaschedule: createMetaschedule(cfg, arch.length) };
 }
 

@@ -46,6 +46,12 @@ export class HdlmModel {
   readonly maskId: number;
   readonly length: number;
   readonly source: string;
+  /**
+   * Whether concurrent fast-mode fullDiff calls ('original' / 'acs', no guidance) share one
+   * batched forward per step (default true; see `batching` in fullDiff's options). A call's
+   * own `batching` option wins.
+   */
+  batching = true;
 
   /** @internal created by smartModelLoader */
   constructor(native: NativeModel, description: ModelDescription) {

@@ -9,6 +9,7 @@ import type { NativeAlgorithm, NativeJob, NativeSampleOptions, NativeStepCallbac
 import { AbortError, HdlmError, invalidParameterError } from '../errors';
 import { HdlmModel, toHdlmError } from './model';
 import * as v from '../validate';
+import { batchable, runBatched } from './batcher';
 import { BLOCK_ATTENTION, CONTEXT_ATTENTION, Metaschedule, createMetaschedule, type BlockAttention, type ContextAttention } from './metaschedule';
 
 export const ALGORITHMS = ['original', 'acs', 'remask', 'remask_adhoc_shuffle', 'remdm'] as const;
@@ -83,6 +84,18 @@ export interface FullDiffOptions {
   reference?: boolean;
 }
 
+export interface FullDiffCallOptions extends FullDiffOptions {
+  /**
+   * fullDiff only. true (default: the model's `batching`, itself true unless turned off): a
+   * fast-mode call with 'original' or 'acs' and no guidance runs in the model's running batch,
+   * one batched forward per step shared with the other such calls running at the same time; it
+   * joins at the next step and leaves when it ends. Its tokens depend only on its own options
+   * (same seed, same tokens, alone or batched) but are another random stream than a call run
+   * alone with `batching: false`. false: the call runs on its own.
+   */
+  batching?: boolean;
+}
+
 export interface SemiDiffOptions extends FullDiffOptions {
   /** tokens per semi-autoregressive block (default 16) */
   blockSize?: number;
@@ -116,6 +129,7 @@ const FULL_KEYS = [
   'eta', 'seed', 'signal', 'onStep', 'stepTokens', 'device', 'reference', 'fixed',
 ] as const;
 const SEMI_KEYS = [...FULL_KEYS, 'blockSize'] as const;
+const FULL_CALL_KEYS = [...FULL_KEYS, 'batching'] as const;
 const FULL_SHIFTED_KEYS = [...FULL_KEYS.filter((k) => k !== 'eta'), 'repetitionPenalty', 'bosId'] as const;
 const SEMI_SHIFTED_KEYS = [
   ...FULL_SHIFTED_KEYS.filter((k) => k !== 'steps' && k !== 'dim'), 'metaschedule', 'contextAttention', 'blockAttention', 'maskTokenId',
@@ -131,8 +145,8 @@ export const SHIFTED_ALGORITHMS = ALGORITHMS;
 export const SEMI_SHIFTED_ALGORITHMS = ['original', 'acs', 'remask', 'remdm'] as const;
 
 /** Upstream `full_diff`: every position denoised together over `steps` steps. Resolves to one row of ids per sample. */
-export function fullDiff(options: FullDiffOptions): Promise<number[][]> {
-  return run('fullDiff', 'full', options as SemiDiffOptions, FULL_KEYS);
+export function fullDiff(options: FullDiffCallOptions): Promise<number[][]> {
+  return run('fullDiff', 'full', options as SemiDiffOptions, FULL_CALL_KEYS);
 }
 
 /** Upstream `semi_diff`: blocks of `blockSize` tokens, left to right, `steps` steps each; the model sees the prefix only. */
@@ -207,13 +221,15 @@ interface Prepared {
   native: NativeSampleOptions;
   signal: AbortSignal | null;
   onStep: ((info: StepInfo) => void) | null;
+  /** fullDiff: run in the model's batch when the batched sampler can */
+  batching: boolean;
 }
 
 /** Validates and fills defaults; throws HdlmArgumentError naming the first bad option. */
 export function prepareSampling(fnName: string, mode: SamplerMode, options: unknown, keys: readonly string[]): Prepared {
   if (!v.isPlainObject(options)) throw invalidParameterError(`${fnName} options`, 'an object', options);
   v.rejectUnknownKeys(fnName, options, keys);
-  const o = options as unknown as SemiDiffOptions & SemiDiffShiftedOptions;
+  const o = options as unknown as SemiDiffOptions & SemiDiffShiftedOptions & FullDiffCallOptions;
   const shifted = mode === 'full_shifted' || mode === 'semi_shifted';
   if (!(o.model instanceof HdlmModel)) throw invalidParameterError('model', 'an HdlmModel from smartModelLoader', o.model);
   const model = o.model;
@@ -330,10 +346,13 @@ export function prepareSampling(fnName: string, mode: SamplerMode, options: unkn
   }
   if (!reference && shifted) throw invalidParameterError('reference', 'true (or nothing) for the shifted samplers, which have no fast mode', o.reference);
 
+  const batching = v.isDefined(o.batching) ? v.boolean('batching', o.batching) : model.batching;
+
   return {
     model,
     signal,
     onStep,
+    batching,
     native: {
       mode, alg, prompt, promptLength, fixed, batchSize, steps, temperature, cfgScale, contextLength, eps, maskId, eta,
       blockSize, seed, stepTokens: stepTokens && onStep !== null, reference, repetitionPenalty, bosId,
@@ -405,7 +424,8 @@ function rowsOf(flat: Int32Array, batch: number, length: number): number[][] {
 }
 
 async function run(fnName: string, mode: SamplerMode, options: SemiDiffOptions, keys: readonly string[]): Promise<number[][]> {
-  const { model, native, signal, onStep } = prepareSampling(fnName, mode, options, keys);
+  const { model, native, signal, onStep, batching } = prepareSampling(fnName, mode, options, keys);
+  if (batching && batchable(native)) return runBatched(fnName, model, native, signal, onStep);
   return runNativeJob(fnName, model, (step) => model.native().sample(native, step), native.batchSize, native.contextLength, signal, onStep);
 }
 

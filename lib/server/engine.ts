@@ -4,11 +4,11 @@
  * completion tokens of each sample; only this file knows which library function runs them and
  * how the context is laid out.
  *
- * Today every job is its own `fullDiff` / `semiDiff` call, started as soon as the scheduler
- * admits it (concurrent calls on one model run one after another natively). When the library
- * merges concurrent fast-mode calls step by step, and when it can hold a suffix fixed
- * (infilling), only this file changes: `SUFFIX_SUPPORTED` turns true and `runSampling` passes
- * the suffix.
+ * Every job is its own `fullDiff` / `semiDiff` call, started as soon as the scheduler admits
+ * it. The library merges concurrent fast-mode `fullDiff` calls ('original' / 'acs') into the
+ * model's running batch step by step (lib/core/batcher.ts): a job joins at the next step and
+ * leaves when it ends or its client goes. When the library can hold a suffix fixed (infilling),
+ * only this file changes: `SUFFIX_SUPPORTED` turns true and `runSampling` passes the suffix.
  */
 import { fullDiff, semiDiff, type Algorithm, type HdlmModel, type StepInfo } from '../index';
 

@@ -19,12 +19,17 @@
 #include "engine/guarded.h"
 #include "engine/models/epsilon.h"
 #include "engine/models/gamma.h"
+#include "engine/samplers/common.h"
 #include "engine/samplers/samplers.h"
 
 namespace hdlm {
 
 EvalResult Model::evaluate(const EvalRequest& request, const std::atomic<bool>&) {
   eval_unsupported(request.op, info().family);
+}
+
+std::shared_ptr<BatchedSampler> Model::open_batch() {
+  throw EngineError("HDLM_UNSUPPORTED", "batched sampling needs an epsilon_hybrid model with the fast path");
 }
 
 namespace {
@@ -185,6 +190,16 @@ class TorchScriptModel : public Model {
       auto x = run_gamma_sampler(fwd, options, device_, abort, on_step).to(at::kInt).contiguous();
       return std::vector<int32_t>(x.data_ptr<int32_t>(), x.data_ptr<int32_t>() + x.numel());
     });
+  }
+
+  std::shared_ptr<BatchedSampler> open_batch() override {
+    if (gamma_) return Model::open_batch();
+    // refuses a module without hdlm's layout now, not at the first step
+    guarded("HDLM_NATIVE", "fast forward", [&] {
+      c10::InferenceMode guard;
+      fast_forward();
+    });
+    return make_batched_fast_sampler([this]() -> FastForward& { return fast_forward(); }, device_);
   }
 
   // Evaluation: the Monte-Carlo masked likelihood of upstream's hdlm/zeroshot_ppl.py; gamma

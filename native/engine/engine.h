@@ -13,6 +13,20 @@
 
 namespace hdlm {
 
+// Fast full_diff requests (`original` and `acs`, no guidance) sampled together: every step runs
+// one batched forward per context length over the requests that sample something, then each
+// request's own selection and noise. A request's tokens depend only on its own options (seed
+// included), not on what it is batched with. add and remove may be called from any thread;
+// they take effect at the next step. step runs on one thread at a time.
+class BatchedSampler {
+ public:
+  virtual ~BatchedSampler() = default;
+  virtual void add(int64_t id, const SampleOptions& options) = 0;
+  virtual void remove(int64_t id) = 0;
+  // One step of every request; a finished request leaves the batch.
+  virtual std::vector<BatchRowEvent> step() = 0;
+};
+
 class Model {
  public:
   virtual ~Model() = default;
@@ -32,6 +46,8 @@ class Model {
   // Evaluation (see EvalRequest in types.h). Models that do not support `request.op` throw
   // HDLM_UNSUPPORTED.
   virtual EvalResult evaluate(const EvalRequest& request, const std::atomic<bool>& abort);
+  // Epsilon models with the fast path only (others throw HDLM_UNSUPPORTED).
+  virtual std::shared_ptr<BatchedSampler> open_batch();
 };
 
 // Builds an epsilon- or gamma-family model from a safetensors checkpoint; saves it to

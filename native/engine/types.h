@@ -143,6 +143,14 @@ struct GammaSampleOptions {
   bool step_tokens = false;
 };
 
+// What one step of a batched sampler (engine.h BatchedSampler) did for one of its requests.
+struct BatchRowEvent {
+  int64_t id = 0;
+  int64_t step = 0, total = 0;
+  bool done = false;
+  std::vector<int32_t> tokens;  // batch_size × context_length when done or asked for, else empty
+};
+
 // Called after every step (from the sampling thread). `tokens` is empty unless asked for.
 using StepCallback = std::function<void(int64_t step, int64_t total, std::vector<int32_t>&& tokens)>;
 

@@ -4,14 +4,23 @@
 //   convert.*       JS values ↔ engine structs, errors with a `code`
 //   options.*       the option readers (lib/binding.ts shapes → engine/types.h structs)
 //   pool.*          the model threads and the promise tasks they run
-//   model_wrap.*    NativeModel: info, forward, sample, sampleGamma, evaluate, dispose
+//   model_wrap.*    NativeModel: info, forward, sample, sampleGamma, evaluate, openBatch, dispose
+//   batch_wrap.*    NativeBatch: the batched fast sampler (add, remove, step, close)
 //   model_loaders.cc, runtime.cc, metaschedule_query.cc   the module-level functions
 #include "napi/addon.h"
 
 #include <napi.h>
 
+#include "napi/batch_wrap.h"
 #include "napi/model_wrap.h"
 #include "napi/pool.h"
+
+namespace hdlm {
+namespace js {
+AddonData::AddonData() = default;
+AddonData::~AddonData() = default;
+}  // namespace js
+}  // namespace hdlm
 
 namespace {
 
@@ -19,6 +28,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   using namespace hdlm::js;
   auto* data = new AddonData();
   data->model_constructor = Napi::Persistent(ModelWrap::Define(env));
+  data->batch_constructor = Napi::Persistent(BatchWrap::Define(env));
   data->pool = std::make_unique<Pool>(env, pool_size_from_env());
   env.SetInstanceData(data);
   exports.Set("buildModel", Napi::Function::New(env, BuildModel));

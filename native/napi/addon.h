@@ -14,8 +14,14 @@ class Model;
 
 namespace js {
 
+struct BatchParts;
+
 struct AddonData {
+  AddonData();
+  ~AddonData();
   Napi::FunctionReference model_constructor;
+  Napi::FunctionReference batch_constructor;
+  std::unique_ptr<BatchParts> constructing_batch;  // handed from BatchWrap::New to the constructor
   std::unique_ptr<Pool> pool;
   std::shared_ptr<Model> constructing;  // handed from ModelWrap::New to the constructor
 };

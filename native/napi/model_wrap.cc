@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "napi/addon.h"
+#include "napi/batch_wrap.h"
 #include "napi/convert.h"
 #include "napi/options.h"
 
@@ -199,7 +200,8 @@ Napi::Function ModelWrap::Define(Napi::Env env) {
       {InstanceMethod("info", &ModelWrap::Info), InstanceMethod("forward", &ModelWrap::Forward),
        InstanceMethod("sample", &ModelWrap::Sample), InstanceMethod("sampleGamma", &ModelWrap::SampleGamma),
        InstanceMethod("dispose", &ModelWrap::Dispose), InstanceMethod("isDisposed", &ModelWrap::IsDisposed),
-       InstanceMethod("pendingCalls", &ModelWrap::PendingCalls), InstanceMethod("evaluate", &ModelWrap::Evaluate)});
+       InstanceMethod("pendingCalls", &ModelWrap::PendingCalls), InstanceMethod("evaluate", &ModelWrap::Evaluate),
+       InstanceMethod("openBatch", &ModelWrap::OpenBatch)});
 }
 
 Napi::Object ModelWrap::New(Napi::Env env, std::shared_ptr<Model> model) {
@@ -286,6 +288,18 @@ Napi::Value ModelWrap::Evaluate(const Napi::CallbackInfo& info) {
   auto request = read_eval_request(env, info[0].As<Napi::Object>());
   auto abort = TrackAbort();  // dispose() aborts running evaluations too
   return SubmitAbortable(env, new EvalTask(env, this, std::move(model), state_, std::move(request), abort), abort);
+}
+
+Napi::Value ModelWrap::OpenBatch(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  auto model = live(env);
+  std::shared_ptr<BatchedSampler> sampler;
+  try {
+    sampler = model->open_batch();
+  } catch (const EngineError& e) {
+    throw make_error(env, e.code, e.what());
+  }
+  return BatchWrap::New(env, BatchParts{std::move(model), std::move(sampler), state_});
 }
 
 Napi::Value ModelWrap::Dispose(const Napi::CallbackInfo& info) {

@@ -1,6 +1,7 @@
 'use strict';
 // Child process of test/65-leaks.test.js (run with --expose-gc): repeats calls and reports the
-// resident set size before, halfway and after, in MiB. argv: JSON { dir, cache, phase, n }.
+// resident set size before, halfway and after, in MiB ('batched': 8 concurrent calls per round).
+// argv: JSON { dir, cache, phase, n }.
 const { smartModelLoader, fullDiff, streamDiff } = require('../../dist');
 
 const mib = () => process.memoryUsage().rss / 1048576;
@@ -32,6 +33,18 @@ async function settle() {
       for await (const frame of streamDiff({ model, steps: 4, contextLength: 32, seed: k++, text: true, fixed: [{ at: 20, tokens: [5, 6, 7] }] })) {
         if (stop && frame.step >= 1) break;
       }
+    };
+  } else if (phase === 'batched') {
+    // 8 calls in one batch, of two lengths, one of them aborted halfway
+    const { model } = await load();
+    let k = 0;
+    once = async () => {
+      const c = new AbortController();
+      const calls = Array.from({ length: 8 }, (_, j) => fullDiff({
+        model, steps: 4 + j, contextLength: j % 2 ? 32 : 64, seed: k++, alg: j % 2 ? 'acs' : 'original',
+        ...(j === 3 ? { signal: c.signal, onStep: ({ step }) => { if (step === 2) c.abort(); } } : {}),
+      }).catch((e) => { if (e.name !== 'AbortError') throw e; }));
+      await Promise.all(calls);
     };
   } else if (phase === 'abort') {
     const { model } = await load();

@@ -7,8 +7,11 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <vector>
 
+#include "engine/engine.h"
 #include "engine/samplers/samplers.h"
 #include "engine/types.h"
 
@@ -60,6 +63,8 @@ at::Tensor run_full_semi_fast(FastForward& model, const SampleOptions& o, const 
                               const std::atomic<bool>& abort, const StepCallback& on_step);
 at::Tensor run_host_selected(FastForward& model, const SampleOptions& o, const at::Device& device,
                              const std::atomic<bool>& abort, const StepCallback& on_step);
+// batched.cc: the engine's BatchedSampler on the fast forward.
+std::shared_ptr<BatchedSampler> make_batched_fast_sampler(std::function<FastForward&()> fast, const at::Device& device);
 at::Tensor run_full_diff_shifted(const ForwardFn& forward, const SampleOptions& o, const at::Device& device,
                                  const std::atomic<bool>& abort, const StepCallback& on_step);
 at::Tensor run_semi_diff_shifted(const ForwardFn& forward, const SampleOptions& o, const at::Device& device,

@@ -1,0 +1,161 @@
+/**
+ * Step-level batching of concurrent fast-mode `fullDiff` calls on one model: every call that the
+ * batched sampler can run (fast mode, 'original' or 'acs', no guidance) joins the model's running
+ * batch at its next step and leaves it when it finishes or is aborted; each step is one batched
+ * forward (per context length) on the native side. A call's tokens depend only on its own options
+ * (its seed included), never on what it was batched with. Off per call with `batching: false`, or
+ * per model with `model.batching = false` (or `smartModelLoader(..., { batching: false })`).
+ */
+import type { NativeBatch, NativeBatchEvent, NativeSampleOptions } from '../binding';
+import { AbortError, HdlmError } from '../errors';
+import { HdlmModel, toHdlmError } from './model';
+import type { StepInfo } from './sampling';
+
+/** Whether the batched sampler can run these (validated) options. */
+export function batchable(native: NativeSampleOptions): boolean {
+  return native.mode === 'full' && !native.reference && (native.alg === 'original' || native.alg === 'acs') && native.cfgScale === 0;
+}
+
+interface Row {
+  fnName: string;
+  native: NativeSampleOptions;
+  onStep: ((info: StepInfo) => void) | null;
+  signal: AbortSignal | null;
+  onAbort: (() => void) | null;
+  stepsDone: number;
+  resolve: (rows: number[][]) => void;
+  reject: (e: unknown) => void;
+}
+
+function rowsOf(flat: Int32Array, batch: number, length: number): number[][] {
+  const rows: number[][] = [];
+  for (let b = 0; b < batch; b++) rows.push(Array.from(flat.subarray(b * length, (b + 1) * length)));
+  return rows;
+}
+
+/** The running batch of one model: opened on the first call, closed when the last row leaves. */
+class Batcher {
+  readonly #model: HdlmModel;
+  #batch: NativeBatch | null = null;
+  readonly #rows = new Map<number, Row>();
+  #nextId = 1;
+  #looping = false;
+
+  constructor(model: HdlmModel) {
+    this.#model = model;
+  }
+
+  get size(): number {
+    return this.#rows.size;
+  }
+
+  submit(fnName: string, native: NativeSampleOptions, signal: AbortSignal | null, onStep: ((info: StepInfo) => void) | null): Promise<number[][]> {
+    if (signal?.aborted) return Promise.reject(new AbortError(`${fnName} was aborted before it started`, { cause: signal.reason }));
+    return new Promise<number[][]>((resolve, reject) => {
+      const id = this.#nextId++;
+      try {
+        if (!this.#batch) this.#batch = this.#model.native().openBatch();
+        this.#batch.add(id, native, null);
+      } catch (e) {
+        if (this.#rows.size === 0) this.#close();
+        reject(toHdlmError(e));
+        return;
+      }
+      const row: Row = { fnName, native, onStep, signal, onAbort: null, stepsDone: 0, resolve, reject };
+      if (signal) {
+        row.onAbort = () => this.#abort(id, row);
+        signal.addEventListener('abort', row.onAbort, { once: true });
+      }
+      this.#rows.set(id, row);
+      if (!this.#looping) void this.#loop();
+    });
+  }
+
+  // The row leaves at the next step; its promise rejects now, as a lone call's does at its next step.
+  #abort(id: number, row: Row): void {
+    if (!this.#rows.has(id)) return;
+    this.#batch?.remove(id);
+    this.#settle(id, row);
+    const done = row.stepsDone;
+    row.reject(new AbortError(`${row.fnName} was aborted after ${done} of its steps`, { cause: row.signal?.reason, stepsDone: done, stepsAtAbort: done }));
+  }
+
+  #settle(id: number, row: Row): void {
+    this.#rows.delete(id);
+    if (row.signal && row.onAbort) row.signal.removeEventListener('abort', row.onAbort);
+  }
+
+  async #loop(): Promise<void> {
+    this.#looping = true;
+    try {
+      while (this.#rows.size > 0 && this.#batch) {
+        let events: NativeBatchEvent[];
+        try {
+          events = await this.#batch.step();
+        } catch (e) {
+          this.#failAll(e);
+          break;
+        }
+        for (const e of events) this.#deliver(e);
+      }
+    } finally {
+      this.#looping = false;
+      if (this.#rows.size === 0) this.#close();
+      else void this.#loop(); // a row joined while the last step was settling
+    }
+  }
+
+  #deliver(e: NativeBatchEvent): void {
+    const row = this.#rows.get(e.id);
+    if (!row) return; // aborted while the step ran
+    row.stepsDone = e.step;
+    const { batchSize, contextLength } = row.native;
+    if (row.onStep) {
+      const tokens = row.native.stepTokens && e.tokens ? rowsOf(e.tokens, batchSize, contextLength) : null;
+      try {
+        row.onStep({ step: e.step, total: e.total, tokens });
+      } catch (err) {
+        // a throwing onStep must not stop the other rows; report it like Node does
+        process.nextTick(() => {
+          throw err;
+        });
+      }
+    }
+    if (e.done && this.#rows.has(e.id)) {
+      this.#settle(e.id, row);
+      row.resolve(rowsOf(e.tokens as Int32Array, batchSize, contextLength));
+    }
+  }
+
+  #failAll(e: unknown): void {
+    let err = toHdlmError(e);
+    if (err.code === 'HDLM_DISPOSED') err = new HdlmError('HDLM_DISPOSED', 'the model was disposed while this call was running', { cause: e });
+    for (const [id, row] of [...this.#rows]) {
+      this.#settle(id, row);
+      row.reject(err);
+    }
+    this.#close();
+  }
+
+  #close(): void {
+    this.#batch?.close();
+    this.#batch = null;
+  }
+}
+
+const batchers = new WeakMap<HdlmModel, Batcher>();
+
+/** @internal Runs a batchable fullDiff call in the model's batch. */
+export function runBatched(fnName: string, model: HdlmModel, native: NativeSampleOptions, signal: AbortSignal | null, onStep: ((info: StepInfo) => void) | null): Promise<number[][]> {
+  let b = batchers.get(model);
+  if (!b) {
+    b = new Batcher(model);
+    batchers.set(model, b);
+  }
+  return model.track(b.submit(fnName, native, signal, onStep));
+}
+
+/** Calls of `model` running in its batch right now. */
+export function batchedCalls(model: HdlmModel): number {
+  return batchers.get(model)?.size ?? 0;
+}

@@ -1,0 +1,216 @@
+'use strict';
+// Step-level batching of concurrent fast-mode fullDiff calls (lib/core/batcher.ts,
+// native/engine/samplers/batched.cc): a call's tokens do not depend on what it was batched with
+// (on the CPU, exactly the same tokens), calls join a running batch and leave it, one aborted call
+// leaves the others intact, the distribution is fast mode's, dispose() rejects every call of the
+// batch, fixed tokens are kept.
+const assert = require('assert');
+const fs = require('fs');
+const { smartModelLoader, fullDiff, HdlmError } = require('../dist');
+const { DEMO_MODEL, tempDir } = require('./helpers/reference');
+const { chiSquareTwoSample } = require('./helpers/stats');
+
+const PROMPT = [464, 2003, 286];
+
+describe('batched fast sampling', function () {
+  this.timeout(120000);
+  let cache;
+  let model;
+
+  before(async () => {
+    cache = tempDir('batch');
+    ({ model } = await smartModelLoader(DEMO_MODEL, { device: 'cpu', torchscriptCacheDir: cache }));
+  });
+  after(() => {
+    model?.dispose();
+    fs.rmSync(cache, { recursive: true, force: true });
+  });
+
+  // eight different requests: algorithms, steps, temperatures, seeds, lengths, batch sizes, prompts
+  const others = (k) => ({
+    alg: k % 2 ? 'acs' : 'original', steps: 3 + k, temperature: [1, 0.7, 0, 1.3][k % 4], seed: 500 + k,
+    contextLength: [12, 16, 24][k % 3], batchSize: 1 + (k % 3), prompt: k % 2 ? PROMPT : undefined, eta: k % 4 === 1 ? 0.2 : undefined,
+  });
+  const subject = { alg: 'acs', steps: 10, temperature: 1, seed: 42, contextLength: 16, batchSize: 2, prompt: PROMPT, eta: 0.1 };
+
+  it('a seeded call gives the same tokens alone and inside a batch of 8 others', async () => {
+    const alone = await fullDiff({ model, ...subject });
+    const alone8 = [];
+    for (let k = 0; k < 8; k++) alone8.push(await fullDiff({ model, ...others(k) }));
+    const batched = await Promise.all([
+      ...Array.from({ length: 4 }, (_, k) => fullDiff({ model, ...others(k) })),
+      fullDiff({ model, ...subject }),
+      ...Array.from({ length: 4 }, (_, k) => fullDiff({ model, ...others(k + 4) })),
+    ]);
+    assert.deepStrictEqual(batched[4], alone);
+    for (let k = 0; k < 8; k++) assert.deepStrictEqual(batched[k < 4 ? k : k + 1], alone8[k], `other ${k}`);
+    assert.strictEqual(model.pendingCalls, 0);
+    // the prompt is kept and nothing stays masked
+    for (const row of alone) {
+      assert.deepStrictEqual(row.slice(0, 3), PROMPT);
+      assert.ok(!row.includes(model.maskId));
+    }
+  });
+
+  it('a call joins a running batch mid-run and leaves it when done; both get their lone tokens', async () => {
+    const long = { ...subject, steps: 40, seed: 7 };
+    const short = { ...others(2), steps: 5, seed: 8 };
+    const longAlone = await fullDiff({ model, ...long });
+    const shortAlone = await fullDiff({ model, ...short });
+    const longSteps = [];
+    let shortCall = null;
+    let shortDoneAtLongStep = -1;
+    const longCall = fullDiff({
+      model, ...long,
+      onStep: ({ step }) => {
+        longSteps.push(step);
+        if (step === 10) {
+          shortCall = fullDiff({ model, ...short }).then((r) => {
+            shortDoneAtLongStep = longSteps.length;
+            return r;
+          });
+        }
+      },
+    });
+    const longOut = await longCall;
+    const shortOut = await shortCall;
+    assert.deepStrictEqual(longOut, longAlone);
+    assert.deepStrictEqual(shortOut, shortAlone);
+    assert.deepStrictEqual(longSteps, Array.from({ length: 40 }, (_, i) => i + 1));
+    // it ran inside the long call's batch: done well before the long call's end
+    assert.ok(shortDoneAtLongStep > 10 && shortDoneAtLongStep < 40, `short call done at long step ${shortDoneAtLongStep}`);
+  });
+
+  it('aborting one call of a batch rejects it at once and leaves the others intact', async () => {
+    const calls = [0, 1, 2].map((k) => ({ ...others(k), steps: 12 }));
+    const alone = [];
+    for (const c of calls) alone.push(await fullDiff({ model, ...c }));
+    const ctrl = new AbortController();
+    let stepsAfterAbort = 0;
+    let aborted = false;
+    const running = calls.map((c, k) => fullDiff({
+      model, ...c,
+      ...(k === 1 ? {
+        signal: ctrl.signal,
+        onStep: ({ step }) => {
+          if (aborted) stepsAfterAbort++;
+          if (step === 4) {
+            aborted = true;
+            ctrl.abort();
+          }
+        },
+      } : {}),
+    }));
+    const settled = await Promise.allSettled(running);
+    assert.strictEqual(settled[1].status, 'rejected');
+    assert.strictEqual(settled[1].reason.name, 'AbortError');
+    assert.strictEqual(settled[1].reason.stepsDone, 4);
+    assert.strictEqual(stepsAfterAbort, 0);
+    assert.deepStrictEqual(settled[0].value, alone[0]);
+    assert.deepStrictEqual(settled[2].value, alone[2]);
+    assert.strictEqual(model.pendingCalls, 0);
+    // an already aborted signal: rejected before anything starts
+    await assert.rejects(fullDiff({ model, ...calls[0], signal: AbortSignal.abort() }), { name: 'AbortError' });
+  });
+
+  it('onStep carries each call its own steps and tokens', async () => {
+    const seen = [[], []];
+    const opts = [{ ...others(0), steps: 3 }, { ...others(1), steps: 6 }];
+    const outs = await Promise.all(opts.map((o, k) => fullDiff({
+      model, ...o, stepTokens: true,
+      onStep: ({ step, total, tokens }) => seen[k].push({ step, total, rows: tokens.length, len: tokens[0].length }),
+    })));
+    for (let k = 0; k < 2; k++) {
+      assert.deepStrictEqual(seen[k].map((s) => s.step), Array.from({ length: opts[k].steps }, (_, i) => i + 1));
+      for (const s of seen[k]) {
+        assert.strictEqual(s.total, opts[k].steps);
+        assert.strictEqual(s.rows, opts[k].batchSize);
+        assert.strictEqual(s.len, opts[k].contextLength);
+      }
+      assert.strictEqual(outs[k].length, opts[k].batchSize);
+    }
+  });
+
+  it('batched and lone fast mode draw the same per-position token distribution (two-sample chi-square)', async () => {
+    // as the fast/reference check in 50-samplers: per position, the share rejecting at 1 % stays near 1 %
+    const common = { model, prompt: PROMPT, batchSize: 24, alg: 'acs', steps: 8, contextLength: 12 };
+    const lone = [];
+    for (let seed = 0; seed < 6; seed++) lone.push(...(await fullDiff({ ...common, batching: false, seed: 100 + seed })));
+    const batched = (await Promise.all(Array.from({ length: 6 }, (_, s) => fullDiff({ ...common, seed: 200 + s })))).flat();
+    let rejected = 0;
+    const ps = [];
+    for (let pos = 3; pos < 12; pos++) {
+      const r = chiSquareTwoSample(lone.map((row) => row[pos]), batched.map((row) => row[pos]));
+      ps.push(r.p.toFixed(3));
+      if (r.p < 0.01) rejected++;
+    }
+    assert.ok(rejected <= 1, `positions rejecting at 1%: ${rejected}/9 (p = ${ps})`);
+  });
+
+  it('batching: false and model.batching = false run calls alone; reference mode and other algorithms are not batched', async () => {
+    const opts = { ...subject };
+    const lone = await fullDiff({ model, ...opts, batching: false });
+    model.batching = false;
+    try {
+      assert.deepStrictEqual(await fullDiff({ model, ...opts }), lone);
+      assert.deepStrictEqual(await fullDiff({ model, ...opts, batching: false }), lone);
+    } finally {
+      model.batching = true;
+    }
+    // remask / reference: the lone samplers, with or without batching
+    const remask = { ...opts, alg: 'remask' };
+    assert.deepStrictEqual(await fullDiff({ model, ...remask }), await fullDiff({ model, ...remask, batching: false }));
+    const ref = { ...opts, reference: true };
+    assert.deepStrictEqual(await fullDiff({ model, ...ref }), await fullDiff({ model, ...ref, batching: false }));
+    await assert.rejects(fullDiff({ model, ...opts, batching: 'yes' }), (e) => e instanceof HdlmError && /batching/.test(e.message));
+    await assert.rejects(smartModelLoader(DEMO_MODEL, { device: 'cpu', torchscriptCacheDir: cache, batching: 1 }), /batching/);
+  });
+
+  it('fixed tokens of a row are never selected and kept (native batch)', async () => {
+    const native = model.native();
+    const batch = native.openBatch();
+    const L = 16;
+    const fixed = new Int32Array(2 * L).fill(-1);
+    fixed[5] = 1000; fixed[6] = 1001; fixed[L + 15] = 1002;
+    const options = {
+      mode: 'full', alg: 'acs', prompt: new Int32Array([464, 2003, 464, 2003]), promptLength: 2, batchSize: 2, steps: 6, temperature: 1,
+      cfgScale: 0, contextLength: L, eps: 1e-5, maskId: model.maskId, eta: 0.5, blockSize: 16, seed: 3n, stepTokens: true, reference: false,
+      repetitionPenalty: 1.2, bosId: 50256, metaschedule: null, contextAttention: 'block_causal', blockAttention: 'full',
+    };
+    batch.add(1, options, fixed);
+    let last = null;
+    for (let i = 0; i < 6; i++) {
+      const events = await batch.step();
+      assert.strictEqual(events.length, 1);
+      const t = events[0].tokens;
+      assert.deepStrictEqual([t[5], t[6], t[L + 15], t[0], t[1], t[L], t[L + 1]], [1000, 1001, 1002, 464, 2003, 464, 2003]);
+      last = events[0];
+    }
+    assert.ok(last.done);
+    assert.ok(!Array.from(last.tokens).includes(model.maskId));
+    assert.deepStrictEqual(await batch.step(), []);
+    batch.close();
+    assert.throws(() => batch.step(), /closed/);
+    // misshaped fixed tokens: a clear error, nothing added
+    const b2 = native.openBatch();
+    assert.throws(() => b2.add(2, options, new Int32Array(3)), (e) => e.code === 'HDLM_INVALID_ARGUMENT');
+    assert.deepStrictEqual(await b2.step(), []);
+    b2.close();
+  });
+
+  it('dispose() while a batch runs rejects all of its calls with HDLM_DISPOSED; later calls are a clear error', async () => {
+    const { model: m } = await smartModelLoader(DEMO_MODEL, { device: 'cpu', torchscriptCacheDir: cache });
+    let started;
+    const firstStep = new Promise((r) => (started = r));
+    const calls = Array.from({ length: 6 }, (_, k) => fullDiff({ model: m, steps: 100000, contextLength: 16 + 8 * (k % 2), seed: k, onStep: () => started() }));
+    await firstStep;
+    m.dispose();
+    const settled = await Promise.allSettled(calls);
+    for (const s of settled) {
+      assert.strictEqual(s.status, 'rejected');
+      assert.strictEqual(s.reason.code, 'HDLM_DISPOSED');
+    }
+    assert.strictEqual(m.pendingCalls, 0);
+    await assert.rejects(fullDiff({ model: m, steps: 2, contextLength: 8 }), (e) => e.code === 'HDLM_DISPOSED');
+  });
+});
