@@ -7,6 +7,7 @@
 import { randomBytes } from 'crypto';
 import type { NativeAlgorithm, NativeJob, NativeSampleOptions, NativeStepCallback } from '../binding';
 import { AbortError, HdlmError, invalidParameterError } from '../errors';
+import { CallbackGuard } from '../callbacks';
 import { HdlmModel, toHdlmError } from './model';
 import * as v from '../validate';
 import { BLOCK_ATTENTION, CONTEXT_ATTENTION, Metaschedule, createMetaschedule, type BlockAttention, type ContextAttention } from './metaschedule';
@@ -322,7 +323,8 @@ async function run(fnName: string, mode: SamplerMode, options: SemiDiffOptions, 
 
 /**
  * @internal Starts a native sampling job and turns it into a promise of rows: wires onStep and
- * the AbortSignal, and maps native failures to HdlmError (HDLM_ABORTED → AbortError).
+ * the AbortSignal, and maps native failures to HdlmError (HDLM_ABORTED → AbortError). An onStep
+ * that throws or rejects stops the loop at its next step; the call rejects with HDLM_CALLBACK.
  */
 export async function runNativeJob(
   fnName: string,
@@ -334,22 +336,28 @@ export async function runNativeJob(
   onStep: ((info: StepInfo) => void) | null,
 ): Promise<number[][]> {
   if (signal?.aborted) throw new AbortError(`${fnName} was aborted before it started`, { cause: signal.reason });
-  const step = onStep
+  // A failing onStep stops the loop at its next step and the call rejects with the callback's error.
+  let job: NativeJob<Int32Array> | null = null;
+  const guard = onStep ? new CallbackGuard('onStep', onStep, () => job?.abort()) : null;
+  const step = guard
     ? (done: number, total: number, tokens: Int32Array | null) =>
-        onStep({ step: done, total, tokens: tokens ? rowsOf(tokens, batchSize, contextLength) : null })
+        guard.call({ step: done, total, tokens: tokens ? rowsOf(tokens, batchSize, contextLength) : null })
     : null;
-  let job: NativeJob<Int32Array>;
   try {
     job = start(step);
   } catch (e) {
     throw toHdlmError(e);
   }
-  const onAbort = () => job.abort();
+  const started = job;
+  const onAbort = () => started.abort();
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
-    const flat = await model.track(job.promise);
+    const flat = await model.track(started.promise);
+    await guard?.drain();
+    guard?.throwIfFailed();
     return rowsOf(flat, batchSize, contextLength);
   } catch (e) {
+    guard?.throwIfFailed();
     const err = toHdlmError(e);
     if (err.code === 'HDLM_ABORTED') {
       const { stepsDone, stepsAtAbort } = e as { stepsDone?: number; stepsAtAbort?: number };

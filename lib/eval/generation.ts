@@ -6,6 +6,7 @@
  * so instead of reporting a number.
  */
 import { invalidParameterError } from '../errors';
+import { CallbackGuard } from '../callbacks';
 import type { HubOptions } from '../hub';
 import { HdlmModel } from '../core/model';
 import { fullDiff, semiDiff, ALGORITHMS, type Algorithm } from '../core/sampling';
@@ -105,75 +106,89 @@ export async function evaluateGeneration(options: GenerationOptions): Promise<Ge
   const seed = v.isDefined(o.seed) ? v.seed('seed', o.seed) : randomSeed();
   const gpt2BatchSize = v.isDefined(o.gpt2BatchSize) ? v.integer('gpt2BatchSize', o.gpt2BatchSize, 1) : 4;
   const signal = v.isDefined(o.signal) ? v.abortSignal('signal', o.signal) : undefined;
-  const onProgress = v.isDefined(o.onProgress) ? v.fn<NonNullable<GenerationOptions['onProgress']>>('onProgress', o.onProgress) : null;
   const gpt2Option = o.gpt2 === undefined ? 'openai-community/gpt2-large' : o.gpt2;
   if (gpt2Option !== null && typeof gpt2Option !== 'string' && !(gpt2Option instanceof Gpt2Model)) {
     throw invalidParameterError('gpt2', 'a hub repo id, a checkpoint directory, a Gpt2Model or null', gpt2Option);
   }
-  const t0 = Date.now();
+  // A failing onProgress stops the running sampler or GPT-2 batch; the call rejects with its error.
+  const stop = new AbortController();
+  const onProgress = v.isDefined(o.onProgress)
+    ? new CallbackGuard('onProgress', v.fn<NonNullable<GenerationOptions['onProgress']>>('onProgress', o.onProgress), () => stop.abort())
+    : null;
+  const callSignal = onProgress ? (signal ? AbortSignal.any([signal, stop.signal]) : stop.signal) : signal;
+  try {
+    const t0 = Date.now();
 
-  // 1. samples: batches of min(16, N) (last batch smaller), no prompt, context = model.length
-  const samples: number[][] = [];
-  for (let b = 0; samples.length < numSamples; b++) {
-    const n = Math.min(batchSize, numSamples - samples.length);
-    const common = {
-      model, batchSize: n, alg: algorithm, steps, temperature, eta, contextLength: model.length, seed: deriveSeed(seed, b), reference,
-      ...(signal ? { signal } : {}),
-    };
-    const rows = method === 'semi_diff' ? await semiDiff({ ...common, blockSize }) : await fullDiff(common);
-    samples.push(...rows);
-    onProgress?.({ phase: 'sampling', done: samples.length, total: numSamples });
-  }
-
-  // 2. entropy
-  const perSampleEntropy = samples.map(textEntropy);
-  const ent = meanStd(perSampleEntropy);
-
-  // 3. GPT-2 perplexity: floor(N / 4) batches of 4 (remainder dropped), mean of per-sample exp(mean CE)
-  const notComputed: Record<string, string> = {
-    mauve: 'not computed: MAUVE needs GPT-2-large features plus PCA/k-means quantisation (mauve-text), which hdlm does not ship',
-  };
-  let gpt2Perplexity: GenerationResult['gpt2Perplexity'] = null;
-  const used = Math.floor(numSamples / gpt2BatchSize) * gpt2BatchSize;
-  if (gpt2Option === null) {
-    notComputed.gpt2Perplexity = 'skipped (gpt2: null)';
-  } else if (used === 0) {
-    notComputed.gpt2Perplexity = `fewer than ${gpt2BatchSize} samples (upstream divides by zero here)`;
-  } else if (samples.slice(0, used).some((s) => s.some((id) => id >= 50257))) {
-    notComputed.gpt2Perplexity = 'a sample holds the mask id 50257, which is outside GPT-2\'s vocabulary (upstream breaks here too)';
-  } else {
-    const owned = typeof gpt2Option === 'string';
-    const gpt2 = owned
-      ? await loadGpt2(gpt2Option, {
-          device: o.device ?? model.device, revision: o.revision, token: o.token, endpoint: o.endpoint, offline: o.offline, cacheDir: o.cacheDir,
-          fetch: o.fetch,
-        })
-      : gpt2Option;
-    try {
-      const perSample: number[] = [];
-      for (let s = 0; s < used; s += gpt2BatchSize) {
-        const rows = samples.slice(s, s + gpt2BatchSize);
-        const nll = await gpt2.sequenceNll(rows, { batchSize: gpt2BatchSize, signal });
-        for (let k = 0; k < rows.length; k++) perSample.push(Math.exp(nll[k] / (rows[k].length - 1)));
-        onProgress?.({ phase: 'gpt2', done: s + rows.length, total: used });
-      }
-      gpt2Perplexity = { value: perSample.reduce((a, b) => a + b, 0) / perSample.length, perSample, samplesUsed: used, model: gpt2.source };
-    } finally {
-      if (owned) gpt2.dispose();
+    // 1. samples: batches of min(16, N) (last batch smaller), no prompt, context = model.length
+    const samples: number[][] = [];
+    for (let b = 0; samples.length < numSamples; b++) {
+      const n = Math.min(batchSize, numSamples - samples.length);
+      const common = {
+        model, batchSize: n, alg: algorithm, steps, temperature, eta, contextLength: model.length, seed: deriveSeed(seed, b), reference,
+        ...(callSignal ? { signal: callSignal } : {}),
+      };
+      const rows = method === 'semi_diff' ? await semiDiff({ ...common, blockSize }) : await fullDiff(common);
+      samples.push(...rows);
+      onProgress?.call({ phase: 'sampling', done: samples.length, total: numSamples });
+      onProgress?.throwIfFailed();
     }
+
+    // 2. entropy
+    const perSampleEntropy = samples.map(textEntropy);
+    const ent = meanStd(perSampleEntropy);
+
+    // 3. GPT-2 perplexity: floor(N / 4) batches of 4 (remainder dropped), mean of per-sample exp(mean CE)
+    const notComputed: Record<string, string> = {
+      mauve: 'not computed: MAUVE needs GPT-2-large features plus PCA/k-means quantisation (mauve-text), which hdlm does not ship',
+    };
+    let gpt2Perplexity: GenerationResult['gpt2Perplexity'] = null;
+    const used = Math.floor(numSamples / gpt2BatchSize) * gpt2BatchSize;
+    if (gpt2Option === null) {
+      notComputed.gpt2Perplexity = 'skipped (gpt2: null)';
+    } else if (used === 0) {
+      notComputed.gpt2Perplexity = `fewer than ${gpt2BatchSize} samples (upstream divides by zero here)`;
+    } else if (samples.slice(0, used).some((s) => s.some((id) => id >= 50257))) {
+      notComputed.gpt2Perplexity = 'a sample holds the mask id 50257, which is outside GPT-2\'s vocabulary (upstream breaks here too)';
+    } else {
+      const owned = typeof gpt2Option === 'string';
+      const gpt2 = owned
+        ? await loadGpt2(gpt2Option, {
+            device: o.device ?? model.device, revision: o.revision, token: o.token, endpoint: o.endpoint, offline: o.offline, cacheDir: o.cacheDir,
+            fetch: o.fetch,
+          })
+        : gpt2Option;
+      try {
+        const perSample: number[] = [];
+        for (let s = 0; s < used; s += gpt2BatchSize) {
+          const rows = samples.slice(s, s + gpt2BatchSize);
+          const nll = await gpt2.sequenceNll(rows, { batchSize: gpt2BatchSize, signal: callSignal });
+          for (let k = 0; k < rows.length; k++) perSample.push(Math.exp(nll[k] / (rows[k].length - 1)));
+          onProgress?.call({ phase: 'gpt2', done: s + rows.length, total: used });
+          onProgress?.throwIfFailed();
+        }
+        gpt2Perplexity = { value: perSample.reduce((a, b) => a + b, 0) / perSample.length, perSample, samplesUsed: used, model: gpt2.source };
+      } finally {
+        if (owned) gpt2.dispose();
+      }
+    }
+    await onProgress?.drain();
+    onProgress?.throwIfFailed();
+    return {
+      numSamples,
+      samples,
+      texts: samples.map((s) => decode(s, { skipSpecialTokens: true })),
+      entropy: { mean: ent.mean, std: ent.std, perSample: perSampleEntropy },
+      gpt2Perplexity,
+      notComputed,
+      settings: {
+        model: model.source, samplingMethod: method, algorithm, steps, eta, temperature, batchSize, contextLength: model.length, reference,
+        seed: seed.toString(), ...(method === 'semi_diff' ? { blockSize } : {}),
+      },
+      seconds: (Date.now() - t0) / 1000,
+    };
+  } catch (e) {
+    onProgress?.throwIfFailed();
+    throw e;
   }
-  return {
-    numSamples,
-    samples,
-    texts: samples.map((s) => decode(s, { skipSpecialTokens: true })),
-    entropy: { mean: ent.mean, std: ent.std, perSample: perSampleEntropy },
-    gpt2Perplexity,
-    notComputed,
-    settings: {
-      model: model.source, samplingMethod: method, algorithm, steps, eta, temperature, batchSize, contextLength: model.length, reference,
-      seed: seed.toString(), ...(method === 'semi_diff' ? { blockSize } : {}),
-    },
-    seconds: (Date.now() - t0) / 1000,
-  };
 }
 
