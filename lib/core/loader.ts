@@ -14,12 +14,17 @@ import { HdlmError, invalidParameterError } from '../errors';
 import { looksLikeRepoId, resolveRepoFiles, type HubOptions } from '../hub';
 import { HdlmModel, callNative } from './model';
 import { createMetaschedule, type Metaschedule } from './metaschedule';
+import { canCreateIn, openCacheFolder, openVerifiedEntry, removeEntry, sealEntry, weightsFingerprint } from './torchscript-cache';
 import * as v from '../validate';
 
 export type ModelType = 'auto' | ModelFamily;
 
 export interface LoaderOptions extends HubOptions {
-  /** hub repo id (`hdlm-group/hdlm-base-epsilon-0.01`), checkpoint directory, or TorchScript file */
+  /**
+   * hub repo id (`hdlm-group/hdlm-base-epsilon-0.01`), checkpoint directory, or TorchScript file.
+   * A TorchScript file is code that runs when it is loaded: give only files you made
+   * (exportTorchScript) or trust like a script (docs/security.md).
+   */
   modelPath?: string;
   /** 'auto' (default: from the config, as upstream), 'epsilon_hybrid' or 'gamma_hybrid' */
   modelType?: ModelType;
@@ -32,7 +37,11 @@ export interface LoaderOptions extends HubOptions {
    * B (a bare model called inside upstream's samplers) or C (a bare model, no autocast).
    */
   precision?: 'auto' | NativePrecision;
-  /** folder for built TorchScript modules (default HDLM_CACHE, else ~/.cache/hdlm) */
+  /**
+   * folder for built TorchScript modules (default HDLM_CACHE, else ~/.cache/hdlm); its
+   * `torchscript` folder must be yours (0700), entries are sealed and checked before loading,
+   * else the model is built without the cache (torchscript-cache.ts)
+   */
   torchscriptCacheDir?: string;
   /** reuse / write the built TorchScript module (default true) */
   useCache?: boolean;
@@ -65,7 +74,7 @@ const LOADER_KEYS = [
 ] as const;
 
 /** Bumped whenever the native module layout changes, so stale cached modules are never loaded. */
-const BUILDER_VERSION = 2;
+const BUILDER_VERSION = 3;
 
 let threadsConfigured = false;
 
@@ -123,33 +132,8 @@ async function load(options: InternalLoaderOptions): Promise<LoadedModel> {
   const header = readSafetensorsHeader(source.weights.path);
   checkWeightsAgainstArchitecture(header, arch);
   const configJson = JSON.stringify(cfg);
-  let cachePath = options.exportTo ?? (useCache ? cacheFileFor(cacheRoot, source.weights.path, configJson) : null);
-
-  let native: NativeModel | null = null;
-  if (cachePath && !options.exportTo && fs.existsSync(cachePath)) {
-    const cached = cachePath;
-    native = await callNative(() => addon().loadTorchScript(cached, device, precision)).catch(() => {
-      // A cache entry that cannot be read (disk trouble, older libtorch) is rebuilt, not fatal.
-      try {
-        fs.rmSync(cached, { force: true });
-      } catch {
-        // not a file we can remove (a directory?): build without the cache
-        cachePath = null;
-      }
-      return null;
-    });
-  }
-  if (!native) {
-    if (cachePath) {
-      try {
-        fs.mkdirSync(path.dirname(cachePath), { recursive: true });
-      } catch (e) {
-        if (options.exportTo) throw new HdlmError('HDLM_BAD_FILE', `cannot create ${path.dirname(cachePath)}: ${(e as Error).message}`, { cause: e });
-        // The cache only saves time: an unusable cache folder means building without it.
-        cachePath = null;
-      }
-    }
-    native = await callNative(() =>
+  const build = (cachePath: string | null): Promise<NativeModel> =>
+    callNative(() =>
       addon().buildModel({
         weightsPath: source.weights.path,
         fileSize: header.fileSize,
@@ -166,6 +150,19 @@ async function load(options: InternalLoaderOptions): Promise<LoadedModel> {
         cachePath,
       }),
     );
+
+  let native: NativeModel;
+  if (options.exportTo) {
+    try {
+      fs.mkdirSync(path.dirname(options.exportTo), { recursive: true });
+    } catch (e) {
+      throw new HdlmError('HDLM_BAD_FILE', `cannot create ${path.dirname(options.exportTo)}: ${(e as Error).message}`, { cause: e });
+    }
+    native = await build(options.exportTo);
+  } else if (useCache) {
+    native = await loadThroughCache(cacheRoot, source.weights.path, configJson, device, precision, build);
+  } else {
+    native = await build(null);
   }
   const model = new HdlmModel(native, {
     family, device: native.info().device, precision: native.info().precision, config: cfg, vocabSize: arch.vocabSize, maskId: arch.maskId, length: arch.length,
@@ -311,13 +308,48 @@ async function loadTorchScriptFile(file: string, modelType: ModelType, device: s
   }
 }
 
-/** Cache entry name: builder version + the weights file's identity + the config. */
-function cacheFileFor(root: string, weightsPath: string, configJson: string): string {
-  const real = fs.realpathSync(weightsPath);
-  const st = fs.statSync(real);
-  const key = createHash('sha256')
-    .update(JSON.stringify({ builder: BUILDER_VERSION, file: real, size: st.size, mtime: st.mtimeMs, configJson }))
-    .digest('hex')
-    .slice(0, 32);
-  return path.join(root, 'torchscript', `${key}.pt`);
+/**
+ * Loads the module from the TorchScript cache when a sealed entry for these weights and this config
+ * is there (see torchscript-cache.ts), else builds it, writes it to the cache and seals it. The
+ * cache only saves time: a folder that cannot be used (not ours, unwritable) or an entry that is
+ * refused or fails to load means building, without the cache where it cannot be written.
+ */
+async function loadThroughCache(
+  root: string, weightsPath: string, configJson: string, device: string, precision: NativePrecision,
+  build: (cachePath: string | null) => Promise<NativeModel>,
+): Promise<NativeModel> {
+  const folder = openCacheFolder(root);
+  if (!('key' in folder)) return build(null);
+  let fingerprint: string;
+  try {
+    fingerprint = await weightsFingerprint(fs.realpathSync(weightsPath));
+  } catch {
+    return build(null); // the build reports what is wrong with the weights file
+  }
+  const name = createHash('sha256').update(JSON.stringify({ builder: BUILDER_VERSION, weights: fingerprint, configJson })).digest('hex').slice(0, 32);
+  const entry = path.join(folder.dir, `${name}.pt`);
+  const verified = await openVerifiedEntry(folder, entry);
+  if (verified.ok) {
+    try {
+      return await callNative(() => addon().loadTorchScript(verified.loadPath, device, precision));
+    } catch {
+      // a sealed entry libtorch cannot read (another libtorch, disk trouble): rebuilt below
+    } finally {
+      await verified.close();
+    }
+  }
+  // Whatever is at the entry's name now was refused (or is missing): it is never loaded.
+  const writable = folder.writable && removeEntry(entry) && canCreateIn(folder.dir);
+  if (!writable) return build(null);
+  let native: NativeModel;
+  try {
+    native = await build(entry);
+  } catch (e) {
+    // the save failed (disk full, the folder vanished): the build itself is fine without the cache
+    if (!(e instanceof HdlmError && e.code === 'HDLM_NATIVE' && /TorchScript cache/.test(e.message))) throw e;
+    removeEntry(entry);
+    return build(null);
+  }
+  if (!(await sealEntry(folder, entry))) removeEntry(entry);
+  return native;
 }
