@@ -10,7 +10,7 @@ import { createHash } from 'crypto';
 import { addon, type NativeModel, type NativePrecision } from '../binding';
 import { findWeightsFile, readSafetensorsHeader } from './checkpoint';
 import { architectureOf, checkWeightsAgainstArchitecture, detectFamily, gammaSwitchesOf, readConfigFile, type ModelFamily } from './config';
-import { HdlmError, invalidParameterError } from '../errors';
+import { AbortError, HdlmError, invalidParameterError } from '../errors';
 import { looksLikeRepoId, resolveRepoFiles, type HubOptions } from '../hub';
 import { HdlmModel, callNative } from './model';
 import { createMetaschedule, type Metaschedule } from './metaschedule';
@@ -70,7 +70,7 @@ export interface LoadedModel {
 
 const LOADER_KEYS = [
   'modelPath', 'modelType', 'device', 'precision', 'torchscriptCacheDir', 'useCache', 'threads', 'revision', 'token', 'endpoint',
-  'offline', 'cacheDir', 'fetch', 'onProgress',
+  'offline', 'cacheDir', 'fetch', 'onProgress', 'signal',
 ] as const;
 
 /** Bumped whenever the native module layout changes, so stale cached modules are never loaded. */
@@ -113,7 +113,13 @@ async function load(options: InternalLoaderOptions): Promise<LoadedModel> {
     throw invalidParameterError('precision', "'auto' or 'fp32' on the CPU (contexts A, B and C reproduce upstream's CUDA forward)", options.precision);
   }
 
+  const signal = v.isDefined(options.signal) ? v.abortSignal('signal', options.signal) : null;
+  const checkSignal = (): void => {
+    if (signal?.aborted) throw new AbortError(`smartModelLoader(${JSON.stringify(modelPath)}) was aborted`, { cause: signal.reason });
+  };
+  checkSignal();
   const source = await locate(modelPath, options);
+  checkSignal();
   if (source.kind === 'torchscript') {
     if (options.exportTo) throw invalidParameterError('modelPath', 'a checkpoint (directory or hub repo id) to export', modelPath);
     return loadTorchScriptFile(source.file, modelType, device, precision);
@@ -163,6 +169,11 @@ async function load(options: InternalLoaderOptions): Promise<LoadedModel> {
     native = await loadThroughCache(cacheRoot, source.weights.path, configJson, device, precision, build);
   } else {
     native = await build(null);
+  }
+  if (signal?.aborted) {
+    // the build itself cannot be interrupted: it ran to its end, its model is not handed out
+    native.dispose();
+    checkSignal();
   }
   const model = new HdlmModel(native, {
     family, device: native.info().device, precision: native.info().precision, config: cfg, vocabSize: arch.vocabSize, maskId: arch.maskId, length: arch.length,
@@ -246,7 +257,7 @@ async function locate(modelPath: string, options: LoaderOptions): Promise<Source
   }
   const hub: HubOptions = {
     revision: options.revision, token: options.token, endpoint: options.endpoint, offline: options.offline,
-    cacheDir: options.cacheDir, fetch: options.fetch, onProgress: options.onProgress,
+    cacheDir: options.cacheDir, fetch: options.fetch, onProgress: options.onProgress, signal: options.signal,
   };
   // Upstream reads config.yaml first and falls back to config.json.
   const resolved = await resolveRepoFiles(

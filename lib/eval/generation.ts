@@ -154,7 +154,7 @@ export async function evaluateGeneration(options: GenerationOptions): Promise<Ge
       const gpt2 = owned
         ? await loadGpt2(gpt2Option, {
             device: o.device ?? model.device, revision: o.revision, token: o.token, endpoint: o.endpoint, offline: o.offline, cacheDir: o.cacheDir,
-            fetch: o.fetch,
+            fetch: o.fetch, ...(callSignal ? { signal: callSignal } : {}),
           })
         : gpt2Option;
       try {

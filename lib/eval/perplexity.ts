@@ -149,7 +149,7 @@ export async function evaluatePerplexity(options: PerplexityOptions): Promise<Pe
     const { texts, info } = await loadHubDataset(
       o.dataset,
       Object.fromEntries(
-        Object.entries({ revision: o.datasetRevision, field: o.field, token: o.token, endpoint: o.endpoint, offline: o.offline, cacheDir: o.cacheDir, fetch: o.fetch })
+        Object.entries({ revision: o.datasetRevision, field: o.field, token: o.token, endpoint: o.endpoint, offline: o.offline, cacheDir: o.cacheDir, fetch: o.fetch, signal: signal ?? undefined })
           .filter(([, x]) => x !== undefined),
       ),
     ).catch((e: unknown) => {
