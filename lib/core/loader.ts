@@ -9,7 +9,7 @@ import * as path from 'path';
 import { createHash } from 'crypto';
 import { addon, type NativeModel, type NativePrecision } from '../binding';
 import { findWeightsFile, readSafetensorsHeader } from './checkpoint';
-import { architectureOf, checkWeightsAgainstArchitecture, detectFamily, gammaSwitchesOf, readConfigFile, type ModelFamily } from './config';
+import { architectureOf, checkWeightsAgainstArchitecture, detectFamily, gammaSwitchesOf, readConfigFileAsync, type ModelFamily } from './config';
 import { AbortError, HdlmError, invalidParameterError } from '../errors';
 import { looksLikeRepoId, resolveRepoFiles, type HubOptions } from '../hub';
 import { HdlmModel, callNative } from './model';
@@ -125,7 +125,7 @@ async function load(options: InternalLoaderOptions): Promise<LoadedModel> {
     return loadTorchScriptFile(source.file, modelType, device, precision);
   }
 
-  const cfg = readConfigFile(source.configFile);
+  const cfg = await readConfigFileAsync(source.configFile);
   const family = detectFamily(cfg, modelType);
   const arch = architectureOf(cfg, family);
   if (source.weights.format !== 'safetensors') {
