@@ -45,7 +45,10 @@ export interface LoaderOptions extends HubOptions {
   torchscriptCacheDir?: string;
   /** reuse / write the built TorchScript module (default true) */
   useCache?: boolean;
-  /** libtorch CPU threads (default HDLM_NUM_THREADS, else the number of CPU cores) */
+  /**
+   * libtorch CPU (intra-op) threads, 1 to the number of CPU cores (default HDLM_NUM_THREADS,
+   * clamped to that, else the number of cores). Process-wide: every model shares the pool.
+   */
   threads?: number;
 }
 
@@ -195,17 +198,33 @@ function normalize(first: unknown, second: unknown): LoaderOptions {
   return first as LoaderOptions;
 }
 
+/**
+ * libtorch's intra-op threads: one process-wide pool that every model and call shares (setting it
+ * for one load sets it for all; the last setting wins). At most the CPU cores this process may
+ * use: more threads than cores only contend (4096 threads on 2 cores made a load take 89 s).
+ * The option must be in range; HDLM_NUM_THREADS is clamped to it.
+ */
 function configureThreads(threads: unknown): void {
+  const cores = os.availableParallelism();
   if (v.isDefined(threads)) {
-    addon().setThreads(v.integer('threads', threads, 1, 4096));
+    if (typeof threads === 'number' && Number.isInteger(threads) && threads > cores) {
+      throw invalidParameterError('threads', `an integer between 1 and ${cores} (the CPU cores this process may use; the thread pool is shared by every model)`, threads);
+    }
+    addon().setThreads(v.integer('threads', threads, 1, cores));
     threadsConfigured = true;
     return;
   }
   if (threadsConfigured) return;
-  const env = process.env.HDLM_NUM_THREADS;
-  const n = env ? Number(env) : os.availableParallelism();
-  addon().setThreads(Number.isInteger(n) && n >= 1 ? n : os.availableParallelism());
+  addon().setThreads(defaultThreads());
   threadsConfigured = true;
+}
+
+/** HDLM_NUM_THREADS clamped to [1, cores], else the number of cores. */
+export function defaultThreads(): number {
+  const cores = os.availableParallelism();
+  const env = process.env.HDLM_NUM_THREADS;
+  const n = env ? Number(env) : NaN;
+  return Number.isInteger(n) && n >= 1 ? Math.min(n, cores) : cores;
 }
 
 /** 'auto' → cuda:0 when the addon sees a CUDA device, else cpu. */

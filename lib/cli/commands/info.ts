@@ -58,10 +58,11 @@ function dirSize(dir: string): { files: number; bytes: number } {
 /** What hdlm info says about TorchScript files (docs/security.md). */
 const TRUST = 'a TorchScript file is code, run when loaded: load only files you made (hdlm export) or trust like a script';
 
+/** What a model load sets when no threads option is given (core/loader.ts defaultThreads): HDLM_NUM_THREADS clamped to the cores, else the cores. */
 function defaultThreads(): number {
-  const env = process.env.HDLM_NUM_THREADS;
-  const n = env ? Number(env) : NaN;
-  return Number.isInteger(n) && n >= 1 ? n : os.availableParallelism();
+  const cores = os.availableParallelism();
+  const n = process.env.HDLM_NUM_THREADS ? Number(process.env.HDLM_NUM_THREADS) : NaN;
+  return Number.isInteger(n) && n >= 1 ? Math.min(n, cores) : cores;
 }
 
 async function run(args: string[]): Promise<number> {
