@@ -259,7 +259,7 @@ describe('hub: hostile servers (token origin, redaction, bounded downloads, sign
   it('an API answer that never comes, or never ends, is bounded (HF_HUB_ETAG_TIMEOUT, size cap)', async () => {
     process.env.HF_HUB_ETAG_TIMEOUT = '0.3';
     const silent = await front(async (req) => req.url.startsWith('/api/'));
-    let t0 = Date.now();
+    const t0 = Date.now();
     let err = await rejection(resolveRepoFiles(REPO, GROUPS, { endpoint: silent.url, cacheDir, token: SECRET }));
     assert.equal(err.code, 'HDLM_HUB');
     assert.match(err.message, /timeout|HF_HUB_ETAG_TIMEOUT/);
@@ -274,7 +274,6 @@ describe('hub: hostile servers (token origin, redaction, bounded downloads, sign
       pump();
       return true;
     });
-    t0 = Date.now();
     err = await rejection(resolveRepoFiles(REPO, GROUPS, { endpoint: endlessJson.url, cacheDir, token: SECRET }));
     assert.equal(err.code, 'HDLM_HUB');
     assert.match(err.message, /larger than 33554432 bytes/);

@@ -139,7 +139,7 @@ function checkWritable(flag: string, file: string, isDir = false): void {
   const refuse = (why: string): never => {
     throw usage(`Expected a writable ${isDir ? 'folder' : 'file'} path for ${flag} but received ${JSON.stringify(file)}: ${why}`);
   };
-  let st: fs.Stats | null = null;
+  let st: fs.Stats | null;
   try {
     st = fs.statSync(target);
   } catch {
@@ -179,11 +179,11 @@ function checkWritable(flag: string, file: string, isDir = false): void {
 function writeFileAtomic(file: string, text: string): void {
   const target = path.resolve(file);
   fs.mkdirSync(path.dirname(target), { recursive: true });
-  let regular = true;
+  let regular: boolean;
   try {
     regular = fs.statSync(target).isFile();
   } catch {
-    regular = true;
+    regular = true; // not there yet
   }
   if (!regular) {
     fs.writeFileSync(target, text); // a device or pipe (/dev/stdout): written as it is
