@@ -10,6 +10,7 @@ export type HdlmErrorCode =
   | 'HDLM_HUB' // Hugging Face Hub download or cache resolution failed
   | 'HDLM_DISPOSED' // the model was disposed
   | 'HDLM_ABORTED' // an AbortSignal stopped the call
+  | 'HDLM_CALLBACK' // a callback given to the call (onStep, onProgress, ...) threw or rejected; its error is the cause
   | 'HDLM_NATIVE'; // libtorch reported an error while running
 
 export class HdlmError extends Error {

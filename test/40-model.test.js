@@ -71,9 +71,12 @@ describe('model: epsilon forward parity with upstream (CPU fp32)', function () {
   });
 
   it('writes a TorchScript cache entry that the next load uses, with identical logits', async () => {
-    const entries = fs.readdirSync(path.join(cache, 'torchscript'));
-    assert.strictEqual(entries.length, 1);
-    assert.match(entries[0], /^[0-9a-f]{32}\.pt$/);
+    // one module, its seal and the folder's key (see lib/core/torchscript-cache.ts)
+    const entries = fs.readdirSync(path.join(cache, 'torchscript')).sort();
+    assert.strictEqual(entries.length, 3, entries.join(' '));
+    assert.strictEqual(entries[0], '.key');
+    assert.match(entries[1], /^[0-9a-f]{32}\.pt$/);
+    assert.strictEqual(entries[2], `${entries[1]}.seal`);
     const { model: again } = await smartModelLoader(DEMO_MODEL, { device: 'cpu', torchscriptCacheDir: cache });
     try {
       const out = await again.forward(rowsOf(ref['logits_input.tokens']), rowsOf(ref['logits_input.positions']));
@@ -81,11 +84,11 @@ describe('model: epsilon forward parity with upstream (CPU fp32)', function () {
     } finally {
       again.dispose();
     }
-    assert.deepStrictEqual(fs.readdirSync(path.join(cache, 'torchscript')), entries, 'no temp files left behind');
+    assert.deepStrictEqual(fs.readdirSync(path.join(cache, 'torchscript')).sort(), entries, 'no temp files left behind');
   });
 
   it('loads the cached module as an exported TorchScript file (the documented interface)', async () => {
-    const file = path.join(cache, 'torchscript', fs.readdirSync(path.join(cache, 'torchscript'))[0]);
+    const file = path.join(cache, 'torchscript', fs.readdirSync(path.join(cache, 'torchscript')).find((e) => e.endsWith('.pt')));
     const { model: ts, cfg } = await smartModelLoader(file, { device: 'cpu' });
     try {
       assert.strictEqual(ts.family, 'epsilon_hybrid');

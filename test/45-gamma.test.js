@@ -151,7 +151,7 @@ describe('model: gamma forward parity with upstream (CPU fp32)', function () {
 
   it('round-trips through the TorchScript cache (the documented interface), identical logits', async () => {
     const dir = path.join(cache, 'torchscript');
-    const entries = fs.readdirSync(dir);
+    const entries = fs.readdirSync(dir).filter((e) => e.endsWith('.pt'));
     assert.strictEqual(entries.length, 1);
     const { model: ts } = await smartModelLoader(path.join(dir, entries[0]), { device: 'cpu' });
     try {

@@ -237,8 +237,11 @@ describe('hostile files: clear errors, no crash, no stray or partial files', fun
 
   it('the cache holds only complete entries (no temp files), one per distinct model that loaded', () => {
     const dir = path.join(cacheDir, 'torchscript');
-    const entries = fs.existsSync(dir) ? fs.readdirSync(dir) : [];
-    for (const e of entries) assert.match(e, /^[0-9a-f]{32}\.pt$/, `stray file ${e} in the cache`);
+    const all = fs.existsSync(dir) ? fs.readdirSync(dir) : [];
+    // modules, each with its seal, and the folder's key
+    for (const e of all) assert.match(e, /^([0-9a-f]{32}\.pt(\.seal)?|\.key)$/, `stray file ${e} in the cache`);
+    const entries = all.filter((e) => e.endsWith('.pt'));
+    for (const e of entries) assert.ok(all.includes(`${e}.seal`), `${e} has no seal`);
     const loadedCheckpoints = cases.filter((c, k) => results[k].ok && !c.path.endsWith('.pt')).length;
     assert.strictEqual(entries.length, loadedCheckpoints);
   });
@@ -256,7 +259,7 @@ describe('hostile files: clear errors, no crash, no stray or partial files', fun
     const cache2 = path.join(tmp, 'cache2');
     const { model: m1 } = await smartModelLoader(dir, { device: 'cpu', torchscriptCacheDir: cache2 });
     m1.dispose();
-    const [entry] = fs.readdirSync(path.join(cache2, 'torchscript'));
+    const entry = fs.readdirSync(path.join(cache2, 'torchscript')).find((e) => e.endsWith('.pt'));
     fs.rmSync(path.join(cache2, 'torchscript', entry));
     fs.mkdirSync(path.join(cache2, 'torchscript', entry, 'inside'), { recursive: true });
     const { model: m2 } = await smartModelLoader(dir, { device: 'cpu', torchscriptCacheDir: cache2 });

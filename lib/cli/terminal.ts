@@ -5,16 +5,29 @@
  */
 import type * as Lib from '../index';
 import { EXIT_INTERRUPTED } from './args';
+import { HdlmArgumentError } from '../errors';
 import { createProgress, type Progress } from './progress';
 
 export function out(text: string): void {
   process.stdout.write(text);
 }
 
-export async function readStdin(): Promise<string> {
+/** Most bytes `hdlm generate -` reads from stdin: a prompt is at most the model's length (1024 tokens for the released models). */
+export const MAX_STDIN_BYTES = 1024 * 1024;
+
+/** stdin as text, at most `maxBytes` (an HdlmArgumentError past that: an endless pipe must not fill memory). */
+export async function readStdin(maxBytes = MAX_STDIN_BYTES): Promise<string> {
   if (process.stdin.isTTY && process.stderr.isTTY) process.stderr.write('(reading the prompt from stdin; end it with Ctrl-D)\n');
   const chunks: Buffer[] = [];
-  for await (const c of process.stdin) chunks.push(c as Buffer);
+  let total = 0;
+  for await (const c of process.stdin) {
+    total += (c as Buffer).length;
+    if (total > maxBytes) {
+      process.stdin.destroy();
+      throw new HdlmArgumentError(`Expected a prompt of at most ${maxBytes} bytes for stdin but received more`);
+    }
+    chunks.push(c as Buffer);
+  }
   return Buffer.concat(chunks).toString('utf8');
 }
 

@@ -8,6 +8,7 @@
  */
 import type { NativeBatch, NativeBatchEvent, NativeSampleOptions } from '../binding';
 import { AbortError, HdlmError } from '../errors';
+import { CallbackGuard } from '../callbacks';
 import { HdlmModel, toHdlmError } from './model';
 import type { StepInfo } from './sampling';
 
@@ -19,7 +20,8 @@ export function batchable(native: NativeSampleOptions): boolean {
 interface Row {
   fnName: string;
   native: NativeSampleOptions;
-  onStep: ((info: StepInfo) => void) | null;
+  /** the call's onStep; a failure removes the row and rejects its call with the callback's error */
+  onStep: CallbackGuard<[StepInfo]> | null;
   signal: AbortSignal | null;
   onAbort: (() => void) | null;
   stepsDone: number;
@@ -61,7 +63,8 @@ class Batcher {
         reject(toHdlmError(e));
         return;
       }
-      const row: Row = { fnName, native, onStep, signal, onAbort: null, stepsDone: 0, resolve, reject };
+      const row: Row = { fnName, native, onStep: null, signal, onAbort: null, stepsDone: 0, resolve, reject };
+      if (onStep) row.onStep = new CallbackGuard('onStep', onStep, () => this.#fail(id, row));
       if (signal) {
         row.onAbort = () => this.#abort(id, row);
         signal.addEventListener('abort', row.onAbort, { once: true });
@@ -78,6 +81,14 @@ class Batcher {
     this.#settle(id, row);
     const done = row.stepsDone;
     row.reject(new AbortError(`${row.fnName} was aborted after ${done} of its steps`, { cause: row.signal?.reason, stepsDone: done, stepsAtAbort: done }));
+  }
+
+  // The row's onStep failed (threw, or its promise rejected): the row leaves at the next step.
+  #fail(id: number, row: Row): void {
+    if (!this.#rows.has(id)) return;
+    this.#batch?.remove(id);
+    this.#settle(id, row);
+    row.reject(row.onStep?.error);
   }
 
   #settle(id: number, row: Row): void {
@@ -112,18 +123,17 @@ class Batcher {
     const { batchSize, contextLength } = row.native;
     if (row.onStep) {
       const tokens = row.native.stepTokens && e.tokens ? rowsOf(e.tokens, batchSize, contextLength) : null;
-      try {
-        row.onStep({ step: e.step, total: e.total, tokens });
-      } catch (err) {
-        // a throwing onStep must not stop the other rows; report it like Node does
-        process.nextTick(() => {
-          throw err;
-        });
-      }
+      row.onStep.call({ step: e.step, total: e.total, tokens });
     }
     if (e.done && this.#rows.has(e.id)) {
       this.#settle(e.id, row);
-      row.resolve(rowsOf(e.tokens as Int32Array, batchSize, contextLength));
+      const rows = rowsOf(e.tokens as Int32Array, batchSize, contextLength);
+      // settles after the promises its onStep returned, rejecting if one of them failed
+      if (!row.onStep) row.resolve(rows);
+      else {
+        const guard = row.onStep;
+        void guard.drain().then(() => (guard.error ? row.reject(guard.error) : row.resolve(rows)));
+      }
     }
   }
 

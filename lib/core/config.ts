@@ -8,6 +8,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as YAML from 'yaml';
+import { Worker } from 'worker_threads';
 import type { NativeArchitecture } from '../binding';
 import type { SafetensorsHeader } from './checkpoint';
 import { HdlmError, describe, invalidParameterError } from '../errors';
@@ -39,42 +40,160 @@ function kindOf(v: unknown): string {
   return Array.isArray(v) ? 'an array' : v === null ? 'null' : typeof v;
 }
 
+/** Largest config read (upstream's configs are about 3 KB; a config.json about 1 KB). */
+export const MAX_CONFIG_BYTES = 1024 * 1024;
+/** YAML configs larger than this are parsed in a worker thread, off the event loop. */
+const WORKER_YAML_BYTES = 64 * 1024;
+/** Longest a worker may take on one config (the parse is linear: about 2 s per MiB on a slow CPU). */
+const WORKER_TIMEOUT_MS = 30_000;
+/** Aliases expanded in one config (a "billion laughs" document stops here). */
+const MAX_YAML_ALIASES = 1000;
+
 /**
- * Reads a checkpoint config. `.yaml` / `.yml` are parsed as YAML, anything else as JSON.
- * The top level must be an object (HdlmError HDLM_BAD_FILE otherwise). A JSON file whose top
- * level has an object-valued `"config"` key (PyTorchModelHubMixin convention) yields that
- * sub-object.
+ * Parses YAML config text in time linear in its size: the library's duplicate-key check is
+ * pairwise (quadratic: 1.3 MB of keys took 51 s), so it is off and duplicate keys are found here
+ * with one set per mapping; aliases are expanded at most MAX_YAML_ALIASES times, and an alias
+ * inside the node it names (a cycle) or nesting deeper than MAX_CONFIG_DEPTH is refused. Throws an
+ * Error whose message says what is wrong.
  */
-export function readConfigFile(filePath: string): Record<string, unknown> {
+export function parseYamlConfig(text: string): unknown {
+  const doc = YAML.parseDocument(text, { uniqueKeys: false, logLevel: 'error' });
+  if (doc.errors.length > 0) throw doc.errors[0];
+  YAML.visit(doc, {
+    Map(_, map) {
+      const seen = new Set<string>();
+      for (const pair of map.items) {
+        if (!YAML.isScalar(pair.key)) continue;
+        const key = String(pair.key.value);
+        if (seen.has(key)) throw new Error(`duplicate key ${JSON.stringify(key.length > 60 ? key.slice(0, 57) + '...' : key)}`);
+        seen.add(key);
+      }
+    },
+  });
+  const value = doc.toJS({ maxAliasCount: MAX_YAML_ALIASES }) as unknown;
+  checkShape(value);
+  return value;
+}
+
+/** Deepest nesting accepted in a config (upstream's are 3 levels deep); deeper would overflow later walks. */
+const MAX_CONFIG_DEPTH = 64;
+
+/**
+ * Throws on an object that contains itself (a YAML alias inside the node it names) and on nesting
+ * deeper than MAX_CONFIG_DEPTH (JSON.stringify and other recursive walks would overflow the stack).
+ */
+function checkShape(root: unknown): void {
+  const onPath = new Set<object>();
+  const done = new Set<object>();
+  // iterative depth-first walk: a deeply nested document must not overflow the stack
+  const stack: { node: object; children: unknown[] | null }[] = [];
+  const enter = (v: unknown): void => {
+    if (v === null || typeof v !== 'object' || done.has(v)) return;
+    if (onPath.has(v)) throw new Error('an alias refers to a node that contains it (the config would be infinite)');
+    if (stack.length >= MAX_CONFIG_DEPTH) throw new Error(`it is nested more than ${MAX_CONFIG_DEPTH} levels deep`);
+    onPath.add(v);
+    stack.push({ node: v, children: null });
+  };
+  enter(root);
+  while (stack.length > 0) {
+    const top = stack[stack.length - 1];
+    top.children ??= Array.isArray(top.node) ? [...top.node] : top.node instanceof Map ? [...top.node.values()] : Object.values(top.node);
+    if (top.children.length > 0) {
+      enter(top.children.pop());
+    } else {
+      stack.pop();
+      onPath.delete(top.node);
+      done.add(top.node);
+    }
+  }
+}
+
+function configError(filePath: string, problem: string, cause?: unknown): HdlmError {
+  return new HdlmError('HDLM_BAD_FILE', `Invalid config file "${filePath}": ${problem}`, cause === undefined ? undefined : { cause });
+}
+
+/** The text of a config file: a regular file of at most MAX_CONFIG_BYTES, BOM dropped. */
+function readConfigText(filePath: string): string {
   if (typeof filePath !== 'string' || filePath.length === 0) {
     throw invalidParameterError('filePath', 'a non-empty string', filePath);
   }
-  const fail = (problem: string, cause?: unknown): HdlmError =>
-    new HdlmError('HDLM_BAD_FILE', `Invalid config file "${filePath}": ${problem}`, cause === undefined ? undefined : { cause });
   let text: string;
   try {
     const st = fs.statSync(filePath);
-    if (st.isDirectory()) throw fail('it is a directory, not a file');
-    if (!st.isFile()) throw fail('it is not a regular file');
-    if (st.size > 64 * 1024 * 1024) throw fail(`it is ${st.size} bytes long, too large for a config`);
+    if (st.isDirectory()) throw configError(filePath, 'it is a directory, not a file');
+    if (!st.isFile()) throw configError(filePath, 'it is not a regular file');
+    if (st.size > MAX_CONFIG_BYTES) throw configError(filePath, `it is ${st.size} bytes long, more than the ${MAX_CONFIG_BYTES} bytes a config may have`);
     text = fs.readFileSync(filePath, 'utf8');
   } catch (e) {
     if (e instanceof HdlmError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
-    throw fail(code === 'ENOENT' ? 'the file does not exist' : `it cannot be read (${(e as Error).message})`, e);
+    throw configError(filePath, code === 'ENOENT' ? 'the file does not exist' : `it cannot be read (${(e as Error).message})`, e);
   }
-  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+}
+
+function isYamlFile(filePath: string): boolean {
   const ext = path.extname(filePath).toLowerCase();
-  const isYaml = ext === '.yaml' || ext === '.yml';
-  let parsed: unknown;
-  try {
-    parsed = isYaml ? YAML.parse(text, { logLevel: 'error' }) : JSON.parse(text);
-  } catch (e) {
-    throw fail(`it is not valid ${isYaml ? 'YAML' : 'JSON'} (${(e as Error).message.split('\n')[0]})`, e);
-  }
-  if (!isPlainObject(parsed)) throw fail(`the top level must be an object, got ${kindOf(parsed)}`);
+  return ext === '.yaml' || ext === '.yml';
+}
+
+function configObject(filePath: string, parsed: unknown, isYaml: boolean): Record<string, unknown> {
+  if (!isPlainObject(parsed)) throw configError(filePath, `the top level must be an object, got ${kindOf(parsed)}`);
   if (!isYaml && isPlainObject(parsed.config)) return parsed.config;
   return parsed;
+}
+
+function parseConfigText(filePath: string, text: string, isYaml: boolean): unknown {
+  try {
+    if (isYaml) return parseYamlConfig(text);
+    const value: unknown = JSON.parse(text);
+    checkShape(value);
+    return value;
+  } catch (e) {
+    throw configError(filePath, `it is not valid ${isYaml ? 'YAML' : 'JSON'} (${String((e as Error)?.message ?? e).split('\n')[0]})`, e);
+  }
+}
+
+/**
+ * Reads a checkpoint config. `.yaml` / `.yml` are parsed as YAML, anything else as JSON; at most
+ * MAX_CONFIG_BYTES, in linear time. The top level must be an object (HdlmError HDLM_BAD_FILE
+ * otherwise). A JSON file whose top level has an object-valued `"config"` key
+ * (PyTorchModelHubMixin convention) yields that sub-object.
+ */
+export function readConfigFile(filePath: string): Record<string, unknown> {
+  const text = readConfigText(filePath);
+  const isYaml = isYamlFile(filePath);
+  return configObject(filePath, parseConfigText(filePath, text, isYaml), isYaml);
+}
+
+/** readConfigFile without blocking the event loop: a large YAML config is parsed in a worker thread. */
+export async function readConfigFileAsync(filePath: string): Promise<Record<string, unknown>> {
+  const text = readConfigText(filePath);
+  const isYaml = isYamlFile(filePath);
+  if (!isYaml || Buffer.byteLength(text) <= WORKER_YAML_BYTES) return configObject(filePath, parseConfigText(filePath, text, isYaml), isYaml);
+  const parsed = await new Promise<unknown>((resolve, reject) => {
+    const worker = new Worker(path.join(__dirname, 'config-worker.js'), {
+      workerData: text,
+      resourceLimits: { maxOldGenerationSizeMb: 512 },
+      stdout: false,
+      stderr: false,
+    });
+    const timer = setTimeout(() => {
+      reject(configError(filePath, `parsing it took more than ${WORKER_TIMEOUT_MS / 1000} s`));
+      void worker.terminate();
+    }, WORKER_TIMEOUT_MS);
+    worker.once('message', (m: { ok: boolean; value?: unknown; message?: string }) => {
+      clearTimeout(timer);
+      if (m.ok) resolve(m.value);
+      else reject(configError(filePath, `it is not valid YAML (${m.message})`));
+      void worker.terminate();
+    });
+    worker.once('error', (e) => {
+      clearTimeout(timer);
+      reject(configError(filePath, `it could not be parsed (${e.message})`, e));
+    });
+  });
+  return configObject(filePath, parsed, true);
 }
 
 function get(obj: unknown, key: string): unknown {

@@ -9,17 +9,22 @@ import * as path from 'path';
 import { createHash } from 'crypto';
 import { addon, type NativeModel, type NativePrecision } from '../binding';
 import { findWeightsFile, readSafetensorsHeader } from './checkpoint';
-import { architectureOf, checkWeightsAgainstArchitecture, detectFamily, gammaSwitchesOf, readConfigFile, type ModelFamily } from './config';
-import { HdlmError, invalidParameterError } from '../errors';
+import { architectureOf, checkWeightsAgainstArchitecture, detectFamily, gammaSwitchesOf, readConfigFileAsync, type ModelFamily } from './config';
+import { AbortError, HdlmError, invalidParameterError } from '../errors';
 import { looksLikeRepoId, resolveRepoFiles, type HubOptions } from '../hub';
 import { HdlmModel, callNative } from './model';
 import { createMetaschedule, type Metaschedule } from './metaschedule';
+import { canCreateIn, openCacheFolder, openVerifiedEntry, removeEntry, sealEntry, weightsFingerprint } from './torchscript-cache';
 import * as v from '../validate';
 
 export type ModelType = 'auto' | ModelFamily;
 
 export interface LoaderOptions extends HubOptions {
-  /** hub repo id (`hdlm-group/hdlm-base-epsilon-0.01`), checkpoint directory, or TorchScript file */
+  /**
+   * hub repo id (`hdlm-group/hdlm-base-epsilon-0.01`), checkpoint directory, or TorchScript file.
+   * A TorchScript file is code that runs when it is loaded: give only files you made
+   * (exportTorchScript) or trust like a script (docs/security.md).
+   */
   modelPath?: string;
   /** 'auto' (default: from the config, as upstream), 'epsilon_hybrid' or 'gamma_hybrid' */
   modelType?: ModelType;
@@ -32,11 +37,18 @@ export interface LoaderOptions extends HubOptions {
    * B (a bare model called inside upstream's samplers) or C (a bare model, no autocast).
    */
   precision?: 'auto' | NativePrecision;
-  /** folder for built TorchScript modules (default HDLM_CACHE, else ~/.cache/hdlm) */
+  /**
+   * folder for built TorchScript modules (default HDLM_CACHE, else ~/.cache/hdlm); its
+   * `torchscript` folder must be yours (0700), entries are sealed and checked before loading,
+   * else the model is built without the cache (torchscript-cache.ts)
+   */
   torchscriptCacheDir?: string;
   /** reuse / write the built TorchScript module (default true) */
   useCache?: boolean;
-  /** libtorch CPU threads (default HDLM_NUM_THREADS, else the number of CPU cores) */
+  /**
+   * libtorch CPU (intra-op) threads, 1 to the number of CPU cores (default HDLM_NUM_THREADS,
+   * clamped to that, else the number of cores). Process-wide: every model shares the pool.
+   */
   threads?: number;
   /** the model's `batching`: concurrent fast-mode fullDiff calls share one batched forward per step (default true) */
   batching?: boolean;
@@ -63,11 +75,11 @@ export interface LoadedModel {
 
 const LOADER_KEYS = [
   'modelPath', 'modelType', 'device', 'precision', 'torchscriptCacheDir', 'useCache', 'threads', 'batching', 'revision', 'token', 'endpoint',
-  'offline', 'cacheDir', 'fetch', 'onProgress',
+  'offline', 'cacheDir', 'fetch', 'onProgress', 'signal',
 ] as const;
 
 /** Bumped whenever the native module layout changes, so stale cached modules are never loaded. */
-const BUILDER_VERSION = 2;
+const BUILDER_VERSION = 3;
 
 let threadsConfigured = false;
 
@@ -107,7 +119,13 @@ async function load(options: InternalLoaderOptions): Promise<LoadedModel> {
     throw invalidParameterError('precision', "'auto' or 'fp32' on the CPU (contexts A, B and C reproduce upstream's CUDA forward)", options.precision);
   }
 
+  const signal = v.isDefined(options.signal) ? v.abortSignal('signal', options.signal) : null;
+  const checkSignal = (): void => {
+    if (signal?.aborted) throw new AbortError(`smartModelLoader(${JSON.stringify(modelPath)}) was aborted`, { cause: signal.reason });
+  };
+  checkSignal();
   const source = await locate(modelPath, options);
+  checkSignal();
   if (source.kind === 'torchscript') {
     if (options.exportTo) throw invalidParameterError('modelPath', 'a checkpoint (directory or hub repo id) to export', modelPath);
     const loaded = await loadTorchScriptFile(source.file, modelType, device, precision);
@@ -115,7 +133,7 @@ async function load(options: InternalLoaderOptions): Promise<LoadedModel> {
     return loaded;
   }
 
-  const cfg = readConfigFile(source.configFile);
+  const cfg = await readConfigFileAsync(source.configFile);
   const family = detectFamily(cfg, modelType);
   const arch = architectureOf(cfg, family);
   if (source.weights.format !== 'safetensors') {
@@ -128,33 +146,8 @@ async function load(options: InternalLoaderOptions): Promise<LoadedModel> {
   const header = readSafetensorsHeader(source.weights.path);
   checkWeightsAgainstArchitecture(header, arch);
   const configJson = JSON.stringify(cfg);
-  let cachePath = options.exportTo ?? (useCache ? cacheFileFor(cacheRoot, source.weights.path, configJson) : null);
-
-  let native: NativeModel | null = null;
-  if (cachePath && !options.exportTo && fs.existsSync(cachePath)) {
-    const cached = cachePath;
-    native = await callNative(() => addon().loadTorchScript(cached, device, precision)).catch(() => {
-      // A cache entry that cannot be read (disk trouble, older libtorch) is rebuilt, not fatal.
-      try {
-        fs.rmSync(cached, { force: true });
-      } catch {
-        // not a file we can remove (a directory?): build without the cache
-        cachePath = null;
-      }
-      return null;
-    });
-  }
-  if (!native) {
-    if (cachePath) {
-      try {
-        fs.mkdirSync(path.dirname(cachePath), { recursive: true });
-      } catch (e) {
-        if (options.exportTo) throw new HdlmError('HDLM_BAD_FILE', `cannot create ${path.dirname(cachePath)}: ${(e as Error).message}`, { cause: e });
-        // The cache only saves time: an unusable cache folder means building without it.
-        cachePath = null;
-      }
-    }
-    native = await callNative(() =>
+  const build = (cachePath: string | null): Promise<NativeModel> =>
+    callNative(() =>
       addon().buildModel({
         weightsPath: source.weights.path,
         fileSize: header.fileSize,
@@ -171,6 +164,24 @@ async function load(options: InternalLoaderOptions): Promise<LoadedModel> {
         cachePath,
       }),
     );
+
+  let native: NativeModel;
+  if (options.exportTo) {
+    try {
+      fs.mkdirSync(path.dirname(options.exportTo), { recursive: true });
+    } catch (e) {
+      throw new HdlmError('HDLM_BAD_FILE', `cannot create ${path.dirname(options.exportTo)}: ${(e as Error).message}`, { cause: e });
+    }
+    native = await build(options.exportTo);
+  } else if (useCache) {
+    native = await loadThroughCache(cacheRoot, source.weights.path, configJson, device, precision, build);
+  } else {
+    native = await build(null);
+  }
+  if (signal?.aborted) {
+    // the build itself cannot be interrupted: it ran to its end, its model is not handed out
+    native.dispose();
+    checkSignal();
   }
   const model = new HdlmModel(native, {
     family, device: native.info().device, precision: native.info().precision, config: cfg, vocabSize: arch.vocabSize, maskId: arch.maskId, length: arch.length,
@@ -193,17 +204,33 @@ function normalize(first: unknown, second: unknown): LoaderOptions {
   return first as LoaderOptions;
 }
 
+/**
+ * libtorch's intra-op threads: one process-wide pool that every model and call shares (setting it
+ * for one load sets it for all; the last setting wins). At most the CPU cores this process may
+ * use: more threads than cores only contend (4096 threads on 2 cores made a load take 89 s).
+ * The option must be in range; HDLM_NUM_THREADS is clamped to it.
+ */
 function configureThreads(threads: unknown): void {
+  const cores = os.availableParallelism();
   if (v.isDefined(threads)) {
-    addon().setThreads(v.integer('threads', threads, 1, 4096));
+    if (typeof threads === 'number' && Number.isInteger(threads) && threads > cores) {
+      throw invalidParameterError('threads', `an integer between 1 and ${cores} (the CPU cores this process may use; the thread pool is shared by every model)`, threads);
+    }
+    addon().setThreads(v.integer('threads', threads, 1, cores));
     threadsConfigured = true;
     return;
   }
   if (threadsConfigured) return;
-  const env = process.env.HDLM_NUM_THREADS;
-  const n = env ? Number(env) : os.availableParallelism();
-  addon().setThreads(Number.isInteger(n) && n >= 1 ? n : os.availableParallelism());
+  addon().setThreads(defaultThreads());
   threadsConfigured = true;
+}
+
+/** HDLM_NUM_THREADS clamped to [1, cores], else the number of cores. */
+export function defaultThreads(): number {
+  const cores = os.availableParallelism();
+  const env = process.env.HDLM_NUM_THREADS;
+  const n = env ? Number(env) : NaN;
+  return Number.isInteger(n) && n >= 1 ? Math.min(n, cores) : cores;
 }
 
 /** 'auto' → cuda:0 when the addon sees a CUDA device, else cpu. */
@@ -255,7 +282,7 @@ async function locate(modelPath: string, options: LoaderOptions): Promise<Source
   }
   const hub: HubOptions = {
     revision: options.revision, token: options.token, endpoint: options.endpoint, offline: options.offline,
-    cacheDir: options.cacheDir, fetch: options.fetch, onProgress: options.onProgress,
+    cacheDir: options.cacheDir, fetch: options.fetch, onProgress: options.onProgress, signal: options.signal,
   };
   // Upstream reads config.yaml first and falls back to config.json.
   const resolved = await resolveRepoFiles(
@@ -317,13 +344,48 @@ async function loadTorchScriptFile(file: string, modelType: ModelType, device: s
   }
 }
 
-/** Cache entry name: builder version + the weights file's identity + the config. */
-function cacheFileFor(root: string, weightsPath: string, configJson: string): string {
-  const real = fs.realpathSync(weightsPath);
-  const st = fs.statSync(real);
-  const key = createHash('sha256')
-    .update(JSON.stringify({ builder: BUILDER_VERSION, file: real, size: st.size, mtime: st.mtimeMs, configJson }))
-    .digest('hex')
-    .slice(0, 32);
-  return path.join(root, 'torchscript', `${key}.pt`);
+/**
+ * Loads the module from the TorchScript cache when a sealed entry for these weights and this config
+ * is there (see torchscript-cache.ts), else builds it, writes it to the cache and seals it. The
+ * cache only saves time: a folder that cannot be used (not ours, unwritable) or an entry that is
+ * refused or fails to load means building, without the cache where it cannot be written.
+ */
+async function loadThroughCache(
+  root: string, weightsPath: string, configJson: string, device: string, precision: NativePrecision,
+  build: (cachePath: string | null) => Promise<NativeModel>,
+): Promise<NativeModel> {
+  const folder = openCacheFolder(root);
+  if (!('key' in folder)) return build(null);
+  let fingerprint: string;
+  try {
+    fingerprint = await weightsFingerprint(fs.realpathSync(weightsPath));
+  } catch {
+    return build(null); // the build reports what is wrong with the weights file
+  }
+  const name = createHash('sha256').update(JSON.stringify({ builder: BUILDER_VERSION, weights: fingerprint, configJson })).digest('hex').slice(0, 32);
+  const entry = path.join(folder.dir, `${name}.pt`);
+  const verified = await openVerifiedEntry(folder, entry);
+  if (verified.ok) {
+    try {
+      return await callNative(() => addon().loadTorchScript(verified.loadPath, device, precision));
+    } catch {
+      // a sealed entry libtorch cannot read (another libtorch, disk trouble): rebuilt below
+    } finally {
+      await verified.close();
+    }
+  }
+  // Whatever is at the entry's name now was refused (or is missing): it is never loaded.
+  const writable = folder.writable && removeEntry(entry) && canCreateIn(folder.dir);
+  if (!writable) return build(null);
+  let native: NativeModel;
+  try {
+    native = await build(entry);
+  } catch (e) {
+    // the save failed (disk full, the folder vanished): the build itself is fine without the cache
+    if (!(e instanceof HdlmError && e.code === 'HDLM_NATIVE' && /TorchScript cache/.test(e.message))) throw e;
+    removeEntry(entry);
+    return build(null);
+  }
+  if (!(await sealEntry(folder, entry))) removeEntry(entry);
+  return native;
 }

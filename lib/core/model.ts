@@ -66,19 +66,29 @@ export class HdlmModel {
     this.source = description.source;
   }
 
+  /**
+   * `x instanceof HdlmModel` holds for models smartModelLoader made, not for objects that only
+   * share the prototype (Object.create(HdlmModel.prototype) has none of the private state, and
+   * every use of it would fail with a TypeError instead of an HdlmError).
+   */
+  static [Symbol.hasInstance](value: unknown): boolean {
+    return typeof value === 'object' && value !== null && #native in value;
+  }
+
   get disposed(): boolean {
-    return this.#native === null;
+    return checked(this).#native === null;
   }
 
   /** forward / fullDiff / semiDiff calls of this model whose promise has not settled yet (0 after dispose() once they have) */
   get pendingCalls(): number {
-    return this.#pending;
+    return checked(this).#pending;
   }
 
   /** @internal the native module, or a clear error after dispose() */
   native(): NativeModel {
-    if (!this.#native) throw new HdlmError('HDLM_DISPOSED', 'This HdlmModel has been disposed; load it again with smartModelLoader');
-    return this.#native;
+    const native = checked(this).#native;
+    if (!native) throw new HdlmError('HDLM_DISPOSED', 'This HdlmModel has been disposed; load it again with smartModelLoader');
+    return native;
   }
 
   /**
@@ -91,7 +101,7 @@ export class HdlmModel {
    * (upstream uses only the first row).
    */
   async forward(tokens: unknown, second?: unknown, third?: unknown): Promise<Logits> {
-    const native = this.native();
+    const native = checked(this).native();
     let fast = false;
     const options = this.family === 'gamma_hybrid' ? undefined : (third as { reference?: unknown } | undefined);
     if (v.isDefined(options)) {
@@ -132,23 +142,31 @@ export class HdlmModel {
    * throw HDLM_DISPOSED.
    */
   dispose(): void {
-    if (this.#native) {
-      this.#native.dispose();
-      this.#native = null;
+    const self = checked(this);
+    if (self.#native) {
+      self.#native.dispose();
+      self.#native = null;
     }
   }
 
   /** @internal counts a call until its promise settles */
   track<T>(p: Promise<T>): Promise<T> {
-    this.#pending++;
+    const self = checked(this);
+    self.#pending++;
     return p.finally(() => {
-      this.#pending--;
+      self.#pending--;
     });
   }
 
   toString(): string {
     return `HdlmModel(${this.family}, ${this.device}, ${this.source})`;
   }
+}
+
+/** `model` itself when it is a real HdlmModel (see Symbol.hasInstance), else an HdlmArgumentError. */
+function checked(model: HdlmModel): HdlmModel {
+  if (!(model instanceof HdlmModel)) throw invalidParameterError('this', 'an HdlmModel from smartModelLoader', model);
+  return model;
 }
 
 /** sigma for a gamma forward: a number, one row (batch 1) or rows matching [rows, cols]; finite, >= 0. */

@@ -6,7 +6,8 @@
  */
 import { randomBytes } from 'crypto';
 import type { NativeAlgorithm, NativeJob, NativeSampleOptions, NativeStepCallback } from '../binding';
-import { AbortError, HdlmError, invalidParameterError } from '../errors';
+import { AbortError, HdlmArgumentError, HdlmError, invalidParameterError } from '../errors';
+import { CallbackGuard } from '../callbacks';
 import { HdlmModel, toHdlmError } from './model';
 import * as v from '../validate';
 import { batchable, runBatched } from './batcher';
@@ -185,8 +186,14 @@ export type SamplerMode = NativeSampleOptions['mode'];
 export const OPTION_RULES = {
   alg: (x: unknown, mode: SamplerMode): Algorithm => v.oneOf('alg', x, mode === 'semi_shifted' ? SEMI_SHIFTED_ALGORITHMS : ALGORITHMS),
   steps: (x: unknown): number => v.integer('steps', x, 1, 1_000_000),
-  temperature: (x: unknown): number => v.finiteNumber('temperature', x, 0),
-  cfgScale: (x: unknown): number => v.finiteNumber('cfgScale', x, 0),
+  temperature: (x: unknown): number => {
+    const t = v.finiteNumber('temperature', x, 0);
+    if (t > 0 && t < MIN_TEMPERATURE) {
+      throw invalidParameterError('temperature', `0 (greedy) or a finite number >= ${MIN_TEMPERATURE} (float32 logits divided by less overflow)`, x);
+    }
+    return t;
+  },
+  cfgScale: (x: unknown): number => v.finiteNumber('cfgScale', x, 0, MAX_CFG_SCALE),
   batchSize: (x: unknown): number => v.integer('batchSize', x, 1, 65536),
   eps: (x: unknown): number => {
     const eps = v.finiteNumber('eps', x, 0, 1, true);
@@ -197,6 +204,16 @@ export const OPTION_RULES = {
   repetitionPenalty: (x: unknown): number => v.finiteNumber('repetitionPenalty', x, 0),
   seed: (x: unknown): bigint => v.seed('seed', x),
 };
+
+/** Smallest positive temperature: the logits are float32, and dividing them by less overflows (any smaller one samples greedily anyway). */
+export const MIN_TEMPERATURE = 1e-6;
+/** Largest guidance scale: (1 + w)·cond − w·uncond must stay finite in float32. */
+export const MAX_CFG_SCALE = 1e6;
+
+/** remdm's eta caps σ, the probability of drawing the mask: above 1 its distribution has negative mass. */
+export function checkEtaForAlg(alg: Algorithm, eta: number, given: unknown): void {
+  if (alg === 'remdm' && eta > 1) throw invalidParameterError('eta', "a number in [0, 1] with alg 'remdm' (it caps σ, a probability)", given);
+}
 
 /**
  * Checks the options of sampler `mode` that can be checked without a model: the rules above, and
@@ -214,6 +231,7 @@ export function checkSamplerOptions(mode: SamplerMode, options: Record<string, u
   for (const [key, value] of Object.entries(options)) {
     if (v.isDefined(value)) rules[key](value);
   }
+  if (v.isDefined(options.alg) && v.isDefined(options.eta)) checkEtaForAlg(options.alg as Algorithm, options.eta as number, options.eta);
 }
 
 interface Prepared {
@@ -276,6 +294,10 @@ export function prepareSampling(fnName: string, mode: SamplerMode, options: unkn
   const cfgScale = v.isDefined(o.cfgScale) ? OPTION_RULES.cfgScale(o.cfgScale) : 0;
   // upstream's shifted samplers run guidance without a prompt too (the two halves are then equal)
   if (cfgScale > 0 && !prompt && !shifted) throw invalidParameterError('prompt', 'a non-empty prompt when cfgScale > 0 (guidance contrasts with and without it)', o.prompt);
+  // the prompt against the model first: "an integer between 375 and 256 for contextLength" helps nobody
+  if (promptLength > model.length) {
+    throw invalidParameterError('prompt', `at most ${model.length} tokens (the model's length)`, `${promptLength} tokens`);
+  }
   const contextLength = v.isDefined(o.contextLength)
     ? v.integer('contextLength', o.contextLength, Math.max(1, promptLength), model.length)
     : model.length;
@@ -305,7 +327,10 @@ export function prepareSampling(fnName: string, mode: SamplerMode, options: unkn
   const repetitionPenalty = v.isDefined(o.repetitionPenalty) ? OPTION_RULES.repetitionPenalty(o.repetitionPenalty) : 1.2;
   const bosId = v.isDefined(o.bosId) ? v.integer('bosId', o.bosId, 0, model.vocabSize - 1) : 50256;
   if (shifted && bosId >= model.vocabSize) {
-    throw invalidParameterError('bosId', `a token id below the model's vocabulary size ${model.vocabSize}`, o.bosId);
+    throw new HdlmArgumentError(
+      `Expected a bosId below the model's vocabulary size ${model.vocabSize} for bosId but received none: its default, 50256 ` +
+        "(GPT-2's <|endoftext|>, which upstream hard-codes), is not in this model's vocabulary; pass this model's BOS id",
+    );
   }
   let metaschedule: Metaschedule | null = null;
   let contextAttention: ContextAttention = 'block_causal';
@@ -332,6 +357,7 @@ export function prepareSampling(fnName: string, mode: SamplerMode, options: unkn
     }
   }
   const eta = v.isDefined(o.eta) ? OPTION_RULES.eta(o.eta) : mode === 'semi' ? 0.01 : 0.015;
+  checkEtaForAlg(alg, eta, o.eta);
   const blockSize = mode === 'semi' && v.isDefined(o.blockSize) ? v.integer('blockSize', o.blockSize, 1, contextLength) : 16;
   const seed = v.isDefined(o.seed) ? OPTION_RULES.seed(o.seed) : randomBytes(8).readBigUInt64LE();
   const signal = v.isDefined(o.signal) ? v.abortSignal('signal', o.signal) : null;
@@ -431,7 +457,8 @@ async function run(fnName: string, mode: SamplerMode, options: SemiDiffOptions, 
 
 /**
  * @internal Starts a native sampling job and turns it into a promise of rows: wires onStep and
- * the AbortSignal, and maps native failures to HdlmError (HDLM_ABORTED → AbortError).
+ * the AbortSignal, and maps native failures to HdlmError (HDLM_ABORTED → AbortError). An onStep
+ * that throws or rejects stops the loop at its next step; the call rejects with HDLM_CALLBACK.
  */
 export async function runNativeJob(
   fnName: string,
@@ -443,22 +470,28 @@ export async function runNativeJob(
   onStep: ((info: StepInfo) => void) | null,
 ): Promise<number[][]> {
   if (signal?.aborted) throw new AbortError(`${fnName} was aborted before it started`, { cause: signal.reason });
-  const step = onStep
+  // A failing onStep stops the loop at its next step and the call rejects with the callback's error.
+  let job: NativeJob<Int32Array> | null = null;
+  const guard = onStep ? new CallbackGuard('onStep', onStep, () => job?.abort()) : null;
+  const step = guard
     ? (done: number, total: number, tokens: Int32Array | null) =>
-        onStep({ step: done, total, tokens: tokens ? rowsOf(tokens, batchSize, contextLength) : null })
+        guard.call({ step: done, total, tokens: tokens ? rowsOf(tokens, batchSize, contextLength) : null })
     : null;
-  let job: NativeJob<Int32Array>;
   try {
     job = start(step);
   } catch (e) {
     throw toHdlmError(e);
   }
-  const onAbort = () => job.abort();
+  const started = job;
+  const onAbort = () => started.abort();
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
-    const flat = await model.track(job.promise);
+    const flat = await model.track(started.promise);
+    await guard?.drain();
+    guard?.throwIfFailed();
     return rowsOf(flat, batchSize, contextLength);
   } catch (e) {
+    guard?.throwIfFailed();
     const err = toHdlmError(e);
     if (err.code === 'HDLM_ABORTED') {
       const { stepsDone, stepsAtAbort } = e as { stepsDone?: number; stepsAtAbort?: number };

@@ -6,6 +6,7 @@
  * reference texts are given.
  */
 import { invalidParameterError } from '../errors';
+import { CallbackGuard } from '../callbacks';
 import type { HubOptions } from '../hub';
 import { HdlmModel } from '../core/model';
 import { fullDiff, semiDiff, ALGORITHMS, type Algorithm } from '../core/sampling';
@@ -133,7 +134,6 @@ export async function evaluateGeneration(options: GenerationOptions): Promise<Ge
   const seed = v.isDefined(o.seed) ? v.seed('seed', o.seed) : randomSeed();
   const gpt2BatchSize = v.isDefined(o.gpt2BatchSize) ? v.integer('gpt2BatchSize', o.gpt2BatchSize, 1) : 4;
   const signal = v.isDefined(o.signal) ? v.abortSignal('signal', o.signal) : undefined;
-  const onProgress = v.isDefined(o.onProgress) ? v.fn<NonNullable<GenerationOptions['onProgress']>>('onProgress', o.onProgress) : null;
   const gpt2Option = o.gpt2 === undefined ? 'openai-community/gpt2-large' : o.gpt2;
   if (gpt2Option !== null && typeof gpt2Option !== 'string' && !(gpt2Option instanceof Gpt2Model)) {
     throw invalidParameterError('gpt2', 'a hub repo id, a checkpoint directory, a Gpt2Model or null', gpt2Option);
@@ -159,103 +159,120 @@ export async function evaluateGeneration(options: GenerationOptions): Promise<Ge
     if (v.isDefined(m)) maxTextLength = v.integer('mauve.maxTextLength', m, 1);
     mauveOptions = rest;
   }
-  const t0 = Date.now();
-
-  // 1. samples: batches of min(16, N) (last batch smaller), no prompt, context = model.length
-  const samples: number[][] = [];
-  for (let b = 0; samples.length < numSamples; b++) {
-    const n = Math.min(batchSize, numSamples - samples.length);
-    const common = {
-      model, batchSize: n, alg: algorithm, steps, temperature, eta, contextLength: model.length, seed: deriveSeed(seed, b), reference,
-      ...(signal ? { signal } : {}),
-    };
-    const rows = method === 'semi_diff' ? await semiDiff({ ...common, blockSize }) : await fullDiff(common);
-    samples.push(...rows);
-    onProgress?.({ phase: 'sampling', done: samples.length, total: numSamples });
-  }
-
-  // 2. entropy
-  const perSampleEntropy = samples.map(textEntropy);
-  const ent = meanStd(perSampleEntropy);
-
-  // 3. GPT-2 perplexity: floor(N / 4) batches of 4 (remainder dropped), mean of per-sample exp(mean CE)
-  const notComputed: Record<string, string> = {};
-  let gpt2Perplexity: GenerationResult['gpt2Perplexity'] = null;
-  let mauve: GenerationMauve | null = null;
-  const texts = samples.map((s) => decode(s, { skipSpecialTokens: true }));
-  const used = Math.floor(numSamples / gpt2BatchSize) * gpt2BatchSize;
-  const wantPpl = gpt2Option !== null && used > 0 && !samples.slice(0, used).some((s) => s.some((id) => id >= 50257));
-  const wantMauve = gpt2Option !== null && referenceTexts !== null;
-  if (gpt2Option === null) {
-    notComputed.gpt2Perplexity = 'skipped (gpt2: null)';
-  } else if (used === 0) {
-    notComputed.gpt2Perplexity = `fewer than ${gpt2BatchSize} samples (upstream divides by zero here)`;
-  } else if (!wantPpl) {
-    notComputed.gpt2Perplexity = 'a sample holds the mask id 50257, which is outside GPT-2\'s vocabulary (upstream breaks here too)';
-  }
-  if (gpt2Option === null) {
-    notComputed.mauve = 'skipped (gpt2: null): MAUVE needs a GPT-2 for its features (upstream: gpt2-large)';
-  } else if (referenceTexts === null) {
-    notComputed.mauve = 'needs referenceTexts: human texts to compare the samples with (upstream: the dataset\'s validation texts)';
-  }
-  if (wantPpl || wantMauve) {
-    const owned = typeof gpt2Option === 'string';
-    const gpt2 = owned
-      ? await loadGpt2(gpt2Option, {
-          device: o.device ?? model.device, revision: o.revision, token: o.token, endpoint: o.endpoint, offline: o.offline, cacheDir: o.cacheDir,
-          fetch: o.fetch,
-        })
-      : (gpt2Option as Gpt2Model);
-    try {
-      if (wantPpl) {
-        const perSample: number[] = [];
-        for (let s = 0; s < used; s += gpt2BatchSize) {
-          const rows = samples.slice(s, s + gpt2BatchSize);
-          const nll = await gpt2.sequenceNll(rows, { batchSize: gpt2BatchSize, signal });
-          for (let k = 0; k < rows.length; k++) perSample.push(Math.exp(nll[k] / (rows[k].length - 1)));
-          onProgress?.({ phase: 'gpt2', done: s + rows.length, total: used });
-        }
-        gpt2Perplexity = { value: perSample.reduce((a, b) => a + b, 0) / perSample.length, perSample, samplesUsed: used, model: gpt2.source };
-      }
-      if (wantMauve && referenceTexts) {
-        // calculate_mauve_score: q = the first min(N, 128) generated texts, p = as many human texts;
-        // mauve-text drops empty texts, cuts each to max_text_length tokens, featurises 8 at a time
-        const t1 = Date.now();
-        const qTexts = texts.slice(0, UPSTREAM_MAUVE_MAX_SAMPLES).filter((t) => t.length > 0);
-        const pTexts = referenceTexts.filter((t) => t.length > 0);
-        if (qTexts.length === 0 || pTexts.length === 0) {
-          notComputed.mauve = `no non-empty ${qTexts.length === 0 ? 'generated' : 'reference'} text to featurise`;
-        } else {
-          onProgress?.({ phase: 'mauve', done: 0, total: pTexts.length + qTexts.length });
-          const pFeatures = await gpt2.textFeatures(pTexts, { maxTextLength, batchSize: 8, signal });
-          onProgress?.({ phase: 'mauve', done: pTexts.length, total: pTexts.length + qTexts.length });
-          const qFeatures = await gpt2.textFeatures(qTexts, { maxTextLength, batchSize: 8, signal });
-          onProgress?.({ phase: 'mauve', done: pTexts.length + qTexts.length, total: pTexts.length + qTexts.length });
-          const r = computeMauve({ ...mauveOptions, pFeatures, qFeatures });
-          mauve = {
-            value: r.mauve, frontierIntegral: r.frontierIntegral, mauveStar: r.mauveStar, frontierIntegralStar: r.frontierIntegralStar,
-            pCount: r.pCount, qCount: r.qCount, featureDimension: r.featureDimension, pcaComponents: r.pcaComponents,
-            parameters: { ...r.parameters, maxTextLength, featurizer: gpt2.source }, seconds: (Date.now() - t1) / 1000,
-          };
-        }
-      }
-    } finally {
-      if (owned) gpt2.dispose();
-    }
-  }
-  return {
-    numSamples,
-    samples,
-    texts,
-    entropy: { mean: ent.mean, std: ent.std, perSample: perSampleEntropy },
-    gpt2Perplexity,
-    mauve,
-    notComputed,
-    settings: {
-      model: model.source, samplingMethod: method, algorithm, steps, eta, temperature, batchSize, contextLength: model.length, reference,
-      seed: seed.toString(), ...(method === 'semi_diff' ? { blockSize } : {}),
-    },
-    seconds: (Date.now() - t0) / 1000,
+  // A failing onProgress stops the running sampler or GPT-2 batch; the call rejects with its error.
+  const stop = new AbortController();
+  const onProgress = v.isDefined(o.onProgress)
+    ? new CallbackGuard('onProgress', v.fn<NonNullable<GenerationOptions['onProgress']>>('onProgress', o.onProgress), () => stop.abort())
+    : null;
+  const callSignal = onProgress ? (signal ? AbortSignal.any([signal, stop.signal]) : stop.signal) : signal;
+  const progress = (p: Parameters<NonNullable<GenerationOptions['onProgress']>>[0]): void => {
+    onProgress?.call(p);
+    onProgress?.throwIfFailed();
   };
+  try {
+    const t0 = Date.now();
+
+    // 1. samples: batches of min(16, N) (last batch smaller), no prompt, context = model.length
+    const samples: number[][] = [];
+    for (let b = 0; samples.length < numSamples; b++) {
+      const n = Math.min(batchSize, numSamples - samples.length);
+      const common = {
+        model, batchSize: n, alg: algorithm, steps, temperature, eta, contextLength: model.length, seed: deriveSeed(seed, b), reference,
+        ...(callSignal ? { signal: callSignal } : {}),
+      };
+      const rows = method === 'semi_diff' ? await semiDiff({ ...common, blockSize }) : await fullDiff(common);
+      samples.push(...rows);
+      progress({ phase: 'sampling', done: samples.length, total: numSamples });
+    }
+
+    // 2. entropy
+    const perSampleEntropy = samples.map(textEntropy);
+    const ent = meanStd(perSampleEntropy);
+
+    // 3. GPT-2 perplexity: floor(N / 4) batches of 4 (remainder dropped), mean of per-sample exp(mean CE)
+    const notComputed: Record<string, string> = {};
+    let gpt2Perplexity: GenerationResult['gpt2Perplexity'] = null;
+    let mauve: GenerationMauve | null = null;
+    const texts = samples.map((s) => decode(s, { skipSpecialTokens: true }));
+    const used = Math.floor(numSamples / gpt2BatchSize) * gpt2BatchSize;
+    const wantPpl = gpt2Option !== null && used > 0 && !samples.slice(0, used).some((s) => s.some((id) => id >= 50257));
+    const wantMauve = gpt2Option !== null && referenceTexts !== null;
+    if (gpt2Option === null) {
+      notComputed.gpt2Perplexity = 'skipped (gpt2: null)';
+    } else if (used === 0) {
+      notComputed.gpt2Perplexity = `fewer than ${gpt2BatchSize} samples (upstream divides by zero here)`;
+    } else if (!wantPpl) {
+      notComputed.gpt2Perplexity = 'a sample holds the mask id 50257, which is outside GPT-2\'s vocabulary (upstream breaks here too)';
+    }
+    if (gpt2Option === null) {
+      notComputed.mauve = 'skipped (gpt2: null): MAUVE needs a GPT-2 for its features (upstream: gpt2-large)';
+    } else if (referenceTexts === null) {
+      notComputed.mauve = 'needs referenceTexts: human texts to compare the samples with (upstream: the dataset\'s validation texts)';
+    }
+    if (wantPpl || wantMauve) {
+      const owned = typeof gpt2Option === 'string';
+      const gpt2 = owned
+        ? await loadGpt2(gpt2Option, {
+            device: o.device ?? model.device, revision: o.revision, token: o.token, endpoint: o.endpoint, offline: o.offline, cacheDir: o.cacheDir,
+            fetch: o.fetch, ...(callSignal ? { signal: callSignal } : {}),
+          })
+        : (gpt2Option as Gpt2Model);
+      try {
+        if (wantPpl) {
+          const perSample: number[] = [];
+          for (let s = 0; s < used; s += gpt2BatchSize) {
+            const rows = samples.slice(s, s + gpt2BatchSize);
+            const nll = await gpt2.sequenceNll(rows, { batchSize: gpt2BatchSize, signal: callSignal });
+            for (let k = 0; k < rows.length; k++) perSample.push(Math.exp(nll[k] / (rows[k].length - 1)));
+            progress({ phase: 'gpt2', done: s + rows.length, total: used });
+          }
+          gpt2Perplexity = { value: perSample.reduce((a, b) => a + b, 0) / perSample.length, perSample, samplesUsed: used, model: gpt2.source };
+        }
+        if (wantMauve && referenceTexts) {
+          // calculate_mauve_score: q = the first min(N, 128) generated texts, p = as many human texts;
+          // mauve-text drops empty texts, cuts each to max_text_length tokens, featurises 8 at a time
+          const t1 = Date.now();
+          const qTexts = texts.slice(0, UPSTREAM_MAUVE_MAX_SAMPLES).filter((t) => t.length > 0);
+          const pTexts = referenceTexts.filter((t) => t.length > 0);
+          if (qTexts.length === 0 || pTexts.length === 0) {
+            notComputed.mauve = `no non-empty ${qTexts.length === 0 ? 'generated' : 'reference'} text to featurise`;
+          } else {
+            progress({ phase: 'mauve', done: 0, total: pTexts.length + qTexts.length });
+            const pFeatures = await gpt2.textFeatures(pTexts, { maxTextLength, batchSize: 8, signal: callSignal });
+            progress({ phase: 'mauve', done: pTexts.length, total: pTexts.length + qTexts.length });
+            const qFeatures = await gpt2.textFeatures(qTexts, { maxTextLength, batchSize: 8, signal: callSignal });
+            progress({ phase: 'mauve', done: pTexts.length + qTexts.length, total: pTexts.length + qTexts.length });
+            const r = computeMauve({ ...mauveOptions, pFeatures, qFeatures });
+            mauve = {
+              value: r.mauve, frontierIntegral: r.frontierIntegral, mauveStar: r.mauveStar, frontierIntegralStar: r.frontierIntegralStar,
+              pCount: r.pCount, qCount: r.qCount, featureDimension: r.featureDimension, pcaComponents: r.pcaComponents,
+              parameters: { ...r.parameters, maxTextLength, featurizer: gpt2.source }, seconds: (Date.now() - t1) / 1000,
+            };
+          }
+        }
+      } finally {
+        if (owned) gpt2.dispose();
+      }
+    }
+    await onProgress?.drain();
+    onProgress?.throwIfFailed();
+    return {
+      numSamples,
+      samples,
+      texts,
+      entropy: { mean: ent.mean, std: ent.std, perSample: perSampleEntropy },
+      gpt2Perplexity,
+      mauve,
+      notComputed,
+      settings: {
+        model: model.source, samplingMethod: method, algorithm, steps, eta, temperature, batchSize, contextLength: model.length, reference,
+        seed: seed.toString(), ...(method === 'semi_diff' ? { blockSize } : {}),
+      },
+      seconds: (Date.now() - t0) / 1000,
+    };
+  } catch (e) {
+    onProgress?.throwIfFailed();
+    throw e;
+  }
 }
 

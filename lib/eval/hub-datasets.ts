@@ -23,7 +23,7 @@ import { readParquetFileStrings } from './parquet';
 import type { DetokenizerName } from './datasets';
 import { isPlainObject, rejectUnknownKeys } from '../validate';
 
-const OPTION_KEYS = ['revision', 'field', 'token', 'endpoint', 'offline', 'cacheDir', 'fetch', 'onProgress'] as const;
+const OPTION_KEYS = ['revision', 'field', 'token', 'endpoint', 'offline', 'cacheDir', 'fetch', 'onProgress', 'signal'] as const;
 
 /** The branch where the Hub's dataset viewer keeps its Parquet export of every dataset. */
 export const PARQUET_EXPORT_REVISION = 'refs/convert/parquet';

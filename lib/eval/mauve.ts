@@ -23,7 +23,8 @@
 import { PCA } from 'ml-pca';
 import { kmeans } from 'ml-kmeans';
 import { MersenneTwister19937 } from 'random-js';
-import { AbortError, HdlmArgumentError, invalidParameterError, describe } from '../errors';
+import { AbortError, HdlmArgumentError, HdlmError, invalidParameterError, describe } from '../errors';
+import { callbackError } from '../callbacks';
 import * as v from '../validate';
 
 /** One feature vector; a feature matrix is an array of them, all of one length. */
@@ -606,7 +607,13 @@ export async function featurizeTexts(
   const out: Float32Array[] = [];
   for (let i = 0; i < kept.length; i++) {
     if (signal?.aborted) throw new AbortError(undefined, { cause: signal.reason });
-    const vector: unknown = await featurize(kept[i], i);
+    let vector: unknown;
+    try {
+      vector = await featurize(kept[i], i);
+    } catch (e) {
+      // hdlm's own featurizers fail with HdlmErrors (an abort stays an AbortError); the user's become HDLM_CALLBACK
+      throw e instanceof HdlmError ? e : callbackError('featurize', e);
+    }
     const where = `the feature vector of ${name} text ${i} (${describe(kept[i])})`;
     const len = featureLength(where, vector);
     if (len === 0) throw invalidParameterError(where, 'a feature vector of length >= 1', vector);

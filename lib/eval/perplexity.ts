@@ -6,6 +6,7 @@
  * mc_loglik); this file picks the data, chunks it as upstream does and sums the draws.
  */
 import { AbortError, HdlmError, invalidParameterError } from '../errors';
+import { CallbackGuard } from '../callbacks';
 import { HdlmModel, toHdlmError } from '../core/model';
 import * as v from '../validate';
 import { chunkTexts, detokenizer, readBrownCorpus, readTextFile, type DetokenizerName } from './datasets';
@@ -142,7 +143,11 @@ export async function evaluatePerplexity(options: PerplexityOptions): Promise<Pe
   const samplingEps = v.isDefined(o.samplingEps) ? v.finiteNumber('samplingEps', o.samplingEps, 0, 1) : 1e-3;
   const seed = v.isDefined(o.seed) ? v.seed('seed', o.seed) : randomSeed();
   const signal = v.isDefined(o.signal) ? v.abortSignal('signal', o.signal) : null;
-  const onProgress = v.isDefined(o.onProgress) ? v.fn<NonNullable<PerplexityOptions['onProgress']>>('onProgress', o.onProgress) : null;
+  // A failing onProgress stops the running chunk; the call rejects with the callback's error.
+  let running: { abort(): void } | null = null;
+  const onProgress = v.isDefined(o.onProgress)
+    ? new CallbackGuard('onProgress', v.fn<NonNullable<PerplexityOptions['onProgress']>>('onProgress', o.onProgress), () => running?.abort())
+    : null;
   let source: PerplexityOptions = o;
   let datasetInfo: HubDatasetInfo | undefined;
   if (isHubDataset(o.dataset)) {
@@ -150,7 +155,7 @@ export async function evaluatePerplexity(options: PerplexityOptions): Promise<Pe
     const { texts, info } = await loadHubDataset(
       o.dataset,
       Object.fromEntries(
-        Object.entries({ revision: o.datasetRevision, field: o.field, token: o.token, endpoint: o.endpoint, offline: o.offline, cacheDir: o.cacheDir, fetch: o.fetch })
+        Object.entries({ revision: o.datasetRevision, field: o.field, token: o.token, endpoint: o.endpoint, offline: o.offline, cacheDir: o.cacheDir, fetch: o.fetch, signal: signal ?? undefined })
           .filter(([, x]) => x !== undefined),
       ),
     ).catch((e: unknown) => {
@@ -179,6 +184,7 @@ export async function evaluatePerplexity(options: PerplexityOptions): Promise<Pe
   let tokens = 0;
   const native = model.native();
   for (let i = 0; i < chunks.length; i++) {
+    onProgress?.throwIfFailed();
     if (signal?.aborted) throw new AbortError('evaluatePerplexity was aborted');
     const job = native.evaluate({
       op: 'mc_loglik', tokens: Int32Array.from(chunks[i]), rows: 1, length: L, batchSize, repetitions: reps, samplingEps,
@@ -186,14 +192,17 @@ export async function evaluatePerplexity(options: PerplexityOptions): Promise<Pe
     });
     const onAbort = (): void => job.abort();
     signal?.addEventListener('abort', onAbort, { once: true });
+    running = job;
     let values: Float64Array;
     try {
       values = (await job.promise).values;
     } catch (e) {
+      onProgress?.throwIfFailed();
       const err = toHdlmError(e);
       if (err.code === 'HDLM_ABORTED') throw new AbortError('evaluatePerplexity was aborted');
       throw err;
     } finally {
+      running = null;
       signal?.removeEventListener('abort', onAbort);
     }
     const kept = Array.from(values).filter((x) => !Number.isNaN(x));
@@ -204,8 +213,10 @@ export async function evaluatePerplexity(options: PerplexityOptions): Promise<Pe
     if (kept.length >= 2) totalVar += kept.reduce((a, b) => a + (b - mean) ** 2, 0) / (kept.length - 1) / kept.length;
     else varKnown = false;
     tokens += L - 1;
-    onProgress?.({ done: i + 1, total: chunks.length, nll: totalNll / tokens, tokens });
+    onProgress?.call({ done: i + 1, total: chunks.length, nll: totalNll / tokens, tokens });
   }
+  await onProgress?.drain();
+  onProgress?.throwIfFailed();
   const nll = totalNll / tokens;
   const se = varKnown ? Math.sqrt(totalVar) / tokens : null;
   return {

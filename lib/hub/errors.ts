@@ -3,15 +3,68 @@
  * repo, revision and file, and what to do (a token, offline mode, a retry). The token is never
  * part of a message. Which failures may fall back to the cache is decided here too.
  */
-import { HdlmError } from '../errors';
+import { AbortError, HdlmError } from '../errors';
 import type { Ctx } from './options';
 
+/** The token as it may appear in text: as is, and URL-encoded. */
+function secretsOf(ctx: Ctx): string[] {
+  if (ctx.token === undefined || ctx.token.length === 0) return [];
+  const encoded = encodeURIComponent(ctx.token);
+  return encoded === ctx.token ? [ctx.token] : [ctx.token, encoded];
+}
+
 export function redact(ctx: Ctx, s: string): string {
-  return ctx.token !== undefined && ctx.token.length > 0 ? s.split(ctx.token).join('***') : s;
+  for (const secret of secretsOf(ctx)) s = s.split(secret).join('***');
+  return s;
+}
+
+/**
+ * Redacts the token from everything reachable from `value` that we attach to an error: strings,
+ * the own properties of objects and errors (message, stack, data, url, ...), causes, arrays.
+ * Objects are changed in place (they are the failed request's, now ours); an error whose message
+ * cannot be changed is replaced by a plain copy.
+ */
+export function redactDeep(ctx: Ctx, value: unknown, seen = new Set<object>(), depth = 0): unknown {
+  const secrets = secretsOf(ctx);
+  if (secrets.length === 0) return value;
+  if (typeof value === 'string') return redact(ctx, value);
+  if (value === null || typeof value !== 'object' || seen.has(value) || depth > 16) return value;
+  seen.add(value);
+  for (const key of Reflect.ownKeys(value)) {
+    const d = Object.getOwnPropertyDescriptor(value, key);
+    if (d === undefined || !('value' in d)) continue;
+    const clean = redactDeep(ctx, d.value, seen, depth + 1);
+    if (clean === d.value) continue;
+    try {
+      Object.defineProperty(value, key, { ...d, value: clean });
+    } catch {
+      // frozen: checked below
+    }
+  }
+  if (value instanceof Error) {
+    try {
+      if (typeof value.stack === 'string' && secrets.some((t) => (value.stack as string).includes(t))) value.stack = redact(ctx, value.stack);
+    } catch {
+      // read-only stack: checked below
+    }
+    const leaks = (x: unknown): boolean => typeof x === 'string' && secrets.some((t) => x.includes(t));
+    if (leaks(value.message) || leaks(value.stack)) {
+      const copy = new Error(redact(ctx, String(value.message)));
+      copy.name = value.name;
+      return copy;
+    }
+  }
+  return value;
 }
 
 export function hubError(ctx: Ctx, message: string, cause?: unknown): HdlmError {
-  return new HdlmError('HDLM_HUB', redact(ctx, message), cause === undefined ? undefined : { cause });
+  return new HdlmError('HDLM_HUB', redact(ctx, message), cause === undefined ? undefined : { cause: redactDeep(ctx, cause) });
+}
+
+/** The rejection of a call its signal stopped. */
+export function abortError(ctx: Ctx): AbortError {
+  const reason = ctx.signal?.reason;
+  return new AbortError(`The Hugging Face Hub request for ${ctx.repoId}@${ctx.revision} was aborted`, reason === undefined ? undefined : { cause: redactDeep(ctx, reason) });
 }
 
 export function errorMessage(e: unknown): string {
@@ -69,6 +122,7 @@ const TOKEN_HINT = 'pass a token with the `token` option or set HF_TOKEN';
 /** Turns whatever the library or fetch threw into an HdlmError('HDLM_HUB'). `file` set for file downloads. */
 export function mapError(ctx: Ctx, e: unknown, file?: string): HdlmError {
   if (e instanceof HdlmError) return e;
+  if (ctx.signal?.aborted) return abortError(ctx);
   const where = `${ctx.repoId}@${ctx.revision}`;
   const status = statusOf(e);
   if (status !== null) {
@@ -158,7 +212,7 @@ export class HubUnreachable extends Error {
 
 export function metadataError(ctx: Ctx, e: unknown): Error {
   const mapped = mapError(ctx, e);
-  return mayUseCacheAfter(e) ? new HubUnreachable(mapped) : mapped;
+  return mayUseCacheAfter(e) && !ctx.signal?.aborted ? new HubUnreachable(mapped) : mapped;
 }
 
 export function offlineError(ctx: Ctx, missing: string): HdlmError {

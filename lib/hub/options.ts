@@ -8,6 +8,7 @@ import * as os from 'os';
 import * as path from 'path';
 import type * as HubLib from '@huggingface/hub';
 import { HdlmArgumentError, invalidParameterError } from '../errors';
+import { abortSignal } from '../validate';
 
 export interface HubOptions {
   /** Branch, tag or commit sha. Default 'main'. */
@@ -25,8 +26,13 @@ export interface HubOptions {
   cacheDir?: string;
   /** fetch implementation (tests, proxies). Default: the global fetch. */
   fetch?: typeof fetch;
-  /** Called as file contents arrive (only for files actually downloaded). */
+  /**
+   * Called as file contents arrive (only for files actually downloaded). If it throws or rejects,
+   * the download stops and the call rejects with HDLM_CALLBACK.
+   */
   onProgress?: (e: { file: string; loaded: number; total: number | null }) => void;
+  /** Stops requests and downloads; the call rejects with an AbortError and leaves no partial file. */
+  signal?: AbortSignal;
 }
 
 /** One alternatives group: the first name that exists in the repo is resolved. */
@@ -96,6 +102,7 @@ export function checkOptions(opts: unknown): HubOptions {
   if (o.onProgress !== undefined && typeof o.onProgress !== 'function') {
     throw invalidParameterError('onProgress', 'a function', o.onProgress);
   }
+  if (o.signal !== undefined) abortSignal('signal', o.signal);
   return o;
 }
 
@@ -200,6 +207,10 @@ export interface Ctx {
   offlineSource: string;
   baseFetch: typeof fetch;
   onProgress: HubOptions['onProgress'];
+  signal: AbortSignal | undefined;
+  /** longest wait for the next bytes of an API answer (HF_HUB_ETAG_TIMEOUT) and of a file (HF_HUB_DOWNLOAD_TIMEOUT), ms */
+  metadataTimeoutMs: number;
+  downloadTimeoutMs: number;
   /** x-error-code of failed responses, by response URL */
   failures: Map<string, string | null>;
   /** @huggingface/hub, loaded on first use */
@@ -236,6 +247,15 @@ function resolveToken(o: HubOptions): { token: string | undefined; source: strin
     );
   }
   return { token, source };
+}
+
+/** Seconds from an environment variable huggingface_hub also reads (default 10 there and here). */
+function envSeconds(name: string, fallback: number): number {
+  const raw = envValue(name);
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n <= 0) throw invalidParameterError(name, 'a positive number of seconds', raw);
+  return n;
 }
 
 let hubLib: typeof HubLib | undefined;
@@ -278,6 +298,9 @@ export async function makeContext(repoId: string, o: HubOptions, repoType: RepoT
     offlineSource: o.offline !== undefined ? 'the offline option' : 'HF_HUB_OFFLINE',
     baseFetch: o.fetch ?? globalThis.fetch,
     onProgress: o.onProgress,
+    signal: o.signal,
+    metadataTimeoutMs: envSeconds('HF_HUB_ETAG_TIMEOUT', 10) * 1000,
+    downloadTimeoutMs: envSeconds('HF_HUB_DOWNLOAD_TIMEOUT', 10) * 1000,
     failures: new Map(),
     lib,
   };

@@ -1,8 +1,9 @@
 /**
  * What we ask the Hub, through @huggingface/hub (modelInfo / datasetInfo, pathsInfo, listFiles;
  * downloads in download.ts): the commit a revision points to, the files of a commit, the files of
- * a folder. The library handles URLs, redirects and the API's answers; this file adds the token
- * the library will not take and remembers the Hub's error codes, which its errors drop.
+ * a folder. The library builds the URLs and reads the API's answers; the network side is this
+ * file's fetch: the token (to the endpoint's origin only, redirects followed here), time and size
+ * bounds on every answer, and the Hub's error codes, which the library's errors drop.
  */
 import { hubError } from './errors';
 import { COMMIT_RE, type Ctx } from './options';
@@ -15,42 +16,156 @@ export interface RemoteFile {
   size: number;
 }
 
+const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
+const MAX_REDIRECTS = 10;
+/** Largest API answer (JSON) read; file contents are bounded by download.ts at their expected size. */
+export const MAX_API_BYTES = 32 * 1024 * 1024;
+
+function originOf(url: string): string | null {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return null;
+  }
+}
+
+/** A stalled or endless answer: reported like a connection failure (the cache may be used instead). */
+function timeoutError(message: string): Error {
+  return Object.assign(new Error(message), { name: 'TimeoutError', code: 'ETIMEDOUT' });
+}
+
 /**
- * The fetch given to @huggingface/hub: adds the token to requests for the Hub's own origin only
- * (the library only accepts tokens starting with 'hf_'; mirrors and proxies use others, and a
- * token must never reach another origin such as a CDN) and remembers the X-Error-Code of failed
- * responses.
+ * The fetch given to @huggingface/hub, which does the network side of every Hub call:
+ *
+ * - the token goes to the endpoint's origin only. Redirects are followed here (redirect:
+ *   'manual'), hop by hop: the token is added on hops to the endpoint's origin and every
+ *   Authorization header is dropped on a hop to another origin (the library itself would send the
+ *   token to a CDN that answers with a CloudFront header). The library is never given the token.
+ * - every answer is bounded in time: no bytes for HF_HUB_ETAG_TIMEOUT (API) or
+ *   HF_HUB_DOWNLOAD_TIMEOUT (files) seconds, or an API answer running past six of those, aborts it;
+ *   API answers larger than MAX_API_BYTES are cut off. `stop` and the call's signal abort it.
+ * - the X-Error-Code of failed answers is remembered (the library's errors drop it).
  */
-function makeFetch(ctx: Ctx): typeof fetch {
+export function makeFetch(ctx: Ctx, stop?: AbortSignal): typeof fetch {
   const origin = new URL(ctx.endpoint).origin;
+  const bearer = ctx.token !== undefined ? `Bearer ${ctx.token}` : undefined;
+  const carriesToken = (value: string | null): boolean => ctx.token !== undefined && value !== null && value.includes(ctx.token);
   const wrapped = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
-    const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
-    const headers = new Headers(init?.headers ?? (input instanceof Request ? input.headers : undefined));
-    let sameOrigin = false;
+    const request = input instanceof Request ? input : null;
+    let url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
+    let method = (init?.method ?? request?.method ?? 'GET').toUpperCase();
+    let body = init?.body ?? null;
+    const headers = new Headers(init?.headers ?? request?.headers);
+    const api = originOf(url) === origin && new URL(url).pathname.startsWith('/api/');
+    const idleMs = api ? ctx.metadataTimeoutMs : ctx.downloadTimeoutMs;
+    const what = api ? 'HF_HUB_ETAG_TIMEOUT' : 'HF_HUB_DOWNLOAD_TIMEOUT';
+    const timeout = new AbortController();
+    const signals = [timeout.signal, ctx.signal, stop, init?.signal ?? undefined].filter((x): x is AbortSignal => x !== undefined && x !== null);
+    const signal = AbortSignal.any(signals);
+    const deadline = api
+      ? setTimeout(() => timeout.abort(timeoutError(`the answer of ${originOf(url)} took more than ${(6 * idleMs) / 1000} s (6 × ${what})`)), 6 * idleMs)
+      : null;
+    deadline?.unref?.();
+    const done = (): void => {
+      if (deadline) clearTimeout(deadline);
+    };
     try {
-      sameOrigin = new URL(url).origin === origin;
-    } catch {
-      // let fetch report the bad URL
+      for (let hop = 0; ; hop++) {
+        const sameOrigin = originOf(url) === origin;
+        const h = new Headers(headers);
+        if (!sameOrigin && carriesToken(h.get('authorization'))) h.delete('authorization');
+        if (sameOrigin && bearer !== undefined && !h.has('authorization')) h.set('authorization', bearer);
+        const idle = setTimeout(() => timeout.abort(timeoutError(`no answer from ${originOf(url)} for ${idleMs / 1000} s (${what})`)), idleMs);
+        let resp: Response;
+        try {
+          resp = await ctx.baseFetch(url, { ...init, method, body, headers: h, redirect: 'manual', signal });
+        } catch (e) {
+          throw timeout.signal.aborted ? timeout.signal.reason : e;
+        } finally {
+          clearTimeout(idle);
+        }
+        const location = resp.headers.get('location');
+        if (REDIRECT_STATUSES.has(resp.status) && location !== null) {
+          await resp.body?.cancel().catch(() => undefined);
+          if (hop >= MAX_REDIRECTS) throw new TypeError('fetch failed', { cause: new Error(`more than ${MAX_REDIRECTS} redirects from ${originOf(url)}`) });
+          const next = new URL(location, url);
+          if (next.protocol !== 'http:' && next.protocol !== 'https:') throw new TypeError('fetch failed', { cause: new Error(`a redirect to ${next.protocol}`) });
+          if (resp.status === 303 ? method !== 'HEAD' : (resp.status === 301 || resp.status === 302) && method === 'POST') {
+            method = 'GET';
+            body = null;
+            headers.delete('content-type');
+            headers.delete('content-length');
+          }
+          // as fetch does: a hop to another origin drops the credentials the request carried
+          if (next.origin !== originOf(url)) headers.delete('authorization');
+          url = next.href;
+          continue;
+        }
+        if (!resp.ok) {
+          const code = resp.headers.get('x-error-code');
+          ctx.failures.set(url, code);
+          ctx.failures.set('', code);
+        }
+        return guardBody(resp, url, idleMs, what, api ? MAX_API_BYTES : null, timeout, done);
+      }
+    } catch (e) {
+      done();
+      throw e;
     }
-    if (ctx.token !== undefined && sameOrigin && !headers.has('authorization')) {
-      headers.set('authorization', `Bearer ${ctx.token}`);
-    }
-    const resp = await ctx.baseFetch(input, { ...init, headers });
-    if (!resp.ok) {
-      const code = resp.headers.get('x-error-code');
-      ctx.failures.set(resp.url || url, code);
-      ctx.failures.set('', code);
-    }
-    return resp;
   };
   return wrapped as typeof fetch;
 }
 
-/** The parameters every @huggingface/hub call of this context takes. */
-export function requestParams(ctx: Ctx): { hubUrl: string; fetch: typeof fetch; accessToken?: string } {
-  // Only tokens the library accepts are given to it; makeFetch adds the others.
-  const credentials = ctx.token !== undefined && ctx.token.startsWith('hf_') ? { accessToken: ctx.token } : {};
-  return { hubUrl: ctx.endpoint, fetch: makeFetch(ctx), ...credentials };
+/** The answer with its body read under the idle timeout (and the size cap); `url` is the last hop's. */
+function guardBody(
+  resp: Response, url: string, idleMs: number, what: string, cap: number | null, timeout: AbortController, done: () => void,
+): Response {
+  const source = resp.body;
+  let out = resp;
+  if (source === null) {
+    done();
+  } else {
+    const reader = source.getReader();
+    let received = 0;
+    const guarded = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        const idle = setTimeout(() => timeout.abort(timeoutError(`no data from ${originOf(url)} for ${idleMs / 1000} s (${what})`)), idleMs);
+        try {
+          const { done: end, value } = await reader.read();
+          if (end) {
+            done();
+            controller.close();
+            return;
+          }
+          received += value.byteLength;
+          if (cap !== null && received > cap) {
+            const e = new Error(`the answer of ${originOf(url)} is larger than ${cap} bytes`);
+            timeout.abort(e);
+            throw e;
+          }
+          controller.enqueue(value);
+        } catch (e) {
+          done();
+          throw timeout.signal.aborted ? timeout.signal.reason : e;
+        } finally {
+          clearTimeout(idle);
+        }
+      },
+      cancel(reason) {
+        done();
+        return reader.cancel(reason);
+      },
+    });
+    out = new Response(guarded, { status: resp.status, statusText: resp.statusText, headers: resp.headers });
+  }
+  // the library reads `url` (the CDN decision, error messages): the hop that answered
+  Object.defineProperty(out, 'url', { value: url });
+  return out;
+}
+
+/** The parameters every @huggingface/hub call of this context takes (the token is added by makeFetch, never by the library). */
+export function requestParams(ctx: Ctx, stop?: AbortSignal): { hubUrl: string; fetch: typeof fetch } {
+  return { hubUrl: ctx.endpoint, fetch: makeFetch(ctx, stop) };
 }
 
 /** The commit sha the context's revision points to now. */

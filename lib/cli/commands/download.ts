@@ -3,7 +3,7 @@
  * the snapshot folder (or JSON).
  */
 import { EXIT_OK, HUB_HELP, HUB_OPTIONS, UsageError, offlineFlag, parse, str, type Command, type OptionSpec } from '../args';
-import { downloadProgress, out } from '../terminal';
+import { downloadProgress, interrupt, out } from '../terminal';
 
 const HELP = `Usage: hdlm download <repo-id> [options]
 
@@ -38,8 +38,11 @@ async function run(args: string[]): Promise<number> {
   const { resolveRepoFiles } = await import('../../hub/index.js');
   const downloads = downloadProgress();
   let resolved;
+  // Ctrl-C stops the download cleanly (no partial file left); a second one exits at once
+  interrupt.abortable = true;
   try {
     resolved = await resolveRepoFiles(repoId, MODEL_FILES, {
+      signal: interrupt.signal,
       revision: str(values, 'revision'),
       token: str(values, 'token'),
       offline: offlineFlag(values),
@@ -47,6 +50,7 @@ async function run(args: string[]): Promise<number> {
       onProgress: downloads.onProgress,
     });
   } finally {
+    interrupt.abortable = false;
     downloads.finish();
   }
   if (values.json) {

@@ -139,9 +139,79 @@ async function loadModel(hdlm: typeof Lib, values: Values): Promise<Lib.HdlmMode
   return model;
 }
 
+/**
+ * Checks before any work that `file` can be written later: an existing file must not be a folder
+ * and must open for writing (without being changed); else the nearest existing folder above it
+ * must take a new file (a probe file is created and removed). Throws an HdlmArgumentError naming
+ * the flag: an evaluation must not run for an hour and then fail to save its result.
+ */
+function checkWritable(flag: string, file: string, isDir = false): void {
+  const target = path.resolve(file);
+  const refuse = (why: string): never => {
+    throw usage(`Expected a writable ${isDir ? 'folder' : 'file'} path for ${flag} but received ${JSON.stringify(file)}: ${why}`);
+  };
+  let st: fs.Stats | null;
+  try {
+    st = fs.statSync(target);
+  } catch {
+    st = null;
+  }
+  if (st && !isDir) {
+    if (st.isDirectory()) refuse('it is a folder');
+    try {
+      fs.closeSync(fs.openSync(target, fs.constants.O_WRONLY | (fs.constants.O_NONBLOCK ?? 0)));
+    } catch (e) {
+      refuse(`it cannot be written (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
+    return;
+  }
+  if (st && isDir && !st.isDirectory()) refuse('it is not a folder');
+  let dir = st ? target : path.dirname(target);
+  for (;;) {
+    try {
+      if (fs.statSync(dir).isDirectory()) break;
+      refuse(`${dir} is not a folder`);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT' && (e as NodeJS.ErrnoException).code !== 'ENOTDIR') throw e;
+      if (path.dirname(dir) === dir) refuse('no folder above it exists');
+      dir = path.dirname(dir);
+    }
+  }
+  const probe = path.join(dir, `.hdlm-probe-${process.pid}-${Date.now()}`);
+  try {
+    fs.writeFileSync(probe, '', { flag: 'wx' });
+    fs.unlinkSync(probe);
+  } catch (e) {
+    refuse(`nothing can be created in ${dir} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+}
+
+/** Writes through a temp file and a rename (a regular file is never left half-written). */
+function writeFileAtomic(file: string, text: string): void {
+  const target = path.resolve(file);
+  fs.mkdirSync(path.dirname(target), { recursive: true });
+  let regular: boolean;
+  try {
+    regular = fs.statSync(target).isFile();
+  } catch {
+    regular = true; // not there yet
+  }
+  if (!regular) {
+    fs.writeFileSync(target, text); // a device or pipe (/dev/stdout): written as it is
+    return;
+  }
+  const tmp = `${target}.${process.pid}.tmp`;
+  try {
+    fs.writeFileSync(tmp, text);
+    fs.renameSync(tmp, target);
+  } catch (e) {
+    fs.rmSync(tmp, { force: true });
+    throw e;
+  }
+}
+
 function writeJson(file: string, data: unknown): void {
-  fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
-  fs.writeFileSync(file, JSON.stringify(data, null, 2) + '\n');
+  writeFileAtomic(file, JSON.stringify(data, null, 2) + '\n');
 }
 
 /** Library option names -> this command's flags (beyond COMMON_FLAGS), so error messages name what the user typed. */
@@ -158,6 +228,7 @@ async function run(args: string[]): Promise<number> {
   if (sub === 'ppl') {
     const values = parse('ppl', rest, PPL);
     if (typeof values.dataset !== 'string') throw usage('hdlm eval ppl needs --dataset <brown|wikitext103|wikitext2|ptb|lambada|hf:...|file>');
+    if (typeof values.output === 'string') checkWritable('--output', values.output);
     const model = await loadModel(hdlm, values);
     let progress: Progress | null = null;
     try {
@@ -201,6 +272,11 @@ async function run(args: string[]): Promise<number> {
   }
   if (sub === 'generation') {
     const values = parse('generation', rest, GEN);
+    const outputDir = typeof values['output-dir'] === 'string' ? values['output-dir'] : 'generation_evaluation_results';
+    checkWritable('--output-dir', outputDir, true);
+    for (const name of ['generation_evaluation_results.json', ...(values['save-samples'] === true ? ['samples.txt'] : [])]) {
+      if (fs.existsSync(path.join(outputDir, name))) checkWritable('--output-dir', path.join(outputDir, name));
+    }
     const model = await loadModel(hdlm, values);
     let progress: Progress | null = null;
     let phase = '';
@@ -253,12 +329,11 @@ async function run(args: string[]): Promise<number> {
       );
       (progress as Progress | null)?.done(true);
       progress = null;
-      const dir = typeof values['output-dir'] === 'string' ? values['output-dir'] : 'generation_evaluation_results';
       const { samples, texts, ...metrics } = result;
       const summary = { model: model.source, ...metrics };
-      writeJson(path.join(dir, 'generation_evaluation_results.json'), summary);
+      writeJson(path.join(outputDir, 'generation_evaluation_results.json'), summary);
       if (values['save-samples'] === true) {
-        fs.writeFileSync(path.join(dir, 'samples.txt'), texts.map((t, i) => `=== sample ${i + 1} ===\n${t}\n`).join('\n'));
+        writeFileAtomic(path.join(outputDir, 'samples.txt'), texts.map((t, i) => `=== sample ${i + 1} ===\n${t}\n`).join('\n'));
       }
       out(JSON.stringify(summary, null, 2) + '\n');
       return EXIT_OK;

@@ -19,7 +19,7 @@ const HELP = `Usage: hdlm generate [prompt] [options]
 
 Samples text with a diffusion sampler and prints it to stdout (samples separated by a '---' line).
 The prompt is kept at the start of every sample; '-' reads it from stdin (one trailing newline
-dropped); no prompt samples unconditionally.
+dropped; at most 1 MiB); no prompt samples unconditionally.
 
 Infilling (--sampler full or semi, epsilon models):
   --suffix <text>             keep <text> at the end of every sample (it ends at --context-length);
@@ -33,7 +33,7 @@ Model:
                               (default: the embedded demo model)
   --model-type <type>         auto | epsilon_hybrid | gamma_hybrid (default auto)
   --device <dev>              auto | cpu | cuda | cuda:N (default auto)
-  --threads <n>               libtorch CPU threads (default HDLM_NUM_THREADS, else all cores)
+  --threads <n>               libtorch CPU threads, 1 to the cores (default HDLM_NUM_THREADS, else all cores)
   --no-cache                  rebuild the TorchScript module instead of using HDLM_CACHE
 ${HUB_HELP}
 

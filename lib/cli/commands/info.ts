@@ -14,7 +14,8 @@ const HELP = `Usage: hdlm info [--json]
 Shows the libtorch in use (its version and the library file this process loaded), whether the
 addon is a prebuilt binary (and the libtorch it was built for) or built from source, CUDA support
 and devices, CPU threads, the Hugging Face cache and the models in it, and the TorchScript cache
-(HDLM_CACHE, else ~/.cache/hdlm). A prebuilt binary that does not match the libtorch found is
+(HDLM_CACHE, else ~/.cache/hdlm), and that a TorchScript file is code to be trusted like a
+script (docs/security.md). A prebuilt binary that does not match the libtorch found is
 refused with an error saying how to build from source.
 
 Options:
@@ -26,6 +27,7 @@ const OPTIONS: Record<string, OptionSpec> = {
   help: { type: 'boolean', short: 'h' },
 };
 
+/** The cache's modules (*.pt; their seals and the key are not counted). */
 function dirSize(dir: string): { files: number; bytes: number } {
   let files = 0;
   let bytes = 0;
@@ -39,7 +41,7 @@ function dirSize(dir: string): { files: number; bytes: number } {
     for (const e of entries) {
       const p = path.join(d, e.name);
       if (e.isDirectory()) walk(p);
-      else if (e.isFile()) {
+      else if (e.isFile() && e.name.endsWith('.pt')) {
         try {
           bytes += fs.statSync(p).size;
           files++;
@@ -53,10 +55,14 @@ function dirSize(dir: string): { files: number; bytes: number } {
   return { files, bytes };
 }
 
+/** What hdlm info says about TorchScript files (docs/security.md). */
+const TRUST = 'a TorchScript file is code, run when loaded: load only files you made (hdlm export) or trust like a script';
+
+/** What a model load sets when no threads option is given (core/loader.ts defaultThreads): HDLM_NUM_THREADS clamped to the cores, else the cores. */
 function defaultThreads(): number {
-  const env = process.env.HDLM_NUM_THREADS;
-  const n = env ? Number(env) : NaN;
-  return Number.isInteger(n) && n >= 1 ? n : os.availableParallelism();
+  const cores = os.availableParallelism();
+  const n = process.env.HDLM_NUM_THREADS ? Number(process.env.HDLM_NUM_THREADS) : NaN;
+  return Number.isInteger(n) && n >= 1 ? Math.min(n, cores) : cores;
 }
 
 async function run(args: string[]): Promise<number> {
@@ -93,6 +99,7 @@ async function run(args: string[]): Promise<number> {
     hubCacheDir: hubDir,
     torchscriptCacheDir: tsDir,
     torchscriptCache: { modules: ts.files, sizeBytes: ts.bytes },
+    torchscriptTrust: TRUST,
     cachedModels: models,
   };
   if (values.json) {
@@ -110,7 +117,8 @@ async function run(args: string[]): Promise<number> {
     `default device     ${info.defaultDevice}`,
     `CPU threads        ${info.threads}${process.env.HDLM_NUM_THREADS ? ' (HDLM_NUM_THREADS)' : ''}`,
     `demo model         ${info.demoModel}`,
-    `TorchScript cache  ${tsDir} (${ts.files} file${ts.files === 1 ? '' : 's'}, ${formatBytes(ts.bytes)})`,
+    `TorchScript cache  ${tsDir} (${ts.files} module${ts.files === 1 ? '' : 's'}, ${formatBytes(ts.bytes)}; entries sealed, only its own are loaded)`,
+    `TorchScript trust  ${TRUST}`,
     `hub cache          ${hubDir}`,
   ];
   if (models.length === 0) {
