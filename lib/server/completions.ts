@@ -11,8 +11,8 @@
 import { randomBytes } from 'crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AbortError, tokenizer } from '../index';
-import { SUFFIX_SUPPORTED, runSampling, totalStepsOf, type SamplingJob } from './engine';
-import { ApiError, invalidField, toApiError, unsupportedField } from './errors';
+import { runSampling, totalStepsOf, type SamplingJob } from './engine';
+import { ApiError, invalidField, toApiError } from './errors';
 import type { ServerMetrics } from './metrics';
 import { parseCompletionRequest, type CompletionRequest, type ServerLimits } from './request';
 import type { Scheduler } from './scheduler';
@@ -46,9 +46,6 @@ function completionId(): string {
 
 /** Checks what depends on the model (room for each prompt, total steps) and lays out the jobs. */
 function plan(request: CompletionRequest, limits: ServerLimits): PlannedJob[] {
-  if (request.suffix && !SUFFIX_SUPPORTED) {
-    throw unsupportedField('suffix', 'suffix (infilling) needs the infill support of the hdlm library, which this version does not have yet; send the request without suffix');
-  }
   const suffixLength = request.suffix ? request.suffix.length : 0;
   const base = request.seed ?? randomBytes(8).readBigUInt64LE();
   return request.prompts.map((prompt, index) => {
