@@ -122,7 +122,7 @@ export interface NativeLogits {
   shape: [number, number, number];
 }
 
-/** What one step of a NativeBatch did for one request (see BatchRowEvent in native/engine/types.h). */
+/** What a step of a NativeBatch did for one request (see BatchRowEvent in native/engine/types.h). */
 export interface NativeBatchEvent {
   id: number;
   step: number;
@@ -137,11 +137,19 @@ export interface NativeBatchEvent {
  * together, one batched forward per step. add and remove take effect at the next step.
  */
 export interface NativeBatch {
-  /** fixedTokens: batchSize × contextLength, -1 for free positions, or null */
-  add(id: number, options: NativeSampleOptions, fixedTokens: Int32Array | null): void;
+  /**
+   * fixedTokens: batchSize × contextLength, -1 for free positions, or null. watch: the caller
+   * sees every step (step() then returns after each step while this request runs).
+   */
+  add(id: number, options: NativeSampleOptions, fixedTokens: Int32Array | null, watch: boolean): void;
   remove(id: number): void;
-  /** one step of every request; rejects with HDLM_DISPOSED once the model is disposed */
-  step(): Promise<NativeBatchEvent[]>;
+  /**
+   * Up to maxSteps steps of every request, fewer once one finishes or while a watched one runs.
+   * Events: each request's last step of the call and every step where it finished, is watched
+   * or asked for stepTokens. Rejects with
+   * HDLM_DISPOSED once the model is disposed.
+   */
+  step(maxSteps: number): Promise<NativeBatchEvent[]>;
   /** lets the sampler and its model go; later calls but remove throw */
   close(): void;
 }

@@ -134,14 +134,19 @@ export async function handleCompletion(req: FastifyRequest, reply: FastifyReply,
     run: async (replica) => {
       const startedAt = performance.now();
       let last = startedAt;
+      // Only a streamed job watches its steps: a job nobody watches lets the library run several
+      // steps per round trip through the event loop (lib/core/batcher.ts); its step times are
+      // then its mean step time, observed once per step, at its end.
       const streamHook = request.stream ? streamStep(job.index) : null;
-      const onStep: SamplingJob['onStep'] = (step, total, completions) => {
-        const now = performance.now();
-        if (step === 1) ctx.metrics.firstFrameSeconds.observe((now - startedAt) / 1000);
-        else ctx.metrics.stepSeconds.observe((now - last) / 1000);
-        last = now;
-        streamHook?.(step, total, completions);
-      };
+      const onStep: SamplingJob['onStep'] = streamHook
+        ? (step, total, completions) => {
+            const now = performance.now();
+            if (step === 1) ctx.metrics.firstFrameSeconds.observe((now - startedAt) / 1000);
+            else ctx.metrics.stepSeconds.observe((now - last) / 1000);
+            last = now;
+            streamHook(step, total, completions);
+          }
+        : null;
       let outcome: 'ok' | 'aborted' | 'error' = 'error';
       try {
         const rows = await runSampling({
@@ -150,6 +155,11 @@ export async function handleCompletion(req: FastifyRequest, reply: FastifyReply,
           blockSize: request.blockSize, signal, onStep, stepTokens: wantTokens,
         });
         outcome = 'ok';
+        if (!streamHook) {
+          const total = totalStepsOf({ prompt: job.prompt, suffix: request.suffix, completionLength: job.completionLength, steps: request.steps, blockSize: request.blockSize });
+          const mean = (performance.now() - startedAt) / 1000 / total;
+          for (let i = 0; i < total; i++) ctx.metrics.stepSeconds.observe(mean);
+        }
         ctx.metrics.addTokens(n * job.completionLength);
         return rows;
       } catch (e) {

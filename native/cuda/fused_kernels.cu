@@ -151,8 +151,8 @@ extern "C" __global__ void layer_norm_rows_any(bf16* __restrict__ h, const long 
 }
 
 // Philox4x32-10 (Salmon et al. 2011): 64 random bits per (counter, key).
-__device__ __forceinline__ unsigned long long philox(unsigned int c0, unsigned int c1, unsigned int c2,
-                                                     unsigned int c3, unsigned int k0, unsigned int k1) {
+__device__ __forceinline__ unsigned long long philox(unsigned int c0, unsigned int c1, unsigned int c2, unsigned int c3,
+                                                     unsigned int k0, unsigned int k1) {
   for (int r = 0; r < 10; ++r) {
     const unsigned int hi0 = __umulhi(0xD2511F53u, c0), lo0 = 0xD2511F53u * c0;
     const unsigned int hi1 = __umulhi(0xCD9E8D57u, c2), lo1 = 0xCD9E8D57u * c2;
@@ -191,8 +191,9 @@ __device__ void gumbel_keys(const T* __restrict__ logits, long long row_stride, 
   for (int j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
     float v = to_float(l[j]);
     if (temperature > 0.f) {
-      const unsigned long long bits = philox((unsigned int)j, (unsigned int)row, (unsigned int)stream,
-                                             (unsigned int)(stream >> 32), (unsigned int)seed, (unsigned int)(seed >> 32));
+      const unsigned long long bits =
+          philox((unsigned int)j, (unsigned int)row, (unsigned int)stream, (unsigned int)(stream >> 32),
+                 (unsigned int)seed, (unsigned int)(seed >> 32));
       // 52 bits centred in their bins: u in [2^-53, 1 - 2^-53], every value exact in double (53
       // bits + 0.5 would round the top one to 1), never 0 or 1, as reference mode's float64
       // uniforms. The noise -ln(-ln u) is computed in double: its upper tail then reaches 36.7,
