@@ -347,8 +347,8 @@ function loadFailed(file: string, e: unknown, fix: string): HdlmError {
 }
 
 /**
- * Loads the addon of the package in `dir`: a build from source (build/Release/hdlm.node) first;
- * else the prebuild of prebuilds/ (or of the folder HDLM_PREBUILD names) that fits the libtorch
+ * Loads the addon of the package in `dir`: the prebuilds of the folder HDLM_PREBUILD names when
+ * set; else a build from source (build/Release/hdlm.node); else the prebuild of prebuilds/ that fits the libtorch
  * lib/native/libtorch.ts finds: checked (its digest, the libraries it links), that libtorch's
  * libraries opened by full path (hdlm_libloader.node), then loaded. No fit: HDLM_UNSUPPORTED
  * saying what was found, which prebuilds exist and the fix. Exported for the tests; everything
@@ -356,7 +356,7 @@ function loadFailed(file: string, e: unknown, fix: string): HdlmError {
  */
 export function loadNative(dir: string, env: NodeJS.ProcessEnv = process.env): { addon: NativeAddon; binary: NativeBinaryInfo } {
   const built = path.join(dir, 'build', 'Release', 'hdlm.node');
-  if (fs.existsSync(built)) {
+  if (!env.HDLM_PREBUILD && fs.existsSync(built)) {
     const info: NativeBinaryInfo = { path: built, kind: 'source', prebuild: null, builtFor: null, reason: 'a build from source (build/Release/hdlm.node) is used before any prebuild', libtorch: null, opened: [] };
     try {
       return { addon: loadAtRunTime(built) as NativeAddon, binary: info };
@@ -424,7 +424,7 @@ function loadPrebuild(base: string, manifest: PrebuildManifest, env: NodeJS.Proc
   };
 }
 
-/** The addon, loaded once (a build from source first, then the prebuild that fits the libtorch found). */
+/** The addon, loaded once (HDLM_PREBUILD's prebuilds, a build from source, or the package's prebuild that fits the libtorch found). */
 export function addon(): NativeAddon {
   if (cached) return cached;
   const r = loadNative(root);

@@ -47,7 +47,7 @@ function candidates(env) {
 
 function envTorchDir(prefix) {
   for (const lib of ['lib', 'lib64']) {
-    let names = [];
+    let names;
     try { names = fs.readdirSync(path.join(prefix, lib)); } catch { continue; }
     for (const py of names.filter((n) => /^python3(\.\d+)?t?$/.test(n)).sort().reverse()) {
       const dir = path.join(prefix, lib, py, 'site-packages', 'torch', 'share', 'cmake', 'Torch');

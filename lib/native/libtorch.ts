@@ -125,7 +125,7 @@ export function describeLibtorch(source: string, root: string, libDir: string, c
   const evidence: LibtorchDescription['evidence'] = { version: null, cuda: null, cxx11Abi: null };
   const setVersion = (v: string, file: string): void => {
     if (version) return;
-    version = v.replace(/\+.*$/, '').trim();
+    version = v.trim().replace(/\+.*$/, '');
     evidence.version = file;
   };
   // a pip wheel: torch/version.py ("__version__ = '2.11.0+cu130'", "cuda: Optional[str] = '13.0'" or None)
