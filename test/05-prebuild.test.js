@@ -132,6 +132,22 @@ describe('prebuild: chosen for the libtorch found, checked, loaded on its librar
     assert.match(refusal('needed', { needed: needed.slice(1) }), /links .*, its record says /);
   });
 
+  it('refuses a prebuild that needs a newer glibc than this system has, before loading it', function () {
+    const { verifyPrebuild, requiredGlibc, runtimeGlibc } = require('../dist/native/prebuilds');
+    const have = runtimeGlibc();
+    if (!have) return this.skip();
+    const dir = fs.mkdtempSync(path.join(tmp, 'glibc-'));
+    const file = path.join(dir, 'hdlm.node');
+    // the real addon with one more version string, as a binary built on a far newer system has
+    fs.writeFileSync(file, Buffer.concat([fs.readFileSync(builtAddon), Buffer.from('\0GLIBC_9.99\0', 'latin1')]));
+    assert.strictEqual(requiredGlibc(fs.readFileSync(file)), '9.99');
+    const entry = { file: 'hdlm.node', sha256: sha256(file), needed: elf.needed };
+    assert.match(verifyPrebuild(dir, entry), new RegExp(`needs glibc 9\\.99 or newer .*this system has glibc ${have.replace(/\./g, '\\.')}`));
+    // the addon as built here asks for no newer glibc than this system's
+    fs.writeFileSync(file, fs.readFileSync(builtAddon));
+    assert.strictEqual(verifyPrebuild(dir, { ...entry, sha256: sha256(file) }), null);
+  });
+
   it('no manifest and no build: says how to build', function () {
     const dir = path.join(tmp, 'empty');
     fs.mkdirSync(dir);

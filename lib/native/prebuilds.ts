@@ -213,5 +213,34 @@ export function verifyPrebuild(prebuildsDir: string, entry: PrebuildEntry): stri
   }
   const want = torchLibs(entry.needed);
   if (linked.join(' ') !== want.join(' ')) return `${file} links ${linked.join(', ') || 'no libtorch library'}, its record says ${want.join(', ')}`;
+  // a binary built on a newer system than this one would fail in dlopen with a linker message
+  const need = requiredGlibc(fs.readFileSync(file));
+  const have = runtimeGlibc();
+  if (need && have && compareVersions(have, need) < 0) return `it needs glibc ${need} or newer (it was built on a newer system), this system has glibc ${have}`;
   return null;
+}
+
+/** The newest GLIBC_x.y symbol version a shared object asks for (its version strings), or null. */
+export function requiredGlibc(elf: Buffer): string | null {
+  let best: string | null = null;
+  for (const m of elf.toString('latin1').matchAll(/GLIBC_(\d+\.\d+(?:\.\d+)?)\0/g)) {
+    if (best === null || compareVersions(m[1], best) > 0) best = m[1];
+  }
+  return best;
+}
+
+/** This process's glibc version (null elsewhere, e.g. musl). */
+export function runtimeGlibc(): string | null {
+  const header = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header;
+  return header?.glibcVersionRuntime ?? null;
+}
+
+function compareVersions(a: string, b: string): number {
+  const x = a.split('.').map(Number);
+  const y = b.split('.').map(Number);
+  for (let i = 0; i < Math.max(x.length, y.length); i++) {
+    const d = (x[i] ?? 0) - (y[i] ?? 0);
+    if (d !== 0) return d;
+  }
+  return 0;
 }
