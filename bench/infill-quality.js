@@ -64,7 +64,7 @@ function permutationTest(groupA, groupB, permutations, seed) {
 }
 
 async function infillQuality(o) {
-  const { model } = await smartModelLoader(MODEL, { device: 'cpu' });
+  const { model } = await smartModelLoader(MODEL, { device: 'cpu', ...(o.torchscriptCacheDir ? { torchscriptCacheDir: o.torchscriptCacheDir } : {}) });
   try {
     const L = model.length;
     const [from, to] = o.span;
