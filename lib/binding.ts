@@ -53,8 +53,6 @@ export interface NativeBuildSpec {
   /** 'cpu' or 'cuda:N' */
   device: string;
   precision: NativePrecision;
-  /** where to save the built TorchScript module (written to a temp file, then renamed), or null */
-  cachePath: string | null;
 }
 
 /**
@@ -168,6 +166,11 @@ export interface NativeModel {
    * the module's memory is returned when the last running call ends.
    */
   dispose(): void;
+  /**
+   * writes the TorchScript module to `path`, which must not exist (every write checked, then
+   * fsync); on failure the file is removed and the promise rejects with HDLM_IO
+   */
+  saveTorchScript(path: string): Promise<void>;
   isDisposed(): boolean;
   /** calls of this model whose promise has not settled yet */
   pendingCalls(): number;

@@ -58,7 +58,6 @@ struct BuildSpec {
   std::string config_json;
   std::string device;  // "cpu" or "cuda:N"
   Precision precision = Precision::Fp32;
-  std::string cache_path;  // empty: do not save
 };
 
 struct ModelInfo {
