@@ -272,6 +272,11 @@ export interface NativeAddon {
   /** whether fast mode's fused CUDA kernels run on that device (compiles them on first use); reason when not */
   fusedKernelStatus(deviceIndex: number): { available: boolean; reason: string };
   setThreads(n: number): void;
+  /**
+   * how long process exit waits for running native work (cancelled samplers stop at their next
+   * step; a forward cannot be interrupted) before the process ends anyway with its exit status
+   */
+  setExitWait(ms: number): void;
   /** CUDA caching-allocator bytes of one device (allocated by live tensors, peak since the last reset, reserved incl. cache); null without CUDA */
   cudaMemory(deviceIndex: number, resetPeak: boolean): { allocated: number; peakAllocated: number; reserved: number } | null;
   buildModel(spec: NativeBuildSpec): Promise<NativeModel>;
@@ -359,10 +364,18 @@ export function loadNative(dir: string): { addon: NativeAddon; binary: NativeBin
   }
 }
 
+/**
+ * process.exit() with native work running: samplers are aborted and stop at their next step; what
+ * is still running after this long (a long forward, a slow step) is abandoned and the process ends
+ * with its exit status. Exit never waits longer for native work.
+ */
+export const EXIT_WAIT_MS = 2000;
+
 /** The addon, loaded once (build/Release first, then a checked prebuild, as node-gyp-build orders them). */
 export function addon(): NativeAddon {
   if (cached) return cached;
   const r = loadNative(root);
+  r.addon.setExitWait(EXIT_WAIT_MS);
   cached = r.addon;
   binary = r.binary;
   return cached;

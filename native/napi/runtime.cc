@@ -28,6 +28,13 @@ Napi::Value GetFusedKernelStatus(const Napi::CallbackInfo& info) {
   return out;
 }
 
+Napi::Value SetExitWait(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) throw_type(env, "setExitWait(ms)");
+  set_exit_wait_ms(info[0].As<Napi::Number>().Int64Value());
+  return env.Undefined();
+}
+
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   if (info.Length() < 1 || !info[0].IsNumber()) throw_type(env, "setThreads(n)");
