@@ -193,9 +193,11 @@ export interface NativeEvalRequest {
   sigma: number;
   seed: bigint;
 }
-/** values: rows × cols, row-major (mc_loglik: cols = repetitions, NaN where nothing was masked; last_hidden: cols = n_embd) */
+/** values: rows × cols, row-major (mc_loglik: cols = repetitions; last_hidden: cols = n_embd) */
 export interface NativeEvalResult {
   values: Float64Array;
+  /** mc_loglik: the indices into values of draws that masked no position (their value is 0, not an estimate) */
+  emptyDraws: Int32Array;
   rows: number;
   cols: number;
 }

@@ -194,19 +194,27 @@ export async function evaluatePerplexity(options: PerplexityOptions): Promise<Pe
     signal?.addEventListener('abort', onAbort, { once: true });
     running = job;
     let values: Float64Array;
+    let emptyDraws: Int32Array;
     try {
-      values = (await job.promise).values;
+      ({ values, emptyDraws } = await job.promise);
     } catch (e) {
       onProgress?.throwIfFailed();
       const err = toHdlmError(e);
       if (err.code === 'HDLM_ABORTED') throw new AbortError('evaluatePerplexity was aborted');
+      if (err.code === 'HDLM_NON_FINITE') throw new HdlmError(err.code, `evaluatePerplexity: chunk ${i}: ${err.message}`, { cause: err });
       throw err;
     } finally {
       running = null;
       signal?.removeEventListener('abort', onAbort);
     }
-    const kept = Array.from(values).filter((x) => !Number.isNaN(x));
-    skipped += values.length - kept.length;
+    const empty = new Set(emptyDraws);
+    const kept: number[] = [];
+    for (const [d, x] of values.entries()) {
+      if (empty.has(d)) continue;
+      if (!Number.isFinite(x)) throw new HdlmError('HDLM_NON_FINITE', `evaluatePerplexity: chunk ${i}: draw ${d} has a non-finite loss (${x})`);
+      kept.push(x);
+    }
+    skipped += empty.size;
     if (kept.length === 0) throw new HdlmError('HDLM_NATIVE', `chunk ${i}: no draw masked any position (upstream divides by zero here)`);
     const mean = kept.reduce((a, b) => a + b, 0) / kept.length;
     totalNll += mean;

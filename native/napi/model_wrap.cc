@@ -155,6 +155,9 @@ class SampleTask : public ModelTask {
     try {
       result_ = call_(*model_, abort_->requested, cb);
     } catch (const EngineError& e) {
+      if (e.code == "HDLM_NON_FINITE") {
+        throw EngineError(e.code, std::string(e.what()) + ", at step " + std::to_string(abort_->steps_done.load() + 1));
+      }
       if (e.code != "HDLM_ABORTED") throw;
       if (state_->disposed.load()) {
         throw EngineError("HDLM_DISPOSED", "the model was disposed while this call was running");
@@ -198,6 +201,7 @@ class EvalTask : public ModelTask {
   napi_value Result(Napi::Env env) override {
     auto out = Napi::Object::New(env);
     out.Set("values", to_float64_array(env, result_.values));
+    out.Set("emptyDraws", to_int32_array(env, result_.empty_draws));
     out.Set("rows", to_number(env, result_.rows));
     out.Set("cols", to_number(env, result_.cols));
     return out;

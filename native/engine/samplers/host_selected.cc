@@ -102,6 +102,7 @@ class HostSelectedSampler {
         at::Tensor written;
         if (fused_) {  // head on the selected rows, Gumbel-max and the write: four kernels
           auto logits = model_.head_rows(hidden, sel);
+          check_sampled_rows(logits.narrow(1, 0, model_.vocab_size()));
           auto keys = fused::gumbel_keys(logits, model_.vocab_size(), o_.temperature, o_.seed, fused_calls_++);
           written = at::empty({n}, x.options());
           fused::write_selected(keys, sel, f.narrow(0, 0, n), f.narrow(0, n, n), x, written, n, M);
