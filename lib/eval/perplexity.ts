@@ -8,6 +8,7 @@
 import { AbortError, HdlmError, invalidParameterError } from '../errors';
 import { CallbackGuard } from '../callbacks';
 import { HdlmModel, toHdlmError } from '../core/model';
+import { checkCallMemory, checkLogitsCap } from '../core/memory';
 import * as v from '../validate';
 import { chunkTexts, detokenizer, readBrownCorpus, readTextFile, type DetokenizerName } from './datasets';
 import { isHubDataset, loadHubDataset, type HubDatasetInfo } from './hub-datasets';
@@ -140,6 +141,9 @@ export async function evaluatePerplexity(options: PerplexityOptions): Promise<Pe
   const batchSize = v.isDefined(o.batchSize) ? v.integer('batchSize', o.batchSize, 1, 65536) : 16;
   const mc = v.isDefined(o.monteCarloTimesteps) ? v.integer('monteCarloTimesteps', o.monteCarloTimesteps, 1) : 100;
   if (mc < batchSize) throw invalidParameterError('monteCarloTimesteps', `at least batchSize (${batchSize}): upstream draws floor(mc / batchSize) times`, mc);
+  // before any data is read or downloaded: a batch whose peak cannot fit is refused now
+  checkLogitsCap(batchSize, model.length, model.vocabSize);
+  checkCallMemory('evaluatePerplexity', model.device, 'perplexity', batchSize, model.length, model.vocabSize);
   const samplingEps = v.isDefined(o.samplingEps) ? v.finiteNumber('samplingEps', o.samplingEps, 0, 1) : 1e-3;
   const seed = v.isDefined(o.seed) ? v.seed('seed', o.seed) : randomSeed();
   const signal = v.isDefined(o.signal) ? v.abortSignal('signal', o.signal) : null;
