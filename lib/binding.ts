@@ -279,6 +279,8 @@ export interface NativeAddon {
    * step; a forward cannot be interrupted) before the process ends anyway with its exit status
    */
   setExitWait(ms: number): void;
+  /** glibc's mallopt(M_MMAP_THRESHOLD), mallopt(M_TRIM_THRESHOLD); false where not applied (not glibc) */
+  setMallocThresholds(mmapThreshold: number, trimThreshold: number): boolean;
   /** CUDA caching-allocator bytes of one device (allocated by live tensors, peak since the last reset, reserved incl. cache); null without CUDA */
   cudaMemory(deviceIndex: number, resetPeak: boolean): { allocated: number; peakAllocated: number; reserved: number } | null;
   buildModel(spec: NativeBuildSpec): Promise<NativeModel>;
@@ -373,11 +375,30 @@ export function loadNative(dir: string): { addon: NativeAddon; binary: NativeBin
  */
 export const EXIT_WAIT_MS = 2000;
 
+/**
+ * glibc's malloc gives a freed block above its mmap threshold back to the kernel and trims its
+ * heap above its trim threshold; both start low (128 KiB) and grow only as large blocks are
+ * freed. Until they have, every step's tensors (a few hundred KiB to a few MiB each) are fresh
+ * pages from the kernel: the first fast-mode call of the demo model in a process ran 1.5–5×
+ * slower than the next (bench/first-call.js). The addon starts from the values glibc converges
+ * to on 64-bit (32 MiB, twice that for the trim). A user's own MALLOC_*_ or glibc.malloc
+ * tunables win; HDLM_MALLOC_TUNING=0 leaves glibc's defaults.
+ */
+export const MALLOC_MMAP_THRESHOLD = 32 * 2 ** 20;
+export const MALLOC_TRIM_THRESHOLD = 64 * 2 ** 20;
+
+function userTunesMalloc(): boolean {
+  if (process.env.HDLM_MALLOC_TUNING === '0') return true;
+  if (process.env.GLIBC_TUNABLES?.includes('glibc.malloc.')) return true;
+  return Object.keys(process.env).some((k) => /^MALLOC_[A-Z_]+_$/.test(k));
+}
+
 /** The addon, loaded once (build/Release first, then a checked prebuild, as node-gyp-build orders them). */
 export function addon(): NativeAddon {
   if (cached) return cached;
   const r = loadNative(root);
   r.addon.setExitWait(EXIT_WAIT_MS);
+  if (process.platform === 'linux' && !userTunesMalloc()) r.addon.setMallocThresholds(MALLOC_MMAP_THRESHOLD, MALLOC_TRIM_THRESHOLD);
   cached = r.addon;
   binary = r.binary;
   return cached;
