@@ -82,6 +82,14 @@
           "defines": ["HDLM_WITH_CUDA=1"]
         }]
       ]
+    },
+    {
+      # opens a libtorch's libraries by path before a prebuilt hdlm.node is loaded
+      # (lib/native/prebuilds.ts); no libtorch, so the same for every libtorch
+      "target_name": "hdlm_libloader",
+      "sources": ["<!@(node scripts/build-config.js libloader_sources)"],
+      "defines": ["NAPI_VERSION=8"],
+      "libraries": ["-ldl"]
     }
   ]
 }

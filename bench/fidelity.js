@@ -12,7 +12,7 @@
 //   node bench/fidelity.js [--device auto|cpu|cuda] [--model DIR] [--length L] [--steps N]
 //     [--semi-steps N] [--block-size N] [--batch B] [--samples N|auto] [--pilot N]
 //     [--resolution 0.01] [--time-budget S] [--seed S] [--algs LIST|all] [--mc N] [--mc-batch N]
-//     [--temperature T] [--fast-temperature T] [--eta E] [--vocab K] [--prompt TEXT]
+//     [--temperature T] [--fast-temperature T] [--batching on|off] [--eta E] [--vocab K] [--prompt TEXT]
 //     [--permutations R] [--top-k K] [--out FILE.json] [--merge A.json,B.json]
 //
 // --algs: comma-separated sampler:algorithm pairs, e.g. fullDiff:acs,semiDiff:original; `all`
@@ -21,6 +21,8 @@
 // run draws what resolves a --resolution nat shift of the mean NLL (two-sided 5 %, power 80 %),
 // within --time-budget. --vocab K restricts the model to K − 1 of its tokens (the highest output
 // bias, EOS included) plus the mask: the same network, a small vocabulary (cheap CPU checks).
+// --batching off: fast fullDiff calls run alone (the host-selected sampler) instead of in the
+// model's batch (the batched sampler, what concurrent calls and the server use; default on).
 // Defaults: --length 256 --steps 128 --semi-steps 8 --block-size 16 --batch 64 --samples auto
 // --mc 32 --mc-batch 16 --resolution 0.01 --time-budget 0 (none) --permutations 199 --top-k 64.
 const fs = require('fs');
@@ -277,6 +279,8 @@ async function drawBatch(model, spec, o, reference, seed) {
   if (semi) options.blockSize = o.blockSize;
   if (o.eta !== undefined) options.eta = o.eta;
   if (o.prompt && o.prompt.length) options.prompt = o.prompt;
+  // fast fullDiff runs in the model's batch by default (the batched sampler); off: the lone sampler
+  if (!reference && sampler === 'fullDiff') options.batching = o.batching;
   const t = process.hrtime.bigint();
   const rows = await SAMPLERS[sampler](options);
   return { rows, seconds: Number(process.hrtime.bigint() - t) / 1e9 };
@@ -399,7 +403,7 @@ function rowsFileOf(out, name) {
   return `${out.replace(/\.json$/, '')}.${name.replace(':', '-')}.rows.br`;
 }
 
-const SETTINGS = ['model', 'vocab', 'ids', 'length', 'steps', 'semiSteps', 'blockSize', 'temperature', 'fastTemperature', 'eta', 'mc', 'mcBatch', 'prompt', 'precision'];
+const SETTINGS = ['model', 'vocab', 'ids', 'length', 'steps', 'semiSteps', 'blockSize', 'temperature', 'fastTemperature', 'batching', 'eta', 'mc', 'mcBatch', 'prompt', 'precision'];
 
 // ---------------------------------------------------------------------------------------------
 
@@ -424,6 +428,7 @@ function parseOptions(argv) {
       'mc-batch': { type: 'string', default: '16' },
       temperature: { type: 'string', default: '1' },
       'fast-temperature': { type: 'string' },
+      batching: { type: 'string', default: 'on' },
       eta: { type: 'string' },
       vocab: { type: 'string', default: '0' },
       prompt: { type: 'string' },
@@ -461,6 +466,7 @@ function parseOptions(argv) {
     mcBatch: num('mc-batch', 1),
     temperature: num('temperature'),
     fastTemperature: values['fast-temperature'] !== undefined ? num('fast-temperature') : undefined,
+    batching: values.batching === 'on' ? true : values.batching === 'off' ? false : (() => { throw new Error('--batching must be on or off'); })(),
     eta: values.eta !== undefined ? num('eta') : undefined,
     vocab: num('vocab'),
     promptText: values.prompt ?? null,
@@ -545,7 +551,7 @@ async function main() {
       doc = {
         settings: {
           model: path.resolve(o.model), vocab: o.vocab, length: o.length, steps: o.steps, semiSteps: o.semiSteps, blockSize: o.blockSize,
-          batch: o.batch, temperature: o.temperature, fastTemperature: o.fastTemperature ?? null, eta: o.eta ?? null, mc: o.mc, mcBatch: o.mcBatch,
+          batch: o.batch, temperature: o.temperature, fastTemperature: o.fastTemperature ?? null, batching: o.batching, eta: o.eta ?? null, mc: o.mc, mcBatch: o.mcBatch,
           prompt: o.prompt, ids: { eos: info.eos, mask: info.mask, vocabSize: info.vocabSize }, precision: model.precision, device, seed: o.seed.toString(), resolution: o.resolution, timeBudget: o.timeBudget,
           runtime: hdlm.runtimeInfo(), evalEntry: api === hdlm ? 'root' : 'dist/eval',
         },

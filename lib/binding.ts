@@ -1,13 +1,18 @@
 /**
- * Loads the native addon and types its whole surface in one place. Nothing else in lib/
- * touches the addon object directly. The C++ side (native/addon.cc) trusts these shapes:
+ * Loads the native addon (a build from source, else the prebuild that fits the libtorch found,
+ * lib/native/) and types its whole surface in one place. Nothing else in lib/ touches the addon
+ * object directly. The C++ side (native/addon.cc) trusts these shapes:
  * every value is validated in TypeScript before it gets here.
  */
 import * as fs from 'fs';
 import * as path from 'path';
 import { createRequire } from 'module';
-import nodeGypBuild from 'node-gyp-build';
 import { HdlmError } from './errors';
+import { describeLibtorch, libtorchLabel, locateLibtorch, type LibtorchDescription } from './native/libtorch';
+import {
+  LIBLOADER, describePrebuilds, noLibtorchMessage, noMatchMessage, readManifest, selectPrebuild, sha256, verifyPrebuild,
+  type PrebuildLibtorch, type PrebuildManifest,
+} from './native/prebuilds';
 
 /** One tensor of a safetensors file, as located by core/checkpoint.ts (absolute byte offsets). */
 export interface NativeTensorEntry {
@@ -120,7 +125,7 @@ export interface NativeLogits {
   shape: [number, number, number];
 }
 
-/** What one step of a NativeBatch did for one request (see BatchRowEvent in native/engine/types.h). */
+/** What a step of a NativeBatch did for one request (see BatchRowEvent in native/engine/types.h). */
 export interface NativeBatchEvent {
   id: number;
   step: number;
@@ -135,11 +140,19 @@ export interface NativeBatchEvent {
  * together, one batched forward per step. add and remove take effect at the next step.
  */
 export interface NativeBatch {
-  /** fixedTokens: batchSize × contextLength, -1 for free positions, or null */
-  add(id: number, options: NativeSampleOptions, fixedTokens: Int32Array | null): void;
+  /**
+   * fixedTokens: batchSize × contextLength, -1 for free positions, or null. watch: the caller
+   * sees every step (step() then returns after each step while this request runs).
+   */
+  add(id: number, options: NativeSampleOptions, fixedTokens: Int32Array | null, watch: boolean): void;
   remove(id: number): void;
-  /** one step of every request; rejects with HDLM_DISPOSED once the model is disposed */
-  step(): Promise<NativeBatchEvent[]>;
+  /**
+   * Up to maxSteps steps of every request, fewer once one finishes or while a watched one runs.
+   * Events: each request's last step of the call and every step where it finished, is watched
+   * or asked for stepTokens. Rejects with
+   * HDLM_DISPOSED once the model is disposed.
+   */
+  step(maxSteps: number): Promise<NativeBatchEvent[]>;
   /** lets the sampler and its model go; later calls but remove throw */
   close(): void;
 }
@@ -289,14 +302,22 @@ export interface NativeAddon {
   buildGpt2(spec: NativeGpt2Spec): Promise<NativeModel>;
 }
 
-/** Which binary was loaded, and the libtorch it runs on (hdlm info, runtimeInfo). */
+/** Which binary was loaded, why, and the libtorch it runs on (hdlm info, nativeInfo). */
 export interface NativeBinaryInfo {
   /** absolute path of the loaded .node file */
   path: string;
-  /** 'prebuild': prebuilds/<platform>-<arch> (checked against the libtorch found); 'source': built here */
+  /** 'prebuild': one of prebuilds/ (chosen for the libtorch found); 'source': built here (build/Release) */
   kind: 'prebuild' | 'source';
-  /** for a prebuild: the libtorch it was built for (its hdlm.libtorch.json) */
-  builtFor: { version: string | null; cuda: boolean; cudaVersion: string | null; cxx11Abi: boolean | null } | null;
+  /** for a prebuild: its id in prebuilds/manifest.json */
+  prebuild: string | null;
+  /** for a prebuild: the libtorch it was built for */
+  builtFor: PrebuildLibtorch | null;
+  /** why this binary */
+  reason: string;
+  /** for a prebuild: the libtorch found, whose libraries were opened */
+  libtorch: LibtorchDescription | null;
+  /** for a prebuild: the libtorch libraries opened by full path before it was loaded */
+  opened: string[];
 }
 
 /** The libtorch shared library this process has loaded (from /proc/self/maps), described. */
@@ -310,63 +331,119 @@ export interface LoadedLibtorch {
   cxx11Abi: boolean | null;
 }
 
-interface PrebuildCheck {
-  checkPrebuild(file: string): { ok: boolean; message?: string; meta?: { libtorch: NativeBinaryInfo['builtFor'] } };
-  isPrebuild(file: string): boolean;
-  describeLibtorch(dir: string): Omit<LoadedLibtorch, 'file'> | null;
-}
-
 const root = path.join(__dirname, '..');
 
-/**
- * Loads what is only known at run time: the addon binary node-gyp-build picks, and the prebuild
- * check of the install script (scripts/ ships with the package, next to dist/).
- */
+/** Loads what is only known at run time: the addon binaries. */
 const loadAtRunTime = createRequire(__filename);
-const prebuildCheck = (): PrebuildCheck => loadAtRunTime(path.join(root, 'scripts', 'prebuild-check.js')) as PrebuildCheck;
 
 let cached: NativeAddon | null = null;
 let binary: NativeBinaryInfo | null = null;
 
-/**
- * Loads the addon of the package in `dir` the way node-gyp-build picks it (build/Release, a
- * build from source, first; else prebuilds/<platform>-<arch>). A prebuild is checked against the
- * libtorch the dynamic loader would give it and refused on a mismatch (HDLM_UNSUPPORTED) before
- * it is loaded. Exported for the tests; everything else uses addon().
- */
-export function loadNative(dir: string): { addon: NativeAddon; binary: NativeBinaryInfo } {
-  let file: string;
-  try {
-    file = nodeGypBuild.resolve(dir);
-  } catch (e) {
-    throw new HdlmError(
-      'HDLM_UNSUPPORTED',
-      `there is no native addon for hdlm: it was not built (build/Release/hdlm.node) and the package has no prebuilt binary ` +
-        `for ${process.platform}-${process.arch}. Build it with \`npm rebuild hdlm --build-from-source\` ` +
-        '(needs cmake, a C++17 compiler and libtorch; see README "Install").',
-      { cause: e },
-    );
-  }
-  const check = prebuildCheck();
-  let info: NativeBinaryInfo = { path: file, kind: 'source', builtFor: null };
-  if (check.isPrebuild(file)) {
-    const r = check.checkPrebuild(file);
-    if (!r.ok) throw new HdlmError('HDLM_UNSUPPORTED', r.message as string);
-    info = { path: file, kind: 'prebuild', builtFor: r.meta?.libtorch ?? null };
-  }
-  try {
-    return { addon: loadAtRunTime(file) as NativeAddon, binary: info };
-  } catch (e) {
-    throw new HdlmError(
-      'HDLM_UNSUPPORTED',
-      `the native addon of hdlm ${file} could not be loaded (${(e as Error).message}). ` +
-        (info.kind === 'prebuild'
-          ? 'Build it from source instead: `npm rebuild hdlm --build-from-source` (needs libtorch; see README "Install").'
-          : 'Rebuild it with `npm run build:native` (needs libtorch; see README "Install").'),
-      { cause: e },
-    );
-  }
+interface LibLoader {
+  openGlobal(file: string): string | null;
 }
+
+/** The libtorch_cpu library this process has mapped (Linux), or null. */
+function mappedLibtorchCpu(): string | null {
+  let maps: string;
+  try {
+    maps = fs.readFileSync('/proc/self/maps', 'utf8');
+  } catch {
+    return null;
+  }
+  return /\s(\/\S*\/libtorch_cpu\.[^\s/]*)$/m.exec(maps)?.[1] ?? null;
+}
+
+const realDir = (p: string): string => {
+  try {
+    return fs.realpathSync(p);
+  } catch {
+    return path.resolve(p);
+  }
+};
+
+function loadFailed(file: string, e: unknown, fix: string): HdlmError {
+  return new HdlmError('HDLM_UNSUPPORTED', `the native addon of hdlm ${file} could not be loaded (${(e as Error).message}). ${fix}`, { cause: e });
+}
+
+/**
+ * Loads the addon of the package in `dir`: the prebuilds of the folder HDLM_PREBUILD names when
+ * set; else a build from source (build/Release/hdlm.node); else the prebuild of prebuilds/ that fits the libtorch
+ * lib/native/libtorch.ts finds: checked (its digest, the libraries it links), that libtorch's
+ * libraries opened by full path (hdlm_libloader.node), then loaded. No fit: HDLM_UNSUPPORTED
+ * saying what was found, which prebuilds exist and the fix. Exported for the tests; everything
+ * else uses addon().
+ */
+export function loadNative(dir: string, env: NodeJS.ProcessEnv = process.env): { addon: NativeAddon; binary: NativeBinaryInfo } {
+  const built = path.join(dir, 'build', 'Release', 'hdlm.node');
+  if (!env.HDLM_PREBUILD && fs.existsSync(built)) {
+    const info: NativeBinaryInfo = { path: built, kind: 'source', prebuild: null, builtFor: null, reason: 'a build from source (build/Release/hdlm.node) is used before any prebuild', libtorch: null, opened: [] };
+    try {
+      return { addon: loadAtRunTime(built) as NativeAddon, binary: info };
+    } catch (e) {
+      throw loadFailed(built, e, 'Rebuild it with `npm run build:native` (needs libtorch; see README "Install").');
+    }
+  }
+  const base = env.HDLM_PREBUILD || dir;
+  const manifest = readManifest(base);
+  if (typeof manifest === 'string') throw new HdlmError('HDLM_UNSUPPORTED', `the prebuilt binaries of hdlm cannot be used: ${manifest}`);
+  if (!manifest) {
+    throw new HdlmError(
+      'HDLM_UNSUPPORTED',
+      `there is no native addon for hdlm: it was not built (build/Release/hdlm.node) and ${path.join(base, 'prebuilds')} holds no prebuilt binaries. ` +
+        'Build it with `npm rebuild hdlm --build-from-source` (needs cmake, a C++17 compiler and libtorch; see README "Install").',
+    );
+  }
+  return loadPrebuild(base, manifest, env);
+}
+
+function loadPrebuild(base: string, manifest: PrebuildManifest, env: NodeJS.ProcessEnv): { addon: NativeAddon; binary: NativeBinaryInfo } {
+  const prebuilds = path.join(base, 'prebuilds');
+  const located = locateLibtorch(env);
+  if (!located.found) throw new HdlmError('HDLM_UNSUPPORTED', noLibtorchMessage(located.tried, manifest));
+  const torch = located.found;
+  const choice = selectPrebuild(manifest, torch);
+  if (!choice.ok) throw new HdlmError('HDLM_UNSUPPORTED', noMatchMessage(torch, manifest, choice.rejected));
+  const file = path.join(prebuilds, choice.entry.file);
+  const bad = verifyPrebuild(prebuilds, choice.entry);
+  if (bad) throw new HdlmError('HDLM_UNSUPPORTED', `the prebuilt hdlm binary ${choice.entry.id} cannot be used: ${bad}. Reinstall hdlm, or build it from source: \`npm rebuild hdlm --build-from-source\`.`);
+  const tuple = `${process.platform}-${process.arch}`;
+  const loaderEntry = manifest.libloaders[tuple];
+  const loaderFile = loaderEntry && path.join(prebuilds, loaderEntry.file);
+  if (!loaderFile || !fs.existsSync(loaderFile) || sha256(loaderFile) !== loaderEntry.sha256) {
+    throw new HdlmError('HDLM_UNSUPPORTED', `the prebuilt binaries of hdlm lack their library opener for ${tuple} (${loaderFile ?? path.join(prebuilds, tuple, LIBLOADER)} missing or not the recorded file). Reinstall hdlm, or build it from source: \`npm rebuild hdlm --build-from-source\`.`);
+  }
+  let loader: LibLoader;
+  try {
+    loader = loadAtRunTime(loaderFile) as LibLoader;
+  } catch (e) {
+    throw loadFailed(loaderFile, e, 'Build hdlm from source instead: `npm rebuild hdlm --build-from-source`.');
+  }
+  const opened: string[] = [];
+  for (const lib of choice.preload) {
+    const err = loader.openGlobal(lib);
+    if (err !== null) {
+      throw new HdlmError('HDLM_UNSUPPORTED', `the libtorch found (${torch.libDir}, ${libtorchLabel(torch)}) cannot be loaded: ${lib}: ${err}. Opened before it: ${opened.join(', ') || 'nothing'}.`);
+    }
+    opened.push(lib);
+  }
+  let addonObject: NativeAddon;
+  try {
+    addonObject = loadAtRunTime(file) as NativeAddon;
+  } catch (e) {
+    throw loadFailed(file, e, `It was chosen for ${libtorchLabel(torch)} in ${torch.libDir}; build hdlm from source instead: \`npm rebuild hdlm --build-from-source\`.`);
+  }
+  // the libraries it runs on are the ones opened (and not another copy found by SONAME elsewhere)
+  const mapped = mappedLibtorchCpu();
+  if (mapped && realDir(path.dirname(mapped)) !== realDir(torch.libDir)) {
+    throw new HdlmError('HDLM_UNSUPPORTED', `the prebuilt hdlm binary ${choice.entry.id} runs on ${mapped}, not on the libtorch chosen for it in ${torch.libDir}; build hdlm from source: \`npm rebuild hdlm --build-from-source\`.`);
+  }
+  return {
+    addon: addonObject,
+    binary: { path: file, kind: 'prebuild', prebuild: choice.entry.id, builtFor: choice.entry.libtorch, reason: choice.reason, libtorch: torch, opened },
+  };
+}
+
 
 /**
  * process.exit() with native work running: samplers are aborted and stop at their next step; what
@@ -393,7 +470,7 @@ function userTunesMalloc(): boolean {
   return Object.keys(process.env).some((k) => /^MALLOC_[A-Z_]+_$/.test(k));
 }
 
-/** The addon, loaded once (build/Release first, then a checked prebuild, as node-gyp-build orders them). */
+/** The addon, loaded once (HDLM_PREBUILD's prebuilds, a build from source, or the package's prebuild that fits the libtorch found). */
 export function addon(): NativeAddon {
   if (cached) return cached;
   const r = loadNative(root);
@@ -410,18 +487,23 @@ export function nativeBinary(): NativeBinaryInfo {
   return binary as NativeBinaryInfo;
 }
 
+/** The prebuilds this package has, one line (hdlm info). */
+export function availablePrebuilds(): string {
+  const m = readManifest(process.env.HDLM_PREBUILD || root);
+  return typeof m === 'string' ? m : describePrebuilds(m);
+}
+
 /** The libtorch library in use by this process (Linux: /proc/self/maps), or null where that cannot be read. */
 export function loadedLibtorch(): LoadedLibtorch | null {
   addon();
-  let maps: string;
-  try {
-    maps = fs.readFileSync('/proc/self/maps', 'utf8');
-  } catch {
-    return null;
-  }
-  const m = /\s(\/\S*\/libtorch_cpu\.[^\s/]*)$/m.exec(maps);
-  if (!m) return null;
-  const file = m[1];
-  const d = prebuildCheck().describeLibtorch(path.dirname(file));
-  return { file, dir: path.dirname(file), version: d?.version ?? null, cuda: d?.cuda ?? false, cudaVersion: d?.cudaVersion ?? null, cxx11Abi: d?.cxx11Abi ?? null };
+  const file = mappedLibtorchCpu();
+  if (!file) return null;
+  const dir = path.dirname(file);
+  // a wheel or zip keeps its libraries in <root>/lib; a system install in the library folder itself
+  const parent = path.dirname(dir);
+  const packaged = ['version.py', 'build-version', 'include'].some((f) => fs.existsSync(path.join(parent, f)));
+  const cmake = packaged ? path.join(parent, 'share', 'cmake', 'Torch') : path.join(dir, 'cmake', 'Torch');
+  const d = describeLibtorch('loaded', packaged ? parent : dir, dir, fs.existsSync(path.join(cmake, 'TorchConfig.cmake')) ? cmake : null);
+  if (typeof d === 'string') return { file, dir, version: null, cuda: false, cudaVersion: null, cxx11Abi: null };
+  return { file, dir, version: d.version, cuda: d.cuda !== null, cudaVersion: d.cuda, cxx11Abi: d.cxx11Abi };
 }

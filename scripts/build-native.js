@@ -2,9 +2,9 @@
 'use strict';
 // The npm `install` script: gets a native addon that works with the libtorch on this machine.
 //
-//   1. a prebuilt binary (prebuilds/<platform>-<arch>/hdlm.node, see scripts/prebuild.js) when
-//      the package has one and it matches the libtorch found now (scripts/prebuild-check.js):
-//      nothing is compiled;
+//   1. the prebuilt binary (prebuilds/<platform>-<arch>/<id>/hdlm.node, see scripts/prebuild.js)
+//      that fits the libtorch found now (dist/native/libtorch.js finds it, dist/native/prebuilds.js
+//      chooses), checked by loading it once in a child process: nothing is compiled;
 //   2. else a build from source with cmake-js against the libtorch find-libtorch.js finds;
 //   3. else the install fails with one message: what was tried and what to do.
 //
@@ -16,7 +16,6 @@ const fs = require('fs');
 const path = require('path');
 const { spawnSync } = require('child_process');
 const { findLibtorch } = require('./find-libtorch');
-const { findPrebuild, checkPrebuild, label } = require('./prebuild-check');
 
 const root = path.resolve(__dirname, '..');
 const built = path.join(root, 'build', 'Release', 'hdlm.node');
@@ -35,24 +34,47 @@ if (!fromSourceAsked && fs.existsSync(built)) {
 const tried = [];
 const why = forced ? '--force' : truthy(env.HDLM_BUILD_FROM_SOURCE) ? 'HDLM_BUILD_FROM_SOURCE' : fromSourceAsked ? '--build-from-source' : null;
 
-// 1. prebuilt binary
+// 1. prebuilt binary: chosen by the package's compiled TypeScript (dist/, shipped in the package),
+// the same code that chooses it at load time (lib/binding.ts)
+function tryPrebuild() {
+  const dist = path.join(root, 'dist');
+  let prebuilds;
+  let libtorch;
+  try {
+    prebuilds = require(path.join(dist, 'native', 'prebuilds.js'));
+    libtorch = require(path.join(dist, 'native', 'libtorch.js'));
+  } catch {
+    return 'prebuilt binary: not considered (dist/ is not compiled)';
+  }
+  const manifest = prebuilds.readManifest(env.HDLM_PREBUILD || root);
+  if (typeof manifest === 'string') return `prebuilt binary: ${manifest}`;
+  if (!manifest) return `prebuilt binary: this package has none (${rel(path.join(root, 'prebuilds', prebuilds.MANIFEST))} is absent)`;
+  const located = libtorch.locateLibtorch(env);
+  if (!located.found) return `prebuilt binary: ${prebuilds.noLibtorchMessage(located.tried, manifest)}`;
+  const choice = prebuilds.selectPrebuild(manifest, located.found);
+  if (!choice.ok) return `prebuilt binary: ${prebuilds.noMatchMessage(located.found, manifest, choice.rejected)}`;
+  // load it once, in a child: a binary that cannot load is found now, not at the user's first call
+  const probe = 'const b = require(process.argv[1]); const r = b.loadNative(process.argv[2]); ' +
+    'r.addon.runtimeInfo(); process.stdout.write(JSON.stringify({ path: r.binary.path, opened: r.binary.opened }));';
+  const r = spawnSync(process.execPath, ['-e', probe, path.join(dist, 'binding.js'), root], { env, encoding: 'utf8', timeout: 180000 });
+  if (r.status !== 0) {
+    const why = (r.stderr || '').split('\n').filter((l) => /HdlmError|Error:/.test(l)).slice(-1)[0] || `exit ${r.status ?? r.signal}`;
+    return `prebuilt binary: ${choice.entry.id} fits ${libtorch.libtorchLabel(located.found)} but did not load (${why.trim()})`;
+  }
+  const loaded = JSON.parse(r.stdout);
+  console.log(`hdlm: using the prebuilt binary ${rel(loaded.path)} (${choice.reason}); opens ${loaded.opened.map((f) => path.basename(f)).join(', ')} from ${located.found.libDir}; nothing to compile`);
+  return null;
+}
+
 if (fromSourceAsked) {
   tried.push(`prebuilt binary: not considered (${why})`);
 } else if (gitCheckout) {
   tried.push('prebuilt binary: not considered in a git checkout (building from source)');
 } else {
-  const prebuild = findPrebuild(root, env);
-  if (!prebuild) {
-    tried.push(`prebuilt binary: this package has none for ${process.platform}-${process.arch}`);
-  } else {
-    const check = checkPrebuild(prebuild, env);
-    if (check.ok) {
-      console.log(`hdlm: using the prebuilt binary ${rel(prebuild)} (${label(check.meta.libtorch)}) with the libtorch in ${check.runtime.dir}; nothing to compile`);
-      process.exit(0);
-    }
-    tried.push(`prebuilt binary: ${check.reason}`);
-    console.log(`hdlm: ${rel(prebuild)} does not match this machine's libtorch; building from source instead`);
-  }
+  const notUsed = tryPrebuild();
+  if (notUsed === null) process.exit(0);
+  tried.push(notUsed);
+  console.log('hdlm: no prebuilt binary fits this machine\'s libtorch; building from source instead');
 }
 
 // 2. build from source

@@ -3,8 +3,11 @@
 // Finds the libtorch to build against, in the documented order:
 //   1. LIBTORCH            root of an unpacked libtorch (share/cmake/Torch inside)
 //   2. Torch_DIR / CMAKE_PREFIX_PATH
-//   3. the torch package of the first python3 on PATH (torch.utils.cmake_prefix_path)
-//   4. the system location (Debian's libtorch-dev)
+//   3. the torch package of the active virtualenv / conda env (VIRTUAL_ENV, CONDA_PREFIX:
+//      lib/python3.*/site-packages/torch/share/cmake/Torch)
+//   4. the torch package of the first python3 on PATH (torch.utils.cmake_prefix_path)
+//   5. the system location (Debian's libtorch-dev)
+// lib/native/libtorch.ts finds the libtorch to run on in the same order.
 // Prints a JSON description, or with --cmake-dir only the directory holding
 // TorchConfig.cmake. Exits 1 with one actionable message when none is found.
 const fs = require('fs');
@@ -31,12 +34,27 @@ function candidates(env) {
     out.push(['CMAKE_PREFIX_PATH', path.join(prefix, 'Torch')]);
     out.push(['CMAKE_PREFIX_PATH', path.join(prefix, 'share', 'cmake', 'Torch')]);
   }
+  for (const key of ['VIRTUAL_ENV', 'CONDA_PREFIX']) {
+    if (env[key]) out.push([key, () => envTorchDir(env[key])]);
+  }
   out.push(['python3 torch', () => pythonTorchDir()]);
   // HDLM_SYSTEM_TORCH_DIRS (path-delimited) replaces the built-in system list; the tests use it.
   const systemDirs = env.HDLM_SYSTEM_TORCH_DIRS !== undefined
     ? env.HDLM_SYSTEM_TORCH_DIRS.split(path.delimiter).filter(Boolean) : SYSTEM_DIRS;
   for (const dir of systemDirs) out.push(['system', dir]);
   return out;
+}
+
+function envTorchDir(prefix) {
+  for (const lib of ['lib', 'lib64']) {
+    let names;
+    try { names = fs.readdirSync(path.join(prefix, lib)); } catch { continue; }
+    for (const py of names.filter((n) => /^python3(\.\d+)?t?$/.test(n)).sort().reverse()) {
+      const dir = path.join(prefix, lib, py, 'site-packages', 'torch', 'share', 'cmake', 'Torch');
+      if (hasConfig(dir)) return dir;
+    }
+  }
+  return null;
 }
 
 function pythonTorchDir() {

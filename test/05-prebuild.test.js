@@ -1,12 +1,12 @@
-'use strict';
-// Prebuilt binaries: the record of the libtorch a prebuild was linked against is checked against
-// the libtorch the dynamic loader finds, and a mismatch is refused with a clear HDLM_UNSUPPORTED
-// error before the binary is loaded; the install script uses a matching prebuild, falls back to
-// a source build otherwise, and fails with one message when neither can work.
+// Prebuilt binaries: the prebuild that fits the libtorch found is chosen from the manifest,
+// checked (digest, the libraries it links), loaded on that libtorch's libraries opened by full path
+// (hdlm_libloader.node), and one recorded for another libtorch is refused with a clear
+// HDLM_UNSUPPORTED error before anything is loaded; the install script uses a fitting prebuild,
+// falls back to a source build otherwise, and fails with one message when neither can work.
 //
-// The "prebuild" here is the addon built from source (build/Release/hdlm.node) placed in a
-// package-shaped temp folder with a record written from its real DT_NEEDED / RUNPATH: the same
-// bytes a prebuild of this machine holds, without compiling a second time.
+// The "prebuild" here is the addon built from source (build/Release/hdlm.node, and its
+// hdlm_libloader.node) placed in a package-shaped temp folder with a manifest written from its
+// real DT_NEEDED: the same bytes a prebuild of this machine holds, without compiling a second time.
 const assert = require('assert');
 const fs = require('fs');
 const os = require('os');
@@ -14,42 +14,57 @@ const path = require('path');
 const { spawnSync } = require('child_process');
 
 const root = path.resolve(__dirname, '..');
-const check = require('../scripts/prebuild-check');
+const { readElfDynamic, torchLibs, sha256 } = require('../dist/native/prebuilds');
+const { locateLibtorch } = require('../dist/native/libtorch');
 const builtAddon = path.join(root, 'build', 'Release', 'hdlm.node');
+const builtLoader = path.join(root, 'build', 'Release', 'hdlm_libloader.node');
 const tuple = `${process.platform}-${process.arch}`;
 
-describe('prebuild: the libtorch record and its check', function () {
+describe('prebuild: chosen for the libtorch found, checked, loaded on its libraries', function () {
   let tmp;
   let elf;
-  let runtime;
+  let torch;
+  // the environment of these tests: the libtorch found the usual way (here: the system's)
+  const env = { ...process.env };
+  for (const k of ['LIBTORCH', 'Torch_DIR', 'CMAKE_PREFIX_PATH', 'VIRTUAL_ENV', 'CONDA_PREFIX', 'HDLM_PREBUILD']) delete env[k];
 
   before(function () {
     if (process.platform !== 'linux') this.skip();
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'hdlm-prebuild-test-'));
-    elf = check.readElfDynamic(builtAddon);
-    runtime = check.describeLibtorch(path.dirname(fs.realpathSync(
-      elf.runpath.map((d) => path.join(d, check.torchLibs(elf.needed).find((n) => n.startsWith('libtorch_cpu')))).find((f) => fs.existsSync(f)))));
+    elf = readElfDynamic(builtAddon);
+    torch = locateLibtorch(env).found;
+    assert.ok(torch, 'a libtorch is found');
   });
   after(function () {
     if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
   });
 
-  // A package folder holding only a prebuild of the real addon and its record (with overrides).
+  // A package folder holding only the real addon as a prebuild, the opener, and a manifest (with overrides).
   function fakePackage(name, override = {}) {
     const dir = path.join(tmp, name);
-    const pre = path.join(dir, 'prebuilds', tuple);
+    const id = override.id || 'torch-test';
+    const pre = path.join(dir, 'prebuilds', tuple, id);
     fs.mkdirSync(pre, { recursive: true });
     fs.writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: 'hdlm', version: '0.0.0' }));
     fs.copyFileSync(builtAddon, path.join(pre, 'hdlm.node'));
-    const meta = {
-      format: 1,
-      binary: 'hdlm.node',
-      needed: check.torchLibs(elf.needed),
-      runpath: elf.runpath,
+    fs.copyFileSync(builtLoader, path.join(dir, 'prebuilds', tuple, 'hdlm_libloader.node'));
+    const entry = {
+      id,
+      platform: process.platform,
+      arch: process.arch,
+      file: `${tuple}/${id}/hdlm.node`,
+      sha256: sha256(path.join(pre, 'hdlm.node')),
+      needed: torchLibs(elf.needed),
       ...override,
-      libtorch: { version: runtime.version, cuda: runtime.cuda, cudaVersion: runtime.cudaVersion, cxx11Abi: runtime.cxx11Abi, ...override.libtorch },
+      libtorch: { version: torch.version, cuda: torch.cuda, cxx11Abi: torch.cxx11Abi, ...override.libtorch },
     };
-    fs.writeFileSync(path.join(pre, check.META_FILE), JSON.stringify(meta));
+    const manifest = {
+      format: 2,
+      package: 'hdlm@0.0.0',
+      libloaders: { [tuple]: { file: `${tuple}/hdlm_libloader.node`, sha256: sha256(builtLoader) } },
+      prebuilds: [entry],
+    };
+    fs.writeFileSync(path.join(dir, 'prebuilds', 'manifest.json'), JSON.stringify(manifest));
     return { dir, file: path.join(pre, 'hdlm.node') };
   }
 
@@ -60,69 +75,68 @@ describe('prebuild: the libtorch record and its check', function () {
     assert.deepStrictEqual(elf.needed, needed);
     const rp = /\(RUNPATH\)\s+Library runpath: \[([^\]]*)\]/.exec(readelf.stdout);
     assert.deepStrictEqual(elf.runpath, rp ? rp[1].split(':') : []);
-    assert.ok(check.torchLibs(elf.needed).some((n) => n.startsWith('libtorch_cpu.so')), elf.needed.join(' '));
+    assert.ok(torchLibs(elf.needed).some((n) => n.startsWith('libtorch_cpu.so')), elf.needed.join(' '));
   });
 
-  it('describes the libtorch the addon runs on like the addon itself does', function () {
+  it('describes the libtorch found like the addon itself does', function () {
     const { runtimeInfo } = require('../dist');
-    assert.ok(runtime, 'found the libtorch of the RUNPATH');
-    assert.strictEqual(runtime.version.split('.').slice(0, 2).join('.'), runtimeInfo().libtorchVersion.split('.').slice(0, 2).join('.'));
-    assert.strictEqual(runtime.cuda, runtimeInfo().cudaCompiled);
-    assert.strictEqual(typeof runtime.cxx11Abi, 'boolean');
+    assert.strictEqual(torch.version.split('.').slice(0, 2).join('.'), runtimeInfo().libtorchVersion.split('.').slice(0, 2).join('.'));
+    assert.strictEqual(torch.cuda !== null, runtimeInfo().cudaCompiled);
+    assert.strictEqual(typeof torch.cxx11Abi, 'boolean');
   });
 
-  it('accepts a prebuild recorded for the libtorch found, and loads it', function () {
+  it('loads a prebuild recorded for the libtorch found, on the libraries it opened from there', function () {
     const { dir, file } = fakePackage('match');
-    const r = check.checkPrebuild(file);
-    assert.strictEqual(r.ok, true, r.message);
-    assert.strictEqual(r.runtime.dir, runtime.dir);
     const { loadNative } = require('../dist/binding');
-    const loaded = loadNative(dir);
+    const loaded = loadNative(dir, env);
     assert.strictEqual(loaded.binary.kind, 'prebuild');
     assert.strictEqual(loaded.binary.path, file);
-    assert.strictEqual(loaded.binary.builtFor.version, runtime.version);
+    assert.strictEqual(loaded.binary.prebuild, 'torch-test');
+    assert.strictEqual(loaded.binary.builtFor.version, torch.version);
+    assert.strictEqual(loaded.binary.libtorch.libDir, torch.libDir);
+    assert.deepStrictEqual(loaded.binary.opened, torchLibs(elf.needed).map((n) => path.join(torch.libDir, n)));
+    assert.ok(loaded.binary.opened.every((f) => fs.existsSync(f)));
     assert.strictEqual(typeof loaded.addon.runtimeInfo, 'function');
   });
 
-  it('refuses a prebuild built against another libtorch version, before loading it', function () {
-    const { dir, file } = fakePackage('other-version', { libtorch: { version: '2.99.0' } });
-    const r = check.checkPrebuild(file);
-    assert.strictEqual(r.ok, false);
-    assert.match(r.message, /built for libtorch 2\.99\.0 \(CPU|built for libtorch 2\.99\.0 \(CUDA/);
-    assert.ok(r.message.includes(`is libtorch ${runtime.version}`), r.message);
-    assert.match(r.message, /version 2\.99\.0 ≠/);
-    assert.match(r.message, /npm rebuild hdlm --build-from-source/);
-    assert.match(r.message, /HDLM_BUILD_FROM_SOURCE=1/);
-
+  it('refuses a prebuild recorded for another libtorch, before loading it, naming what was found and what exists', function () {
+    const { dir } = fakePackage('other-version', { id: 'torch2.99-cpu-cxx11', libtorch: { version: '2.99.0' } });
     const { loadNative } = require('../dist/binding');
     const { HdlmError } = require('../dist');
-    assert.throws(() => loadNative(dir), (e) => e instanceof HdlmError && e.code === 'HDLM_UNSUPPORTED' && e.message === r.message);
+    assert.throws(() => loadNative(dir, env), (e) => {
+      assert.ok(e instanceof HdlmError && e.code === 'HDLM_UNSUPPORTED', String(e));
+      assert.ok(e.message.startsWith(`no prebuilt hdlm binary fits the libtorch found: ${torch.libDir} (through ${torch.source}) is libtorch ${torch.version} (`), e.message);
+      assert.match(e.message, /The package has prebuilds for: torch2\.99-cpu-cxx11 \(linux-x64, libtorch 2\.99\.0 /);
+      assert.match(e.message, /torch2\.99-cpu-cxx11: torch 2\.99 ≠ /);
+      assert.match(e.message, /npm rebuild hdlm --build-from-source/);
+      return true;
+    });
   });
 
-  it('refuses CPU/CUDA and C++ ABI mismatches, and a prebuild without a record', function () {
-    const cuda = check.checkPrebuild(fakePackage('cuda', { libtorch: { cuda: !runtime.cuda, cudaVersion: '12.1' } }).file);
-    assert.strictEqual(cuda.ok, false);
-    assert.match(cuda.message, runtime.cuda ? /CPU build, the libtorch found has CUDA/ : /needs a CUDA libtorch, the one found is CPU-only/);
-
-    const abi = check.checkPrebuild(fakePackage('abi', { libtorch: { cxx11Abi: !runtime.cxx11Abi } }).file);
-    assert.strictEqual(abi.ok, false);
-    assert.match(abi.message, /C\+\+ ABI differs/);
-
-    const bare = fakePackage('no-record');
-    fs.rmSync(path.join(path.dirname(bare.file), check.META_FILE));
-    const none = check.checkPrebuild(bare.file);
-    assert.strictEqual(none.ok, false);
-    assert.match(none.message, /no readable record of the libtorch it was built against/);
+  it('refuses CPU/CUDA and C++ ABI mismatches, a binary that is not the recorded one, and a record of other libraries', function () {
+    const { loadNative } = require('../dist/binding');
+    const refusal = (name, override) => {
+      const { dir } = fakePackage(name, override);
+      try {
+        loadNative(dir, env);
+      } catch (e) {
+        assert.strictEqual(e.code, 'HDLM_UNSUPPORTED');
+        return e.message;
+      }
+      return assert.fail(`${name} was loaded`);
+    };
+    assert.match(refusal('cuda', { libtorch: { cuda: torch.cuda ? null : '13.0' } }), torch.cuda ? /a CPU build, the libtorch found has CUDA/ : /a CUDA build, the libtorch found is CPU-only/);
+    assert.match(refusal('abi', { libtorch: { cxx11Abi: !torch.cxx11Abi } }), /ABI ≠/);
+    assert.match(refusal('digest', { sha256: '0'.repeat(64) }), /is not the binary the manifest records \(its SHA-256 differs\)/);
+    const needed = torchLibs(elf.needed);
+    assert.match(refusal('needed', { needed: needed.slice(1) }), /links .*, its record says /);
   });
 
-  it('says where it looked when the libtorch it needs is nowhere the loader looks', function () {
-    const { file } = fakePackage('missing-lib', { needed: ['libtorch_cpu.so.0.1', 'libc10.so.0.1'], runpath: [path.join(tmp, 'nowhere')], libtorch: { version: '0.1.0' } });
-    const r = check.checkPrebuild(file, { LD_LIBRARY_PATH: path.join(tmp, 'also-nowhere') });
-    assert.strictEqual(r.ok, false);
-    assert.match(r.message, /needs libtorch_cpu\.so\.0\.1, libc10\.so\.0\.1, but libtorch_cpu\.so\.0\.1 is not where the dynamic loader looks/);
-    assert.ok(r.message.includes(`LD_LIBRARY_PATH ${path.join(tmp, 'also-nowhere')}`), r.message);
-    assert.ok(r.message.includes(`RUNPATH ${path.join(tmp, 'nowhere')}`), r.message);
-    assert.match(r.message, /the libtorch0\.1 package/);
+  it('no manifest and no build: says how to build', function () {
+    const dir = path.join(tmp, 'empty');
+    fs.mkdirSync(dir);
+    const { loadNative } = require('../dist/binding');
+    assert.throws(() => loadNative(dir, env), /there is no native addon for hdlm: it was not built .* holds no prebuilt binaries\. Build it with `npm rebuild hdlm --build-from-source`/);
   });
 
   describe('the install script (scripts/build-native.js) in an installed package', function () {
@@ -130,17 +144,19 @@ describe('prebuild: the libtorch record and its check', function () {
     function installedPackage(name, override) {
       const pkg = fakePackage(name, override);
       fs.cpSync(path.join(root, 'scripts'), path.join(pkg.dir, 'scripts'), { recursive: true });
+      fs.symlinkSync(path.join(root, 'dist'), path.join(pkg.dir, 'dist'));
       fs.symlinkSync(path.join(root, 'node_modules'), path.join(pkg.dir, 'node_modules'));
       return pkg;
     }
     const noLibtorchEnv = (extra = {}) => {
-      // PATH holds node alone: no cmake, no compiler, no python3 (so no python torch either)
+      // PATH holds node alone: no cmake, no compiler, no python3 (so no python torch either); the
+      // system folder is the libtorch's library folder: found to run on, but without headers to build
       const nodeOnly = path.join(tmp, 'node-only-bin');
       if (!fs.existsSync(nodeOnly)) {
         fs.mkdirSync(nodeOnly, { recursive: true });
         fs.symlinkSync(process.execPath, path.join(nodeOnly, 'node'));
       }
-      return { PATH: nodeOnly, HOME: tmp, HDLM_SYSTEM_TORCH_DIRS: path.join(tmp, 'no-system-torch'), ...extra };
+      return { PATH: nodeOnly, HOME: tmp, HDLM_SYSTEM_TORCH_DIRS: torch.libDir, ...extra };
     };
     const run = (dir, env) => spawnSync(process.execPath, [path.join(dir, 'scripts', 'build-native.js')], { cwd: dir, env, encoding: 'utf8', timeout: 60000 });
 
@@ -148,17 +164,18 @@ describe('prebuild: the libtorch record and its check', function () {
       const { dir } = installedPackage('install-match');
       const r = run(dir, noLibtorchEnv());
       assert.strictEqual(r.status, 0, r.stdout + r.stderr);
-      assert.match(r.stdout, /using the prebuilt binary prebuilds\/[^ ]+\/hdlm\.node/);
+      assert.match(r.stdout, /using the prebuilt binary prebuilds\/linux-x64\/torch-test\/hdlm\.node \(torch-test is built for libtorch /);
+      assert.ok(r.stdout.includes(`from ${torch.libDir}; nothing to compile`), r.stdout);
       assert.ok(!fs.existsSync(path.join(dir, 'build')), 'no build/');
     });
 
     it('a mismatching prebuild and no way to build from source: one message with what was tried and what to do', function () {
-      const { dir } = installedPackage('install-mismatch', { libtorch: { version: '2.99.0' } });
+      const { dir } = installedPackage('install-mismatch', { id: 'torch2.99-cpu', libtorch: { version: '2.99.0' } });
       const r = run(dir, noLibtorchEnv());
       assert.strictEqual(r.status, 1, r.stdout + r.stderr);
       const msg = r.stderr;
       assert.match(msg, /^hdlm: cannot install the native addon: libtorch, cmake, a C\+\+17 compiler are missing\. Tried, in order:/);
-      assert.match(msg, /1\. prebuilt binary: prebuilds\/[^ ]+\/hdlm\.node: it was built for libtorch 2\.99\.0 .* is libtorch \d+\.\d+/);
+      assert.match(msg, /1\. prebuilt binary: no prebuilt hdlm binary fits the libtorch found: .* is libtorch \d+\.\d+.*torch2\.99-cpu: torch 2\.99 ≠ \d+\.\d+/);
       assert.match(msg, /2\. build from source: libtorch was not found \(looked at python3 torch: not available; system: no TorchConfig\.cmake/);
       assert.match(msg, /build from source: cmake \(>= 3\.18\) is not on PATH/);
       assert.match(msg, /no C\+\+ compiler \(c\+\+ \/ g\+\+ not on PATH\)/);

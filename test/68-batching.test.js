@@ -177,10 +177,10 @@ describe('batched fast sampling', function () {
       cfgScale: 0, contextLength: L, eps: 1e-5, maskId: model.maskId, eta: 0.5, blockSize: 16, seed: 3n, stepTokens: true, reference: false,
       repetitionPenalty: 1.2, bosId: 50256, metaschedule: null, contextAttention: 'block_causal', blockAttention: 'full',
     };
-    batch.add(1, options, fixed);
+    batch.add(1, options, fixed, true);
     let last = null;
     for (let i = 0; i < 6; i++) {
-      const events = await batch.step();
+      const events = await batch.step(16); // watched: one step per call
       assert.strictEqual(events.length, 1);
       const t = events[0].tokens;
       assert.deepStrictEqual([t[5], t[6], t[L + 15], t[0], t[1], t[L], t[L + 1]], [1000, 1001, 1002, 464, 2003, 464, 2003]);
@@ -188,14 +188,37 @@ describe('batched fast sampling', function () {
     }
     assert.ok(last.done);
     assert.ok(!Array.from(last.tokens).includes(model.maskId));
-    assert.deepStrictEqual(await batch.step(), []);
+    assert.deepStrictEqual(await batch.step(1), []);
+    assert.throws(() => batch.step(0), /maxSteps must be at least 1/);
     batch.close();
-    assert.throws(() => batch.step(), /closed/);
+    assert.throws(() => batch.step(1), /closed/);
     // misshaped fixed tokens: a clear error, nothing added
     const b2 = native.openBatch();
-    assert.throws(() => b2.add(2, options, new Int32Array(3)), (e) => e.code === 'HDLM_INVALID_ARGUMENT');
-    assert.deepStrictEqual(await b2.step(), []);
+    assert.throws(() => b2.add(2, options, new Int32Array(3), false), (e) => e.code === 'HDLM_INVALID_ARGUMENT');
+    assert.deepStrictEqual(await b2.step(1), []);
     b2.close();
+  });
+
+  it('a native step call runs up to maxSteps steps of unwatched requests and returns when one finishes', async () => {
+    const batch = model.native().openBatch();
+    const options = (steps, seed) => ({
+      mode: 'full', alg: 'acs', prompt: null, promptLength: 0, batchSize: 1, steps, temperature: 1,
+      cfgScale: 0, contextLength: 16, eps: 1e-5, maskId: model.maskId, eta: 0.015, blockSize: 16, seed, stepTokens: false, reference: false,
+      repetitionPenalty: 1.2, bosId: 50256, metaschedule: null, contextAttention: 'block_causal', blockAttention: 'full',
+    });
+    batch.add(1, options(5, 1n), null, false);
+    batch.add(2, options(12, 2n), null, false);
+    // 1 finishes at step 5: the call stops there; both report where they are, 1 with its tokens
+    let events = await batch.step(8);
+    assert.deepStrictEqual(events.map((e) => [e.id, e.step, e.done]), [[1, 5, true], [2, 5, false]]);
+    assert.strictEqual(events[0].tokens.length, 16);
+    assert.strictEqual(events[1].tokens, null);
+    // 2 alone: 4 more steps in one call (the cap), then the last 3
+    events = await batch.step(4);
+    assert.deepStrictEqual(events.map((e) => [e.id, e.step, e.done]), [[2, 9, false]]);
+    events = await batch.step(16);
+    assert.deepStrictEqual(events.map((e) => [e.id, e.step, e.done]), [[2, 12, true]]);
+    batch.close();
   });
 
   it('dispose() while a batch runs rejects all of its calls with HDLM_DISPOSED; later calls are a clear error', async () => {

@@ -25,11 +25,11 @@ describe('package: npm pack contents', function () {
   it('holds only dist/, native/, the install scripts, the build files, models/, prebuilds/, the docs and the server page', function () {
     const allowed = [
       /^dist\/([\w-]+\/)*[\w-]+\.(js|mjs|d\.ts)$/,
-      /^native\/((napi|engine|engine\/models|engine\/samplers|cuda)\/[\w-]+\.(cc|h|cu)|jit\/[\w-]+\.py|sources\.json)$/,
-      /^scripts\/(build-native|build-config|embed-sources|find-libtorch|gyp-libtorch|prebuild-check)\.js$/,
+      /^native\/((napi|engine|engine\/models|engine\/samplers|cuda|libloader)\/[\w-]+\.(cc|h|cu)|jit\/[\w-]+\.py|sources\.json|prebuilds\.json)$/,
+      /^scripts\/(build-native|build-config|embed-sources|find-libtorch|gyp-libtorch)\.js$/,
       /^scripts\/install-system-deps\.sh$/,
       /^models\/brown-epsilon\/(config\.json|model\.safetensors)$/,
-      /^prebuilds\/[\w-]+\/(hdlm\.node|hdlm\.libtorch\.json)$/,
+      /^prebuilds\/(manifest\.json|[\w-]+\/hdlm_libloader\.node|[\w-]+\/[\w.-]+\/(hdlm\.node|hdlm\.libtorch\.json))$/,
       /^(CMakeLists\.txt|binding\.gyp|package\.json|README\.md|LICENSE)$/,
       /^docs\/[\w-]+\.md$/,
       /^lib\/server\/page\/[\w-]+\.(html|js|css)$/,
@@ -48,7 +48,9 @@ describe('package: npm pack contents', function () {
       ...Object.values(pkg.exports['./eval']).map((f) => f.replace(/^\.\//, '')),
       pkg.bin.hdlm.replace(/^\.\//, ''),
       // the install script and what it requires
-      'scripts/build-native.js', 'scripts/find-libtorch.js', 'scripts/prebuild-check.js', 'scripts/gyp-libtorch.js',
+      'scripts/build-native.js', 'scripts/find-libtorch.js', 'scripts/gyp-libtorch.js',
+      // what chooses and loads a prebuild (also at install)
+      'dist/native/libtorch.js', 'dist/native/prebuilds.js', 'native/libloader/libloader.cc',
       // what both builds read: the one source list and the script that embeds jit/ and cuda/
       'native/sources.json', 'scripts/embed-sources.js', 'scripts/build-config.js',
       'models/brown-epsilon/config.json', 'models/brown-epsilon/model.safetensors',
@@ -94,9 +96,13 @@ describe('package: npm pack contents', function () {
     assert.strictEqual(bin.stdout.trim(), pkg.version, bin.stderr);
   });
 
-  it('a prebuild, when present, ships with its libtorch record', function () {
-    const prebuilds = files.filter((f) => /^prebuilds\/.*\.node$/.test(f));
+  it('a prebuild, when present, ships with its manifest entry, the manifest and the library opener', function () {
+    const prebuilds = files.filter((f) => /^prebuilds\/.*\/hdlm\.node$/.test(f));
     if (!prebuilds.length) this.skip(); // none built in this checkout (npm run package:prebuild)
-    for (const f of prebuilds) assert.ok(files.includes(path.posix.join(path.posix.dirname(f), 'hdlm.libtorch.json')), `${f} has hdlm.libtorch.json`);
+    assert.ok(files.includes('prebuilds/manifest.json'), 'prebuilds/manifest.json');
+    for (const f of prebuilds) {
+      assert.ok(files.includes(path.posix.join(path.posix.dirname(f), 'hdlm.libtorch.json')), `${f} has hdlm.libtorch.json`);
+      assert.ok(files.includes(path.posix.join(path.posix.dirname(path.posix.dirname(f)), 'hdlm_libloader.node')), `${f} has the opener beside its folder`);
+    }
   });
 });

@@ -3,8 +3,8 @@
 // `npm install <tgz>`, then the quick-start through the CLI there (`npx hdlm generate` with the
 // shipped demo model, offline; `npx hdlm info --json` reporting the libtorch in use). With a
 // prebuild in the tarball (`npm run package:prebuild` first, as .ci/run does) the install must
-// use it and compile nothing; a prebuild whose record is faked to another libtorch version is
-// then refused with the clear error, and `npm rebuild hdlm --build-from-source` (the command
+// use it and compile nothing; a prebuild whose manifest entry is faked to another libtorch
+// version is then refused with the clear error, and `npm rebuild hdlm --build-from-source` (the command
 // that error gives) builds from source and works.
 //
 // Slow (npm install from the registry, a native build): runs only with HDLM_TEST_TARBALL=1,
@@ -60,10 +60,11 @@ describe('tarball: npm pack, install into an empty project, run the quick-start'
     tarball = path.join(tmp, info.filename);
     assert.ok(fs.existsSync(tarball), tarball);
     const files = info.files.map((f) => f.path);
-    hasPrebuild = files.some((f) => /^prebuilds\/linux-x64\/hdlm\.node$/.test(f));
+    hasPrebuild = files.some((f) => /^prebuilds\/linux-x64\/torch1\.13-cpu-cxx11\/hdlm\.node$/.test(f));
     if (process.env.HDLM_TARBALL_EXPECT_PREBUILD === '1') {
-      assert.ok(hasPrebuild, 'the tarball ships prebuilds/linux-x64/hdlm.node (.ci/run builds it first)');
-      assert.ok(files.includes('prebuilds/linux-x64/hdlm.libtorch.json'), 'with its libtorch record');
+      assert.ok(hasPrebuild, 'the tarball ships prebuilds/linux-x64/torch1.13-cpu-cxx11/hdlm.node (.ci/run builds it first)');
+      assert.ok(files.includes('prebuilds/linux-x64/torch1.13-cpu-cxx11/hdlm.libtorch.json'), 'with its manifest entry');
+      assert.ok(files.includes('prebuilds/manifest.json') && files.includes('prebuilds/linux-x64/hdlm_libloader.node'), 'the manifest and the library opener');
     }
     assert.ok(!files.some((f) => /^(test|build|bench)\//.test(f)), 'no tests or build tree');
     console.log(`      ${info.filename}: ${(info.size / 1e6).toFixed(1)} MB, ${files.length} files, prebuild: ${hasPrebuild ? 'yes' : 'no'}`);
@@ -75,7 +76,7 @@ describe('tarball: npm pack, install into an empty project, run the quick-start'
     assert.strictEqual(r.status, 0, r.all);
     console.log(`      npm install: ${(r.ms / 1000).toFixed(0)} s`);
     if (hasPrebuild) {
-      assert.match(r.stdout + r.stderr, /hdlm: using the prebuilt binary prebuilds\/linux-x64\/hdlm\.node .*nothing to compile/);
+      assert.match(r.stdout + r.stderr, /hdlm: using the prebuilt binary prebuilds\/linux-x64\/torch1\.13-cpu-cxx11\/hdlm\.node .*nothing to compile/);
       assert.ok(!fs.existsSync(path.join(installed, 'build')), 'nothing was compiled');
     } else {
       assert.match(r.stdout + r.stderr, /hdlm: building from source/);
@@ -108,22 +109,25 @@ describe('tarball: npm pack, install into an empty project, run the quick-start'
     assert.strictEqual(info.binary.kind, hasPrebuild ? 'prebuild' : 'source');
     assert.ok(info.binary.path.startsWith(installed + path.sep), info.binary.path);
     if (hasPrebuild) {
-      const record = JSON.parse(fs.readFileSync(path.join(installed, 'prebuilds', 'linux-x64', 'hdlm.libtorch.json'), 'utf8'));
-      assert.strictEqual(info.binary.builtFor.version, record.libtorch.version);
+      const manifest = JSON.parse(fs.readFileSync(path.join(installed, 'prebuilds', 'manifest.json'), 'utf8'));
+      const entry = manifest.prebuilds.find((e) => e.id === info.binary.prebuild);
+      assert.ok(entry, `hdlm info names a prebuild of the manifest: ${info.binary.prebuild}`);
+      assert.deepStrictEqual(info.binary.builtFor, entry.libtorch);
+      assert.strictEqual(info.binary.libtorch.libDir, info.libtorch.dir, 'runs on the libtorch it was chosen for');
+      assert.match(info.binary.reason, /is built for libtorch .*, the libtorch found/);
     }
     const plain = hdlm(['info']);
     assert.strictEqual(plain.status, 0, plain.all);
     assert.ok(plain.stdout.includes(info.libtorch.file), plain.stdout);
   });
 
-  describe('a prebuild recorded for another libtorch (faked record)', function () {
-    let recordFile;
+  describe('a prebuild recorded for another libtorch (faked manifest entry)', function () {
     before(function () {
       if (!hasPrebuild) this.skip();
-      recordFile = path.join(installed, 'prebuilds', 'linux-x64', 'hdlm.libtorch.json');
-      const record = JSON.parse(fs.readFileSync(recordFile, 'utf8'));
-      record.libtorch.version = '2.99.0';
-      fs.writeFileSync(recordFile, JSON.stringify(record, null, 2));
+      const manifestFile = path.join(installed, 'prebuilds', 'manifest.json');
+      const manifest = JSON.parse(fs.readFileSync(manifestFile, 'utf8'));
+      for (const e of manifest.prebuilds) e.libtorch.version = '2.99.0';
+      fs.writeFileSync(manifestFile, JSON.stringify(manifest, null, 2));
     });
 
     it('is refused with a clear error by the CLI and the API, not a crash', function () {
@@ -132,7 +136,7 @@ describe('tarball: npm pack, install into an empty project, run the quick-start'
         assert.strictEqual(r.status, 1, r.all);
         assert.strictEqual(r.signal, null);
         assert.strictEqual(r.stdout, '');
-        assert.match(r.stderr, /^hdlm: the prebuilt hdlm binary .*prebuilds\/linux-x64\/hdlm\.node cannot be used: it was built for libtorch 2\.99\.0 \(CPU, C\+\+11 ABI\), but the libtorch the dynamic loader finds \(.*libtorch_cpu\.so[^)]*\) is libtorch \d+\.\d+\.\d+/);
+        assert.match(r.stderr, /^hdlm: no prebuilt hdlm binary fits the libtorch found: \/\S+ \(through \w+\) is libtorch \d+\.\d+\.\d+ \(CPU, C\+\+11 ABI\)\. The package has prebuilds for: torch1\.13-cpu-cxx11 \(linux-x64, libtorch 2\.99\.0 \(CPU, C\+\+11 ABI\)\)/);
         assert.match(r.stderr, /npm rebuild hdlm --build-from-source/);
         assert.doesNotMatch(r.stderr, /^\s+at /m);
       }

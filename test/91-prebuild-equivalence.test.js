@@ -1,6 +1,6 @@
 'use strict';
-// The shipped binary is the tested one: the prebuild (node-gyp through prebuildify, binding.gyp,
-// `npm run package:prebuild`) and the cmake-js build (CMakeLists.txt, what `npm ci` builds and the
+// The shipped binary is the tested one: the prebuild for this machine's libtorch (node-gyp through
+// binding.gyp, `npm run package:prebuild`) and the cmake-js build (CMakeLists.txt, what `npm ci` builds and the
 // rest of the suite runs) are built from one definition (native/sources.json), and must sample
 // identically: every epsilon sampler and algorithm in both modes, the shifted samplers, the gamma
 // samplers and forward, seeded, on tiny CPU models. Each binary is loaded in its own process
@@ -16,7 +16,18 @@ const { spawnSync } = require('child_process');
 
 const root = path.resolve(__dirname, '..');
 const cmakeBuild = path.join(root, 'build', 'Release', 'hdlm.node');
-const prebuild = path.join(root, 'prebuilds', `${process.platform}-${process.arch}`, 'hdlm.node');
+const { locateLibtorch } = require('../dist/native/libtorch');
+const { readManifest, selectPrebuild } = require('../dist/native/prebuilds');
+
+// the package's prebuild for the libtorch found here, or null
+function prebuildHere() {
+  const manifest = readManifest(root);
+  const torch = locateLibtorch().found;
+  if (!manifest || typeof manifest === 'string' || !torch) return null;
+  const choice = selectPrebuild(manifest, torch);
+  return choice.ok ? path.join(root, 'prebuilds', choice.entry.file) : null;
+}
+const prebuild = prebuildHere();
 const expectPrebuild = process.env.HDLM_EXPECT_PREBUILD === '1';
 
 // The newest file the binaries are built from.
@@ -33,8 +44,8 @@ function newestSource() {
   return files.reduce((a, f) => (fs.statSync(f).mtimeMs > fs.statSync(a).mtimeMs ? f : a));
 }
 
-function outputsOf(file) {
-  const r = spawnSync(process.execPath, [path.join(__dirname, 'helpers', 'sampler-outputs.js'), file], {
+function outputsOf(which, file) {
+  const r = spawnSync(process.execPath, [path.join(__dirname, 'helpers', 'sampler-outputs.js'), which], {
     cwd: root,
     encoding: 'utf8',
     timeout: 600000,
@@ -45,7 +56,7 @@ function outputsOf(file) {
   return JSON.parse(line.slice('RESULT:'.length));
 }
 
-describe('prebuild: the node-gyp prebuild samples exactly as the cmake-js build', function () {
+describe('prebuild: the prebuild samples exactly as the cmake-js build', function () {
   this.timeout(1200000);
   let built;
   let pre;
@@ -56,14 +67,14 @@ describe('prebuild: the node-gyp prebuild samples exactly as the cmake-js build'
       console.log(`      skipped: ${why}`);
       this.skip();
     };
-    if (!fs.existsSync(prebuild)) return skip(`there is no prebuild ${path.relative(root, prebuild)} (npm run package:prebuild builds it)`);
+    if (!prebuild || !fs.existsSync(prebuild)) return skip('there is no prebuild for the libtorch found here in prebuilds/manifest.json (npm run package:prebuild builds it)');
     const newest = newestSource();
     if (fs.statSync(prebuild).mtimeMs < fs.statSync(newest).mtimeMs) {
       return skip(`the prebuild is older than ${path.relative(root, newest)} (npm run package:prebuild rebuilds it)`);
     }
     assert.ok(fs.existsSync(cmakeBuild), `${path.relative(root, cmakeBuild)} exists (npm run build:native)`);
-    built = outputsOf(cmakeBuild);
-    pre = outputsOf(prebuild);
+    built = outputsOf('source', cmakeBuild);
+    pre = outputsOf('prebuild', prebuild);
   });
 
   it('each child loaded the binary it was given, the prebuild through its libtorch check', function () {

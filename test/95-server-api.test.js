@@ -47,7 +47,7 @@ describe('server: OpenAI API (openai client)', function () {
     const m = await client.models.retrieve(MODEL_ID);
     assert.strictEqual(m.object, 'model');
     assert.strictEqual(m.hdlm.context_length, 256);
-    assert.strictEqual(m.hdlm.suffix_supported, false);
+    assert.strictEqual(m.hdlm.suffix_supported, true);
     await assert.rejects(client.models.retrieve('other'), (e) => e instanceof NotFoundError && e.code === 'model_not_found');
   });
 
@@ -136,6 +136,35 @@ describe('server: OpenAI API (openai client)', function () {
     assert.strictEqual(echoStream.texts[0], PROMPT + full);
   });
 
+  it('suffix: the completion is infilled between prompt and suffix, as fullDiff with the suffix held fixed', async () => {
+    const { smartModelLoader, fullDiff } = require('../dist');
+    const { DEMO_MODEL, tempDir } = require('./helpers/reference');
+    const req = { model: MODEL_ID, prompt: PROMPT, max_tokens: 8, steps: 6, seed: 23, alg: 'acs', temperature: 1 };
+    const suffixes = [' in the year 1961, said the', ' and the river ran dry that summer.'];
+    const served = [];
+    for (const suffix of suffixes) served.push((await client.completions.create({ ...req, suffix })).choices[0].text);
+    // the suffix is used: the same seed with another suffix gives another completion
+    assert.notStrictEqual(served[0], served[1]);
+    const cache = tempDir('serve-suffix');
+    const { model } = await smartModelLoader(DEMO_MODEL, { device: 'cpu', torchscriptCacheDir: cache });
+    try {
+      const prompt = tokenizer.encode(PROMPT);
+      for (let k = 0; k < suffixes.length; k++) {
+        const suffix = tokenizer.encode(suffixes[k]);
+        const at = prompt.length + req.max_tokens;
+        const [row] = await fullDiff({
+          model, prompt, fixed: [{ at, tokens: suffix }], contextLength: at + suffix.length, steps: 6, seed: 23n, alg: 'acs', temperature: 1,
+        });
+        assert.deepStrictEqual(row.slice(at), suffix, 'the suffix is held');
+        const completion = row.slice(prompt.length, at);
+        const eos = completion.indexOf(50256);
+        assert.strictEqual(served[k], tokenizer.decode(eos >= 0 ? completion.slice(0, eos) : completion), `suffix ${k}`);
+      }
+    } finally {
+      model.dispose();
+    }
+  });
+
   it('errors come in OpenAI shape and map to the client\'s error classes', async () => {
     const ok = { model: MODEL_ID, prompt: PROMPT, max_tokens: 4 };
     const expect400 = async (body, param, code, re) => {
@@ -154,7 +183,9 @@ describe('server: OpenAI API (openai client)', function () {
     await expect400({ ...ok, prompt: 'word '.repeat(300) }, 'prompt', 'context_length_exceeded');
     await expect400({ ...ok, temperature: 3 }, 'temperature', 'invalid_value');
     await expect400({ ...ok, alg: 'beam' }, 'alg', 'invalid_value', /one of original, acs/);
-    await expect400({ ...ok, suffix: ' in 1961.' }, 'suffix', 'unsupported_parameter', /infill/);
+    await expect400({ ...ok, suffix: 'word '.repeat(260) }, 'prompt', 'context_length_exceeded', /prompt and suffix/);
+    await expect400({ ...ok, suffix: 'word '.repeat(248), max_tokens: 8 }, 'max_tokens', 'context_length_exceeded', /in your suffix/);
+    await expect400({ ...ok, suffix: 5 }, 'suffix', 'invalid_value', /must be a string/);
     await expect400({ ...ok, logprobs: 2 }, 'logprobs', 'unsupported_parameter');
     await expect400({ ...ok, denoise: true }, 'denoise', 'invalid_value', /stream/);
     await expect400({ ...ok, prompt: [464, 50257] }, 'prompt[1]', 'invalid_value');

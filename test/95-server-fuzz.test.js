@@ -66,7 +66,7 @@ function malformed() {
   field('user', 5);
   field('user', 'x'.repeat(300));
   field('suffix', 5);
-  field('suffix', 'a real suffix');
+  field('suffix', 'word '.repeat(300), 'prompt'); // prompt and suffix leave no room
   field('logprobs', 10);
   field('logprobs', 'x');
   field('best_of', 3);

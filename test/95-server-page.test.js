@@ -60,7 +60,7 @@ describe('server: the page in headless Chromium', function () {
     await page.waitForSelector('#run:not([disabled])');
     assert.strictEqual(await page.$eval('#model-name', (e) => e.textContent), MODEL_ID);
     assert.strictEqual(await page.$eval('#status', (e) => e.textContent), 'ready');
-    assert.strictEqual(await page.$eval('#suffix', (e) => e.disabled), true, 'suffix disabled until the library can infill');
+    assert.strictEqual(await page.$eval('#suffix', (e) => e.disabled), false, 'the suffix can be typed (infilling)');
     const algs = await page.$$eval('#alg option', (os) => os.map((o) => o.value));
     assert.deepStrictEqual(algs, ['original', 'acs', 'remask', 'remask_adhoc_shuffle', 'remdm']);
   });

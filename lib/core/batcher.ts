@@ -17,6 +17,12 @@ export function batchable(native: NativeSampleOptions): boolean {
   return native.mode === 'full' && !native.reference && (native.alg === 'original' || native.alg === 'acs') && native.cfgScale === 0;
 }
 
+/**
+ * Native steps per round trip through the event loop (one while a row has an onStep, which sees
+ * every step as it happens); joins and aborts still take effect at the next step.
+ */
+const STEPS_PER_CALL = 16;
+
 interface Row {
   fnName: string;
   native: NativeSampleOptions;
@@ -57,7 +63,7 @@ class Batcher {
       const id = this.#nextId++;
       try {
         if (!this.#batch) this.#batch = this.#model.native().openBatch();
-        this.#batch.add(id, native, null);
+        this.#batch.add(id, native, null, onStep !== null);
       } catch (e) {
         if (this.#rows.size === 0) this.#close();
         reject(toHdlmError(e));
@@ -102,7 +108,7 @@ class Batcher {
       while (this.#rows.size > 0 && this.#batch) {
         let events: NativeBatchEvent[];
         try {
-          events = await this.#batch.step();
+          events = await this.#batch.step(STEPS_PER_CALL);
         } catch (e) {
           this.#failAll(e);
           break;
@@ -158,6 +164,8 @@ const batchers = new WeakMap<HdlmModel, Batcher>();
 
 /** @internal Runs a batchable fullDiff call in the model's batch. */
 export function runBatched(fnName: string, model: HdlmModel, native: NativeSampleOptions, signal: AbortSignal | null, onStep: ((info: StepInfo) => void) | null): Promise<number[][]> {
+  // an already-aborted call never reaches the model (as a lone call)
+  if (signal?.aborted) return Promise.reject(new AbortError(`${fnName} was aborted before it started`, { cause: signal.reason }));
   let b = batchers.get(model);
   if (!b) {
     b = new Batcher(model);

@@ -3,7 +3,7 @@
  * the embedded demo model.
  */
 import * as path from 'path';
-import { addon, nativeBinary, loadedLibtorch, type NativeBinaryInfo, type LoadedLibtorch } from '../binding';
+import { addon, availablePrebuilds, nativeBinary, loadedLibtorch, type NativeBinaryInfo, type LoadedLibtorch } from '../binding';
 import { invalidParameterError } from '../errors';
 
 /** The libtorch this build runs on, and what it sees. */
@@ -15,10 +15,10 @@ export function runtimeInfo(): { libtorchVersion: string; cudaCompiled: boolean;
  * The native binary in use and the libtorch this process runs on: `binary` says whether a
  * prebuilt binary (and for which libtorch it was built) or a build from source was loaded;
  * `libtorch` is the libtorch library actually loaded (its file, version, CUDA, C++ ABI; null
- * where /proc/self/maps cannot be read).
+ * where /proc/self/maps cannot be read); `prebuilds` lists the package's prebuilt binaries (one line).
  */
-export function nativeInfo(): { binary: NativeBinaryInfo; libtorch: LoadedLibtorch | null } {
-  return { binary: nativeBinary(), libtorch: loadedLibtorch() };
+export function nativeInfo(): { binary: NativeBinaryInfo; libtorch: LoadedLibtorch | null; prebuilds: string } {
+  return { binary: nativeBinary(), libtorch: loadedLibtorch(), prebuilds: availablePrebuilds() };
 }
 
 /**

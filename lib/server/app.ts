@@ -9,7 +9,6 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import { ALGORITHMS } from '../index';
 import { bearerAuth } from './auth';
 import { handleCompletion, type CompletionContext } from './completions';
-import { SUFFIX_SUPPORTED } from './engine';
 import { ApiError, retryAfterSeconds, toApiError } from './errors';
 import type { ServerMetrics } from './metrics';
 import type { ResolvedServeOptions } from './options';
@@ -168,7 +167,8 @@ export function buildApp(state: AppState): FastifyInstance {
         max_n: o.maxBatch,
         max_prompts: o.maxPrompts,
         default_max_tokens: o.maxTokens,
-        suffix_supported: SUFFIX_SUPPORTED,
+        // a suffix is infilled: held fixed after the completion
+        suffix_supported: true,
       },
     };
   };

@@ -11,8 +11,8 @@
 import { randomBytes } from 'crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AbortError, tokenizer } from '../index';
-import { SUFFIX_SUPPORTED, runSampling, totalStepsOf, type SamplingJob } from './engine';
-import { ApiError, invalidField, toApiError, unsupportedField } from './errors';
+import { runSampling, totalStepsOf, type SamplingJob } from './engine';
+import { ApiError, invalidField, toApiError } from './errors';
 import type { ServerMetrics } from './metrics';
 import { parseCompletionRequest, type CompletionRequest, type ServerLimits } from './request';
 import type { Scheduler } from './scheduler';
@@ -46,9 +46,6 @@ function completionId(): string {
 
 /** Checks what depends on the model (room for each prompt, total steps) and lays out the jobs. */
 function plan(request: CompletionRequest, limits: ServerLimits): PlannedJob[] {
-  if (request.suffix && !SUFFIX_SUPPORTED) {
-    throw unsupportedField('suffix', 'suffix (infilling) needs the infill support of the hdlm library, which this version does not have yet; send the request without suffix');
-  }
   const suffixLength = request.suffix ? request.suffix.length : 0;
   const base = request.seed ?? randomBytes(8).readBigUInt64LE();
   return request.prompts.map((prompt, index) => {
@@ -137,14 +134,19 @@ export async function handleCompletion(req: FastifyRequest, reply: FastifyReply,
     run: async (replica) => {
       const startedAt = performance.now();
       let last = startedAt;
+      // Only a streamed job watches its steps: a job nobody watches lets the library run several
+      // steps per round trip through the event loop (lib/core/batcher.ts); its step times are
+      // then its mean step time, observed once per step, at its end.
       const streamHook = request.stream ? streamStep(job.index) : null;
-      const onStep: SamplingJob['onStep'] = (step, total, completions) => {
-        const now = performance.now();
-        if (step === 1) ctx.metrics.firstFrameSeconds.observe((now - startedAt) / 1000);
-        else ctx.metrics.stepSeconds.observe((now - last) / 1000);
-        last = now;
-        streamHook?.(step, total, completions);
-      };
+      const onStep: SamplingJob['onStep'] = streamHook
+        ? (step, total, completions) => {
+            const now = performance.now();
+            if (step === 1) ctx.metrics.firstFrameSeconds.observe((now - startedAt) / 1000);
+            else ctx.metrics.stepSeconds.observe((now - last) / 1000);
+            last = now;
+            streamHook(step, total, completions);
+          }
+        : null;
       let outcome: 'ok' | 'aborted' | 'error' = 'error';
       try {
         const rows = await runSampling({
@@ -153,6 +155,11 @@ export async function handleCompletion(req: FastifyRequest, reply: FastifyReply,
           blockSize: request.blockSize, signal, onStep, stepTokens: wantTokens,
         });
         outcome = 'ok';
+        if (!streamHook) {
+          const total = totalStepsOf({ prompt: job.prompt, suffix: request.suffix, completionLength: job.completionLength, steps: request.steps, blockSize: request.blockSize });
+          const mean = (performance.now() - startedAt) / 1000 / total;
+          for (let i = 0; i < total; i++) ctx.metrics.stepSeconds.observe(mean);
+        }
         ctx.metrics.addTokens(n * job.completionLength);
         return rows;
       } catch (e) {

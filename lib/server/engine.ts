@@ -7,19 +7,16 @@
  * Every job is its own `fullDiff` / `semiDiff` call, started as soon as the scheduler admits
  * it. The library merges concurrent fast-mode `fullDiff` calls ('original' / 'acs') into the
  * model's running batch step by step (lib/core/batcher.ts): a job joins at the next step and
- * leaves when it ends or its client goes. When the library can hold a suffix fixed (infilling),
- * only this file changes: `SUFFIX_SUPPORTED` turns true and `runSampling` passes the suffix.
+ * leaves when it ends or its client goes. A suffix is held fixed after the completion (the
+ * library's infilling, `fixed`), so the completion is sampled to fit between prompt and suffix.
  */
 import { fullDiff, semiDiff, type Algorithm, type HdlmModel, type StepInfo } from '../index';
-
-/** Whether a job may carry a fixed suffix (needs the library's infilling). */
-export const SUFFIX_SUPPORTED = false;
 
 export interface SamplingJob {
   model: HdlmModel;
   /** token ids fixed at the start of every sample */
   prompt: number[];
-  /** token ids fixed at the end of every sample (null: none); needs SUFFIX_SUPPORTED */
+  /** token ids fixed right after the completion in every sample (null: none) */
   suffix: number[] | null;
   /** tokens sampled between prompt and suffix */
   completionLength: number;
@@ -59,10 +56,6 @@ export function totalStepsOf(job: Pick<SamplingJob, 'prompt' | 'suffix' | 'compl
 
 /** Runs one job; resolves to the completion tokens of each sample (rejects with the library's AbortError on abort). */
 export async function runSampling(job: SamplingJob): Promise<number[][]> {
-  if (job.suffix && job.suffix.length > 0) {
-    // The request layer refuses suffixes while SUFFIX_SUPPORTED is false; reaching here is a bug.
-    throw new Error('runSampling: a fixed suffix needs the library\'s infilling');
-  }
   const start = job.prompt.length;
   const end = start + job.completionLength;
   const slice = (rows: number[][]) => rows.map((row) => row.slice(start, end));
@@ -72,6 +65,7 @@ export async function runSampling(job: SamplingJob): Promise<number[][]> {
   const common = {
     model: job.model,
     prompt: job.prompt.length > 0 ? job.prompt : undefined,
+    fixed: job.suffix && job.suffix.length > 0 ? [{ at: end, tokens: job.suffix }] : undefined,
     batchSize: job.samples,
     contextLength: contextLengthOf(job),
     alg: job.alg,

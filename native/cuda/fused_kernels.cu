@@ -150,9 +150,9 @@ extern "C" __global__ void layer_norm_rows_any(bf16* __restrict__ h, const long 
   for (int j = lane; j < D; j += 32) y[j] = f2bf((bf2f(x[j]) - mean) * rstd * bf2f(weight[j]));
 }
 
-// Philox4x32-10 (Salmon et al. 2011): one 32-bit word per (counter, key).
-__device__ __forceinline__ unsigned int philox(unsigned int c0, unsigned int c1, unsigned int c2, unsigned int c3,
-                                               unsigned int k0, unsigned int k1) {
+// Philox4x32-10 (Salmon et al. 2011): 64 random bits per (counter, key).
+__device__ __forceinline__ unsigned long long philox(unsigned int c0, unsigned int c1, unsigned int c2, unsigned int c3,
+                                                     unsigned int k0, unsigned int k1) {
   for (int r = 0; r < 10; ++r) {
     const unsigned int hi0 = __umulhi(0xD2511F53u, c0), lo0 = 0xD2511F53u * c0;
     const unsigned int hi1 = __umulhi(0xCD9E8D57u, c2), lo1 = 0xCD9E8D57u * c2;
@@ -163,7 +163,7 @@ __device__ __forceinline__ unsigned int philox(unsigned int c0, unsigned int c1,
     k0 += 0x9E3779B9u;
     k1 += 0xBB67AE85u;
   }
-  return c0;
+  return ((unsigned long long)c0 << 32) | c1;  // two of the four output words
 }
 
 // (value, index) as one integer whose order is argmax order: larger value first, NaN above
@@ -191,13 +191,16 @@ __device__ void gumbel_keys(const T* __restrict__ logits, long long row_stride, 
   for (int j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
     float v = to_float(l[j]);
     if (temperature > 0.f) {
-      const unsigned int bits = philox((unsigned int)j, (unsigned int)row, (unsigned int)stream,
-                                       (unsigned int)(stream >> 32), (unsigned int)seed, (unsigned int)(seed >> 32));
-      // 23 bits centred in their bins: u in [2^-24, 1 - 2^-24], all exact in fp32, never 0 or 1.
-      // (24 bits + 0.5 round the top value to exactly 1: -ln(-ln 1) = +inf would then pick a
-      // uniformly random token for about V * 2^-24 = 0.3 % of the rows at a 50k vocabulary.)
-      const float u = ((float)(bits >> 9) + 0.5f) * (1.0f / 8388608.0f);
-      v += temperature * -logf(-logf(u));
+      const unsigned long long bits =
+          philox((unsigned int)j, (unsigned int)row, (unsigned int)stream, (unsigned int)(stream >> 32),
+                 (unsigned int)seed, (unsigned int)(seed >> 32));
+      // 52 bits centred in their bins: u in [2^-53, 1 - 2^-53], every value exact in double (53
+      // bits + 0.5 would round the top one to 1), never 0 or 1, as reference mode's float64
+      // uniforms. The noise -ln(-ln u) is computed in double: its upper tail then reaches 36.7,
+      // where fp32 stops at 16.6, so a token 17 or more nats below the best keeps its small chance.
+      // That matters where the model is sure of a token, as at the unmasked positions acs resamples.
+      const double u = ((double)(bits >> 12) + 0.5) * (1.0 / 4503599627370496.0);
+      v += temperature * (float)-log(-log(u));
     }
     const unsigned long long k = argmax_key(v, j);
     if (k > best) best = k;

@@ -21,10 +21,14 @@ namespace hdlm {
 class BatchedSampler {
  public:
   virtual ~BatchedSampler() = default;
-  virtual void add(int64_t id, const SampleOptions& options) = 0;
+  // watch: the request's caller sees every step as it happens (a step call returns after each
+  // step while such a request runs).
+  virtual void add(int64_t id, const SampleOptions& options, bool watch) = 0;
   virtual void remove(int64_t id) = 0;
-  // One step of every request; a finished request leaves the batch.
-  virtual std::vector<BatchRowEvent> step() = 0;
+  // Up to max_steps steps of every request, fewer once a request finishes (it leaves the batch)
+  // or while a watched request runs (one). Events: each request's last step of the call, and
+  // every step where it finished, is watched or asked for its tokens.
+  virtual std::vector<BatchRowEvent> step(int64_t max_steps) = 0;
 };
 
 class Model {

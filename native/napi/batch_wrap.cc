@@ -8,17 +8,18 @@ namespace hdlm {
 namespace js {
 namespace {
 
-// One step of the batch on a pool thread; resolves to [{ id, step, total, done, tokens }].
+// Steps of the batch on a pool thread; resolves to [{ id, step, total, done, tokens }].
 class BatchStepTask : public PromiseTask {
  public:
-  BatchStepTask(Napi::Env env, BatchParts parts) : PromiseTask(env), parts_(std::move(parts)) {}
+  BatchStepTask(Napi::Env env, BatchParts parts, int64_t max_steps)
+      : PromiseTask(env), parts_(std::move(parts)), max_steps_(max_steps) {}
 
  protected:
   void Run() override {
     if (parts_.state->disposed.load()) {
       throw EngineError("HDLM_DISPOSED", "the model was disposed while this call was running");
     }
-    events_ = parts_.sampler->step();
+    events_ = parts_.sampler->step(max_steps_);
   }
   void Execute() override {
     PromiseTask::Execute();
@@ -42,6 +43,7 @@ class BatchStepTask : public PromiseTask {
 
  private:
   BatchParts parts_;
+  int64_t max_steps_;
   std::vector<BatchRowEvent> events_;
 };
 
@@ -81,17 +83,19 @@ BatchParts& BatchWrap::live(Napi::Env env) {
   return parts_;
 }
 
-// add(id, options, fixedTokens | null)
+// add(id, options, fixedTokens | null, watch)
 Napi::Value BatchWrap::Add(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   auto& parts = live(env);
-  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsObject()) throw_type(env, "add(id, options, fixedTokens)");
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsObject())
+    throw_type(env, "add(id, options, fixedTokens, watch)");
   auto options = read_sample_options(env, info[1].As<Napi::Object>());
   if (info.Length() > 2 && !info[2].IsNull() && !info[2].IsUndefined()) {
     options.fixed_tokens = to_int32_vector(env, info[2], "fixedTokens");
   }
   try {
-    parts.sampler->add(info[0].As<Napi::Number>().Int64Value(), options);
+    const bool watch = info.Length() > 3 && info[3].ToBoolean().Value();
+    parts.sampler->add(info[0].As<Napi::Number>().Int64Value(), options, watch);
   } catch (const EngineError& e) {
     throw make_error(env, e.code, e.what());
   }
@@ -106,10 +110,14 @@ Napi::Value BatchWrap::Remove(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// step(maxSteps)
 Napi::Value BatchWrap::Step(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   auto& parts = live(env);
-  auto* task = new BatchStepTask(env, parts);
+  if (info.Length() < 1 || !info[0].IsNumber()) throw_type(env, "step(maxSteps)");
+  const int64_t max_steps = info[0].As<Napi::Number>().Int64Value();
+  if (max_steps < 1) throw make_error(env, "HDLM_INVALID_ARGUMENT", "step(maxSteps): maxSteps must be at least 1");
+  auto* task = new BatchStepTask(env, parts, max_steps);
   napi_value promise = task->Promise();
   pool_of(env).Submit(task);
   return Napi::Value(env, promise);

@@ -1,20 +1,21 @@
 'use strict';
-// Child process of test/91-prebuild-equivalence.test.js: loads the native addon at the path given
-// on the command line (not the one node-gyp-build would pick), runs the samplers on tiny CPU
-// models with fixed seeds, and prints RESULT:{ binary, cases: { name: tokens | { error } } }.
+// Child process of test/91-prebuild-equivalence.test.js: loads the native addon the command line
+// names, runs the samplers on tiny CPU models with fixed seeds, and prints
+// RESULT:{ binary, cases: { name: tokens | { error } } }.
 //
-//   node test/helpers/sampler-outputs.js <addon.node>
-//
-// The addon is chosen by answering node-gyp-build's resolve() with that file, so lib/binding.ts
-// loads it exactly as it loads any addon: a prebuild (a file under prebuilds/) is checked
-// against the libtorch found first, as in an installed package.
+//   node test/helpers/sampler-outputs.js source      the build from source (build/Release)
+//   node test/helpers/sampler-outputs.js prebuild    the package's prebuild that fits the libtorch
+//                                                    found (HDLM_PREBUILD pointed at the package:
+//                                                    chosen, checked and loaded as when installed)
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const crypto = require('crypto');
 
-const file = path.resolve(process.argv[2]);
-require('node-gyp-build').resolve = () => file;
+const which = process.argv[2];
+if (which !== 'source' && which !== 'prebuild') throw new Error('usage: sampler-outputs.js source|prebuild');
+if (which === 'prebuild') process.env.HDLM_PREBUILD = path.resolve(__dirname, '..', '..');
+else delete process.env.HDLM_PREBUILD;
 
 const hdlm = require('../../dist');
 const { makeEpsilonCheckpoint } = require('./safetensors-writer');

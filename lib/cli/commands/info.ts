@@ -12,11 +12,12 @@ import { out } from '../terminal';
 const HELP = `Usage: hdlm info [--json]
 
 Shows the libtorch in use (its version and the library file this process loaded), whether the
-addon is a prebuilt binary (and the libtorch it was built for) or built from source, CUDA support
+addon is a prebuilt binary (which one, the libtorch it was built for and why it was chosen: the
+libtorch found, where and how) or built from source, the prebuilds the package has, CUDA support
 and devices, CPU threads, the Hugging Face cache and the models in it, and the TorchScript cache
 (HDLM_CACHE, else ~/.cache/hdlm), and that a TorchScript file is code to be trusted like a
-script (docs/security.md). A prebuilt binary that does not match the libtorch found is
-refused with an error saying how to build from source.
+script (docs/security.md). When no prebuilt binary fits the libtorch found, the error
+names what was found, the prebuilds there are and how to build from source.
 
 Options:
   --json                      print one JSON object
@@ -86,6 +87,7 @@ async function run(args: string[]): Promise<number> {
     // the libtorch library loaded by this process, and the addon binary that loaded it
     libtorch: native.libtorch,
     binary: native.binary,
+    prebuilds: native.prebuilds,
     cudaCompiled: rt.cudaCompiled,
     cudaDeviceCount: rt.cudaDeviceCount,
     cudaDeviceName: rt.cudaDeviceName,
@@ -112,7 +114,15 @@ async function run(args: string[]): Promise<number> {
   const lines = [
     `hdlm ${info.version} (node ${info.node}, ${info.platform})`,
     `libtorch           ${rt.libtorchVersion}${native.libtorch ? ` (${native.libtorch.file}${native.libtorch.cuda ? ', CUDA' : ', CPU'}${native.libtorch.cxx11Abi === false ? ', pre-C++11 ABI' : ''})` : ''}`,
-    `addon              ${native.binary.kind === 'prebuild' ? `prebuilt binary for libtorch ${native.binary.builtFor?.version ?? '?'}` : 'built from source'} (${native.binary.path})`,
+    `addon              ${native.binary.kind === 'prebuild' ? `prebuilt binary ${native.binary.prebuild}` : 'built from source'} (${native.binary.path})`,
+    `  chosen because    ${native.binary.reason}`,
+    ...(native.binary.libtorch
+      ? [`  libtorch found    ${native.binary.libtorch.libDir} through ${native.binary.libtorch.source}: version ${native.binary.libtorch.version ?? '?'} (${native.binary.libtorch.evidence.version ?? '?'}), ` +
+          `${native.binary.libtorch.cuda === null ? 'CPU' : `CUDA ${native.binary.libtorch.cuda}`} (${native.binary.libtorch.evidence.cuda ?? '?'}), ` +
+          `${native.binary.libtorch.cxx11Abi === null ? 'ABI unknown' : native.binary.libtorch.cxx11Abi ? 'C++11 ABI' : 'pre-C++11 ABI'} (${native.binary.libtorch.evidence.cxx11Abi ?? '?'})`,
+        `  opened            ${native.binary.opened.join(', ')}`]
+      : []),
+    `prebuilds          ${native.prebuilds}`,
     `CUDA               ${cuda}`,
     `default device     ${info.defaultDevice}`,
     `CPU threads        ${info.threads}${process.env.HDLM_NUM_THREADS ? ' (HDLM_NUM_THREADS)' : ''}`,

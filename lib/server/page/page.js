@@ -8,7 +8,7 @@
   const KEY_STORE = 'hdlm-api-key';
   const $ = (id) => document.getElementById(id);
   const el = {
-    form: $('form'), prompt: $('prompt'), suffix: $('suffix'), suffixHint: $('suffix-hint'),
+    form: $('form'), prompt: $('prompt'), suffix: $('suffix'),
     maxTokens: $('max-tokens'), steps: $('steps'), alg: $('alg'), temperature: $('temperature'), every: $('every'), seed: $('seed'),
     run: $('run'), stop: $('stop'), bar: $('bar'), stats: $('stats'), text: $('text'), final: $('final'), error: $('error'),
     status: $('status'), modelName: $('model-name'),
@@ -93,10 +93,6 @@
     }
     if (info.context_length) el.maxTokens.max = String(info.context_length);
     if (info.max_steps) el.steps.max = String(info.max_steps);
-    if (!info.suffix_supported) {
-      el.suffix.disabled = true;
-      el.suffixHint.textContent = '(needs the library\u2019s infill support; not in this version)';
-    }
     el.run.disabled = false;
   }
 
@@ -155,7 +151,7 @@
     showError('');
     el.final.hidden = true;
     const prompt = el.prompt.value;
-    const suffix = el.suffix.disabled ? '' : el.suffix.value;
+    const suffix = el.suffix.value;
     const body = {
       model: model.id,
       prompt,

@@ -34,8 +34,7 @@ at::Tensor gumbel_argmax_f64(const at::Tensor& rows, double temperature, at::Gen
 
 // Fast mode: one sample per row of float32 logits [N, V] from softmax(l / T) (argmax for T = 0) —
 // in distribution, not in bits, what upstream's Gumbel-max draws. CUDA: one fused kernel (noise
-// keyed by the seed and a per-call counter); CPU: inverse-CDF sampling (one uniform per row)
-// rather than one exponential draw per logit.
+// keyed by the seed and a per-call counter); CPU: libtorch's multinomial on softmax(l / T).
 at::Tensor sample_fast(const at::Tensor& l, double temperature, uint64_t seed, uint64_t& calls, at::Generator& gen);
 
 // τ = linspace(1, eps, steps + 1) in fp32 computed on `device` (upstream: on CUDA), on the host.
