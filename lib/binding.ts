@@ -58,8 +58,6 @@ export interface NativeBuildSpec {
   /** 'cpu' or 'cuda:N' */
   device: string;
   precision: NativePrecision;
-  /** where to save the built TorchScript module (written to a temp file, then renamed), or null */
-  cachePath: string | null;
 }
 
 /**
@@ -181,6 +179,11 @@ export interface NativeModel {
    * the module's memory is returned when the last running call ends.
    */
   dispose(): void;
+  /**
+   * writes the TorchScript module to `path`, which must not exist (every write checked, then
+   * fsync); on failure the file is removed and the promise rejects with HDLM_IO
+   */
+  saveTorchScript(path: string): Promise<void>;
   isDisposed(): boolean;
   /** calls of this model whose promise has not settled yet */
   pendingCalls(): number;
@@ -203,9 +206,11 @@ export interface NativeEvalRequest {
   sigma: number;
   seed: bigint;
 }
-/** values: rows × cols, row-major (mc_loglik: cols = repetitions, NaN where nothing was masked; last_hidden: cols = n_embd) */
+/** values: rows × cols, row-major (mc_loglik: cols = repetitions; last_hidden: cols = n_embd) */
 export interface NativeEvalResult {
   values: Float64Array;
+  /** mc_loglik: the indices into values of draws that masked no position (their value is 0, not an estimate) */
+  emptyDraws: Int32Array;
   rows: number;
   cols: number;
 }
@@ -282,6 +287,13 @@ export interface NativeAddon {
   /** whether fast mode's fused CUDA kernels run on that device (compiles them on first use); reason when not */
   fusedKernelStatus(deviceIndex: number): { available: boolean; reason: string };
   setThreads(n: number): void;
+  /**
+   * how long process exit waits for running native work (cancelled samplers stop at their next
+   * step; a forward cannot be interrupted) before the process ends anyway with its exit status
+   */
+  setExitWait(ms: number): void;
+  /** glibc's mallopt(M_MMAP_THRESHOLD), mallopt(M_TRIM_THRESHOLD); false where not applied (not glibc) */
+  setMallocThresholds(mmapThreshold: number, trimThreshold: number): boolean;
   /** CUDA caching-allocator bytes of one device (allocated by live tensors, peak since the last reset, reserved incl. cache); null without CUDA */
   cudaMemory(deviceIndex: number, resetPeak: boolean): { allocated: number; peakAllocated: number; reserved: number } | null;
   buildModel(spec: NativeBuildSpec): Promise<NativeModel>;
@@ -432,10 +444,38 @@ function loadPrebuild(base: string, manifest: PrebuildManifest, env: NodeJS.Proc
   };
 }
 
+
+/**
+ * process.exit() with native work running: samplers are aborted and stop at their next step; what
+ * is still running after this long (a long forward, a slow step) is abandoned and the process ends
+ * with its exit status. Exit never waits longer for native work.
+ */
+export const EXIT_WAIT_MS = 2000;
+
+/**
+ * glibc's malloc gives a freed block above its mmap threshold back to the kernel and trims its
+ * heap above its trim threshold; both start low (128 KiB) and grow only as large blocks are
+ * freed. Until they have, every step's tensors (a few hundred KiB to a few MiB each) are fresh
+ * pages from the kernel: the first fast-mode call of the demo model in a process ran 1.5–5×
+ * slower than the next (bench/first-call.js). The addon starts from the values glibc converges
+ * to on 64-bit (32 MiB, twice that for the trim). A user's own MALLOC_*_ or glibc.malloc
+ * tunables win; HDLM_MALLOC_TUNING=0 leaves glibc's defaults.
+ */
+export const MALLOC_MMAP_THRESHOLD = 32 * 2 ** 20;
+export const MALLOC_TRIM_THRESHOLD = 64 * 2 ** 20;
+
+function userTunesMalloc(): boolean {
+  if (process.env.HDLM_MALLOC_TUNING === '0') return true;
+  if (process.env.GLIBC_TUNABLES?.includes('glibc.malloc.')) return true;
+  return Object.keys(process.env).some((k) => /^MALLOC_[A-Z_]+_$/.test(k));
+}
+
 /** The addon, loaded once (HDLM_PREBUILD's prebuilds, a build from source, or the package's prebuild that fits the libtorch found). */
 export function addon(): NativeAddon {
   if (cached) return cached;
   const r = loadNative(root);
+  r.addon.setExitWait(EXIT_WAIT_MS);
+  if (process.platform === 'linux' && !userTunesMalloc()) r.addon.setMallocThresholds(MALLOC_MMAP_THRESHOLD, MALLOC_TRIM_THRESHOLD);
   cached = r.addon;
   binary = r.binary;
   return cached;

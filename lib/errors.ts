@@ -11,6 +11,8 @@ export type HdlmErrorCode =
   | 'HDLM_DISPOSED' // the model was disposed
   | 'HDLM_ABORTED' // an AbortSignal stopped the call
   | 'HDLM_CALLBACK' // a callback given to the call (onStep, onProgress, ...) threw or rejected; its error is the cause
+  | 'HDLM_NON_FINITE' // the model's output held NaN or infinity where it was sampled from or scored (the message says where)
+  | 'HDLM_IO' // a file could not be written (disk full, permissions, I/O error); nothing half-written is left
   | 'HDLM_NATIVE'; // libtorch reported an error while running
 
 export class HdlmError extends Error {

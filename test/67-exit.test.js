@@ -80,3 +80,47 @@ w.on('error', (e) => { console.error(e); process.exit(5); });
     assert.strictEqual(r.result, 8);
   });
 });
+
+// process.exit() while a forward runs that takes far longer than the exit may wait: the forward
+// cannot be interrupted, so the process ends without it (before, exit waited for it to finish).
+describe('exit: bounded wait for native work that cannot stop', function () {
+  this.timeout(300000);
+  const fs = require('fs');
+  const path = require('path');
+  const { makeEpsilonCheckpoint } = require('./helpers/safetensors-writer');
+  const { tempDir } = require('./helpers/reference');
+  let tmp;
+  let slow;
+  before(() => {
+    tmp = tempDir('exit-slow');
+    // about 25M parameters and a 20-token vocabulary: a forward of 64 × 256 tokens takes tens of
+    // seconds on a small CPU, almost all of it in the transformer blocks (no long logits copy)
+    slow = makeEpsilonCheckpoint(path.join(tmp, 'slow'), { hiddenSize: 1024, nHeads: 8, nBlocks: 2, length: 256, vocabTokens: 20, fill: (name, shape) => new Float32Array(shape.reduce((a, b) => a * b, 1)).fill(0.01) }).dir;
+  });
+  after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+  const BOUND_MS = 10000;
+  for (const [label, start] of [
+    ['a forward of 64 × 256 tokens', 'model.forward(Array.from({ length: 64 }, () => Array.from({ length: 256 }, (_, i) => i % 20)))'],
+    ['a reference-mode fullDiff whose every step is such a forward', "fullDiff({ model, batchSize: 64, contextLength: 256, steps: 50, seed: 1, reference: true })"],
+  ]) {
+    it(`process.exit(7) during ${label} ends the process within ${BOUND_MS / 1000} s, with status 7`, async () => {
+      const r = await runChild(`
+const { smartModelLoader, fullDiff } = require('./dist');
+(async () => {
+  const { model } = await smartModelLoader(${JSON.stringify(slow)}, { device: 'cpu', useCache: false });
+  let settled = false;
+  ${start}.then(() => { settled = true; }, () => { settled = true; });
+  setTimeout(() => {
+    console.log('RESULT:' + JSON.stringify({ settled, exitAt: Date.now() }));
+    process.exit(7);
+  }, 1500);
+})();`, { timeoutMs: 240000 });
+      const closedAt = Date.now();
+      assertCleanExit(assert, r, 7);
+      assert.strictEqual(r.result.settled, false, 'the work had finished before exit: the test proves nothing');
+      const waited = closedAt - r.result.exitAt;
+      assert.ok(waited < BOUND_MS, `exit took ${waited} ms`);
+    });
+  }
+});

@@ -148,7 +148,8 @@ class Batcher {
     if (err.code === 'HDLM_DISPOSED') err = new HdlmError('HDLM_DISPOSED', 'the model was disposed while this call was running', { cause: e });
     for (const [id, row] of [...this.#rows]) {
       this.#settle(id, row);
-      row.reject(err);
+      // the same wording as an unbatched call's: where in the row's own sampling it happened
+      row.reject(err.code === 'HDLM_NON_FINITE' ? new HdlmError(err.code, `${err.message}, at step ${row.stepsDone + 1}`, { cause: err }) : err);
     }
     this.#close();
   }

@@ -14,6 +14,7 @@ import { AbortError, HdlmError, invalidParameterError } from '../errors';
 import { looksLikeRepoId, resolveRepoFiles, type HubOptions } from '../hub';
 import { HdlmModel, callNative } from './model';
 import { createMetaschedule, type Metaschedule } from './metaschedule';
+import { writeModuleFile } from './module-file';
 import { canCreateIn, openCacheFolder, openVerifiedEntry, removeEntry, sealEntry, weightsFingerprint } from './torchscript-cache';
 import * as v from '../validate';
 
@@ -146,7 +147,7 @@ async function load(options: InternalLoaderOptions): Promise<LoadedModel> {
   const header = readSafetensorsHeader(source.weights.path);
   checkWeightsAgainstArchitecture(header, arch);
   const configJson = JSON.stringify(cfg);
-  const build = (cachePath: string | null): Promise<NativeModel> =>
+  const build = (): Promise<NativeModel> =>
     callNative(() =>
       addon().buildModel({
         weightsPath: source.weights.path,
@@ -161,7 +162,6 @@ async function load(options: InternalLoaderOptions): Promise<LoadedModel> {
         configJson,
         device,
         precision,
-        cachePath,
       }),
     );
 
@@ -172,11 +172,17 @@ async function load(options: InternalLoaderOptions): Promise<LoadedModel> {
     } catch (e) {
       throw new HdlmError('HDLM_BAD_FILE', `cannot create ${path.dirname(options.exportTo)}: ${(e as Error).message}`, { cause: e });
     }
-    native = await build(options.exportTo);
+    native = await build();
+    try {
+      await writeModuleFile(native, options.exportTo);
+    } catch (e) {
+      native.dispose();
+      throw e;
+    }
   } else if (useCache) {
     native = await loadThroughCache(cacheRoot, source.weights.path, configJson, device, precision, build);
   } else {
-    native = await build(null);
+    native = await build();
   }
   if (signal?.aborted) {
     // the build itself cannot be interrupted: it ran to its end, its model is not handed out
@@ -352,15 +358,15 @@ async function loadTorchScriptFile(file: string, modelType: ModelType, device: s
  */
 async function loadThroughCache(
   root: string, weightsPath: string, configJson: string, device: string, precision: NativePrecision,
-  build: (cachePath: string | null) => Promise<NativeModel>,
+  build: () => Promise<NativeModel>,
 ): Promise<NativeModel> {
   const folder = openCacheFolder(root);
-  if (!('key' in folder)) return build(null);
+  if (!('key' in folder)) return build();
   let fingerprint: string;
   try {
     fingerprint = await weightsFingerprint(fs.realpathSync(weightsPath));
   } catch {
-    return build(null); // the build reports what is wrong with the weights file
+    return build(); // the build reports what is wrong with the weights file
   }
   const name = createHash('sha256').update(JSON.stringify({ builder: BUILDER_VERSION, weights: fingerprint, configJson })).digest('hex').slice(0, 32);
   const entry = path.join(folder.dir, `${name}.pt`);
@@ -376,15 +382,14 @@ async function loadThroughCache(
   }
   // Whatever is at the entry's name now was refused (or is missing): it is never loaded.
   const writable = folder.writable && removeEntry(entry) && canCreateIn(folder.dir);
-  if (!writable) return build(null);
-  let native: NativeModel;
+  const native = await build();
+  if (!writable) return native;
   try {
-    native = await build(entry);
-  } catch (e) {
-    // the save failed (disk full, the folder vanished): the build itself is fine without the cache
-    if (!(e instanceof HdlmError && e.code === 'HDLM_NATIVE' && /TorchScript cache/.test(e.message))) throw e;
+    await writeModuleFile(native, entry);
+  } catch {
+    // the save failed (disk full, the folder vanished): the model is fine without the cache
     removeEntry(entry);
-    return build(null);
+    return native;
   }
   if (!(await sealEntry(folder, entry))) removeEntry(entry);
   return native;

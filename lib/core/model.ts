@@ -5,11 +5,11 @@
 import type { NativeLogits, NativeModel } from '../binding';
 import { HdlmError, invalidParameterError } from '../errors';
 import * as v from '../validate';
+import { MAX_LOGITS_ELEMENTS } from './memory';
 import { tokenRows } from '../validate';
 import type { ModelFamily } from './config';
 
 /** Largest logits tensor a call may ask for (2^31 float32 values = 8 GiB); sampling.ts has the same bound. */
-const MAX_LOGITS_ELEMENTS = 2 ** 31;
 
 export interface ModelDescription {
   family: ModelFamily;

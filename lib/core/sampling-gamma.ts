@@ -11,6 +11,7 @@ import type { NativeGammaSampleOptions } from '../binding';
 import { HdlmError, invalidParameterError } from '../errors';
 import { BLOCK_ATTENTION, CONTEXT_ATTENTION, Metaschedule, createMetaschedule, type BlockAttention, type ContextAttention } from './metaschedule';
 import { HdlmModel } from './model';
+import { checkCallMemory, checkLogitsCap } from './memory';
 import { OPTION_RULES, checkDevice, runNativeJob, type StepInfo } from './sampling';
 import * as v from '../validate';
 
@@ -118,6 +119,8 @@ export async function gammaSample(options: GammaSampleOptions): Promise<number[]
   const samplingMethod = v.isDefined(o.samplingMethod) ? v.oneOf('samplingMethod', o.samplingMethod, SAMPLING_METHODS) : 'NAR';
   const batchSize = v.isDefined(o.batchSize) ? OPTION_RULES.batchSize(o.batchSize) : 1;
   const contextLength = v.isDefined(o.contextLength) ? v.integer('contextLength', o.contextLength, 1, model.length) : model.length;
+  checkLogitsCap(batchSize, contextLength, model.vocabSize);
+  checkCallMemory(fnName, model.device, 'gamma', batchSize, contextLength, model.vocabSize);
   if (metaschedule.type === 'hybrid' && metaschedule.length < contextLength) {
     throw invalidParameterError('contextLength', `at most the hybrid metaschedule's length (${metaschedule.length})`, o.contextLength);
   }

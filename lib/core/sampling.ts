@@ -9,6 +9,7 @@ import type { NativeAlgorithm, NativeJob, NativeSampleOptions, NativeStepCallbac
 import { AbortError, HdlmArgumentError, HdlmError, invalidParameterError } from '../errors';
 import { CallbackGuard } from '../callbacks';
 import { HdlmModel, toHdlmError } from './model';
+import { MAX_LOGITS_ELEMENTS, checkCallMemory } from './memory';
 import * as v from '../validate';
 import { batchable, runBatched } from './batcher';
 import { BLOCK_ATTENTION, CONTEXT_ATTENTION, Metaschedule, createMetaschedule, type BlockAttention, type ContextAttention } from './metaschedule';
@@ -102,8 +103,7 @@ export interface SemiDiffOptions extends FullDiffOptions {
   blockSize?: number;
 }
 
-/** Largest logits tensor a call may ask for (2^31 float32 values = 8 GiB). */
-export const MAX_LOGITS_ELEMENTS = 2 ** 31;
+export { MAX_LOGITS_ELEMENTS };
 
 /** Options of `fullDiffShifted` (upstream full_diff_shifted): `eta` is not a parameter there (fixed 0.015). */
 export interface FullDiffShiftedOptions extends Omit<FullDiffOptions, 'eta'> {
@@ -373,6 +373,9 @@ export function prepareSampling(fnName: string, mode: SamplerMode, options: unkn
   if (!reference && shifted) throw invalidParameterError('reference', 'true (or nothing) for the shifted samplers, which have no fast mode', o.reference);
 
   const batching = v.isDefined(o.batching) ? v.boolean('batching', o.batching) : model.batching;
+  // the peak measured per row (guidance included) for this mode; refused before anything is allocated
+  const remaskFamily = alg === 'remask' || alg === 'remask_adhoc_shuffle' || alg === 'remdm';
+  checkCallMemory(fnName, model.device, !reference ? 'fast' : remaskFamily ? 'referenceRemask' : 'reference', batchSize, contextLength, model.vocabSize);
 
   return {
     model,

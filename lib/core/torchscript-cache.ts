@@ -6,7 +6,7 @@
  *   <root>/torchscript/            created 0700; must be a directory (not a link) owned by this
  *                                  user, group/other permissions are removed; else no cache
  *   <root>/torchscript/.key        32 random bytes (0600): the key of this folder's seals
- *   <root>/torchscript/<k>.pt      a module (written by the native builder: temp file + rename)
+ *   <root>/torchscript/<k>.pt      a module (written by the native writer: temp file + rename)
  *   <root>/torchscript/<k>.pt.seal {"format":1,"size":…,"hmac":…}: HMAC-SHA256 of the module's
  *                                  bytes under .key, written after the module
  *
@@ -17,12 +17,15 @@
  *
  * The entry name <k> is keyed on the weights' content (see weightsFingerprint) and the config,
  * not on the path and modification time only. Where the folder cannot be used (not ours,
- * unwritable, read-only file system) the model is built without the cache, as documented.
+ * unwritable, read-only file system) or an entry cannot be written (a full disk) the model is
+ * built and used without the cache, as documented. Temp files are named `<name>.tmp-<pid>-<hex>`;
+ * those of processes no longer alive are removed when the folder is opened.
  */
 import * as fs from 'fs';
 import * as fsp from 'fs/promises';
 import * as path from 'path';
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'crypto';
+import { removeStaleTemps, tempNameFor } from './module-file';
 
 const KEY_BYTES = 32;
 const SEAL_FORMAT = 1;
@@ -80,6 +83,7 @@ export function openCacheFolder(root: string): CacheFolder | Refusal {
   } catch {
     writable = false;
   }
+  if (writable) removeStaleTemps(dir);
   const key = readKey(dir) ?? (writable ? createKey(dir) : null);
   if (!key) return { ok: false, reason: `${dir} has no usable key and cannot be written` };
   return { dir, writable, key };
@@ -120,7 +124,7 @@ function readKey(dir: string): Buffer | null {
 /** A new key, written to a temp file and linked into place (so a concurrent reader never sees half of it). */
 function createKey(dir: string): Buffer | null {
   const file = path.join(dir, '.key');
-  const tmp = path.join(dir, `.key.${process.pid}-${randomBytes(6).toString('hex')}.tmp`);
+  const tmp = tempNameFor(file);
   try {
     fs.writeFileSync(tmp, randomBytes(KEY_BYTES), { mode: 0o600, flag: 'wx' });
     try {
@@ -245,7 +249,7 @@ export async function sealEntry(folder: CacheFolder, entry: string): Promise<boo
   } finally {
     await fh.close();
   }
-  const tmp = `${sealPath(entry)}.${process.pid}-${randomBytes(6).toString('hex')}.tmp`;
+  const tmp = tempNameFor(sealPath(entry));
   try {
     await fsp.writeFile(tmp, text, { mode: 0o600, flag: 'wx' });
     await fsp.rename(tmp, sealPath(entry));
@@ -275,7 +279,7 @@ export function removeEntry(entry: string): boolean {
 
 /** Whether a new file can be created in `dir` now (a real probe: access() says yes to root on a read-only mount's parent). */
 export function canCreateIn(dir: string): boolean {
-  const probe = path.join(dir, `.probe.${process.pid}-${randomBytes(6).toString('hex')}`);
+  const probe = tempNameFor(path.join(dir, '.probe'));
   try {
     fs.writeFileSync(probe, '', { flag: 'wx', mode: 0o600 });
     fs.unlinkSync(probe);

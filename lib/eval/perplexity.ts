@@ -8,6 +8,7 @@
 import { AbortError, HdlmError, invalidParameterError } from '../errors';
 import { CallbackGuard } from '../callbacks';
 import { HdlmModel, toHdlmError } from '../core/model';
+import { checkCallMemory, checkLogitsCap } from '../core/memory';
 import * as v from '../validate';
 import { chunkTexts, detokenizer, readBrownCorpus, readTextFile, type DetokenizerName } from './datasets';
 import { isHubDataset, loadHubDataset, type HubDatasetInfo } from './hub-datasets';
@@ -140,6 +141,9 @@ export async function evaluatePerplexity(options: PerplexityOptions): Promise<Pe
   const batchSize = v.isDefined(o.batchSize) ? v.integer('batchSize', o.batchSize, 1, 65536) : 16;
   const mc = v.isDefined(o.monteCarloTimesteps) ? v.integer('monteCarloTimesteps', o.monteCarloTimesteps, 1) : 100;
   if (mc < batchSize) throw invalidParameterError('monteCarloTimesteps', `at least batchSize (${batchSize}): upstream draws floor(mc / batchSize) times`, mc);
+  // before any data is read or downloaded: a batch whose peak cannot fit is refused now
+  checkLogitsCap(batchSize, model.length, model.vocabSize);
+  checkCallMemory('evaluatePerplexity', model.device, 'perplexity', batchSize, model.length, model.vocabSize);
   const samplingEps = v.isDefined(o.samplingEps) ? v.finiteNumber('samplingEps', o.samplingEps, 0, 1) : 1e-3;
   const seed = v.isDefined(o.seed) ? v.seed('seed', o.seed) : randomSeed();
   const signal = v.isDefined(o.signal) ? v.abortSignal('signal', o.signal) : null;
@@ -194,19 +198,27 @@ export async function evaluatePerplexity(options: PerplexityOptions): Promise<Pe
     signal?.addEventListener('abort', onAbort, { once: true });
     running = job;
     let values: Float64Array;
+    let emptyDraws: Int32Array;
     try {
-      values = (await job.promise).values;
+      ({ values, emptyDraws } = await job.promise);
     } catch (e) {
       onProgress?.throwIfFailed();
       const err = toHdlmError(e);
       if (err.code === 'HDLM_ABORTED') throw new AbortError('evaluatePerplexity was aborted');
+      if (err.code === 'HDLM_NON_FINITE') throw new HdlmError(err.code, `evaluatePerplexity: chunk ${i}: ${err.message}`, { cause: err });
       throw err;
     } finally {
       running = null;
       signal?.removeEventListener('abort', onAbort);
     }
-    const kept = Array.from(values).filter((x) => !Number.isNaN(x));
-    skipped += values.length - kept.length;
+    const empty = new Set(emptyDraws);
+    const kept: number[] = [];
+    for (const [d, x] of values.entries()) {
+      if (empty.has(d)) continue;
+      if (!Number.isFinite(x)) throw new HdlmError('HDLM_NON_FINITE', `evaluatePerplexity: chunk ${i}: draw ${d} has a non-finite loss (${x})`);
+      kept.push(x);
+    }
+    skipped += empty.size;
     if (kept.length === 0) throw new HdlmError('HDLM_NATIVE', `chunk ${i}: no draw masked any position (upstream divides by zero here)`);
     const mean = kept.reduce((a, b) => a + b, 0) / kept.length;
     totalNll += mean;

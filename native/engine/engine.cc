@@ -4,14 +4,16 @@
 // models/gpt2.cc.
 #include "engine/engine.h"
 
+#include <fcntl.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
+#include <torch/csrc/jit/serialization/export.h>
 #include <torch/cuda.h>
 #include <torch/script.h>
 #include <unistd.h>
 
-#include <filesystem>
+#include <cerrno>
+#include <cstring>
 #include <mutex>
-#include <random>
 
 #include "engine/checkpoint.h"
 #include "engine/eval.h"
@@ -30,6 +32,10 @@ EvalResult Model::evaluate(const EvalRequest& request, const std::atomic<bool>&)
 
 std::shared_ptr<BatchedSampler> Model::open_batch() {
   throw EngineError("HDLM_UNSUPPORTED", "batched sampling needs an epsilon_hybrid model with the fast path");
+}
+
+void Model::save_torchscript(const std::string&) {
+  throw EngineError("HDLM_UNSUPPORTED", "only hdlm models (epsilon_hybrid, gamma_hybrid) are saved as TorchScript");
 }
 
 namespace {
@@ -56,19 +62,40 @@ at::Device parse_device(const std::string& name) {
 
 std::string device_name(const at::Device& d) { return d.str(); }
 
-// Saves to a unique temp name next to `path`, then renames: readers never see a partial file.
-void save_atomically(torch::jit::Module& module, const std::string& path) {
-  namespace fs = std::filesystem;
-  std::random_device rd;
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(rd());
+// Writes `module` to the new file `path`. libtorch's file writer throws from its destructor
+// when a write came up short (a full disk), which ends in std::terminate; here the serializer
+// writes into a sink that never fails and keeps the first error, reported once it returned.
+void write_module_file(const torch::jit::Module& module, const std::string& path) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) throw EngineError("HDLM_IO", "cannot create " + path + ": " + std::strerror(errno));
+  int error = 0;
+  const auto sink = [fd, &error](const void* data, size_t n) -> size_t {
+    const char* p = static_cast<const char*>(data);
+    size_t left = n;
+    while (error == 0 && left > 0) {
+      const ssize_t w = ::write(fd, p, left);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) {
+        error = w < 0 ? errno : EIO;
+        break;
+      }
+      p += w;
+      left -= static_cast<size_t>(w);
+    }
+    return n;
+  };
   try {
-    fs::create_directories(fs::path(path).parent_path());
-    module.save(tmp);
-    fs::rename(tmp, path);
+    torch::jit::ExportModule(module, sink);
   } catch (...) {
-    std::error_code ignored;
-    fs::remove(tmp, ignored);
+    ::close(fd);
+    ::unlink(path.c_str());
     throw;
+  }
+  if (error == 0 && ::fsync(fd) != 0) error = errno;
+  if (::close(fd) != 0 && error == 0) error = errno;
+  if (error != 0) {
+    ::unlink(path.c_str());
+    throw EngineError("HDLM_IO", "cannot write " + path + ": " + std::strerror(error));
   }
 }
 
@@ -202,6 +229,10 @@ class TorchScriptModel : public Model {
     return make_batched_fast_sampler([this]() -> FastForward& { return fast_forward(); }, device_);
   }
 
+  void save_torchscript(const std::string& path) override {
+    guarded("HDLM_IO", "saving " + path, [&] { write_module_file(module_, path); });
+  }
+
   // Evaluation: the Monte-Carlo masked likelihood of upstream's hdlm/zeroshot_ppl.py; gamma
   // models get σ̄ = request.sigma at every position.
   EvalResult evaluate(const EvalRequest& request, const std::atomic<bool>& abort) override {
@@ -297,10 +328,6 @@ std::shared_ptr<Model> build_model(const BuildSpec& spec) {
     if (spec.arch.family == "gamma_hybrid") return build_gamma_module(spec.arch, weights, spec.config_json);
     return build_epsilon_module(spec.arch, weights, spec.config_json);
   });
-  if (!spec.cache_path.empty()) {
-    guarded("HDLM_NATIVE", "saving the TorchScript cache " + spec.cache_path,
-            [&] { save_atomically(module, spec.cache_path); });
-  }
   return std::make_shared<TorchScriptModel>(std::move(module), device, spec.precision);
 }
 

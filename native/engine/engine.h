@@ -52,10 +52,12 @@ class Model {
   virtual EvalResult evaluate(const EvalRequest& request, const std::atomic<bool>& abort);
   // Epsilon models with the fast path only (others throw HDLM_UNSUPPORTED).
   virtual std::shared_ptr<BatchedSampler> open_batch();
+  // Writes the TorchScript module to `path`, which must not exist: every write checked, then
+  // fsync. On any failure the file is removed and EngineError("HDLM_IO") thrown.
+  virtual void save_torchscript(const std::string& path);
 };
 
-// Builds an epsilon- or gamma-family model from a safetensors checkpoint; saves it to
-// spec.cache_path if set.
+// Builds an epsilon- or gamma-family model from a safetensors checkpoint.
 std::shared_ptr<Model> build_model(const BuildSpec& spec);
 // Loads a TorchScript module that follows the hdlm interface (see README "TorchScript interface").
 std::shared_ptr<Model> load_torchscript(const std::string& path, const std::string& device, Precision precision);

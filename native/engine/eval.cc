@@ -3,7 +3,9 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <cmath>
-#include <limits>
+#include <string>
+
+#include "engine/finite.h"
 
 namespace hdlm {
 
@@ -58,13 +60,21 @@ EvalResult eval_mc_loglik(const EvalForward& forward, const at::Device& device, 
       auto u = at::rand({B, L}, gen, at::kFloat);
       auto masked = u < p_mask.unsqueeze(1);  // [B, L]
       if (!masked.any().item<bool>()) {
-        out.values.push_back(std::numeric_limits<double>::quiet_NaN());
+        // upstream divides by zero here; the draw is left out, and said so apart from the values
+        out.empty_draws.push_back(static_cast<int32_t>(out.values.size()));
+        out.values.push_back(0.0);
         continue;
       }
       auto noisy = at::where(masked, at::full({}, r.mask_id, at::kLong), seq).to(device);
       auto logits = forward(noisy, positions);
       auto m = masked.to(device);
-      auto ce = cross_entropy_rows(logits.index({m}), seq.to(device).index({m}));
+      auto scored = logits.index({m});
+      check_finite_rows(scored, [&](int64_t k) {
+        auto at = masked.nonzero()[k];
+        return "at draw " + std::to_string(rep) + " (sample " + std::to_string(at[0].item<int64_t>()) +
+               " of the batch, position " + std::to_string(at[1].item<int64_t>()) + ")";
+      });
+      auto ce = cross_entropy_rows(scored, seq.to(device).index({m}));
       auto w = p_mask.unsqueeze(1).expand({B, L}).to(device).index({m});
       const double loss = (ce / w).sum().item<double>() / static_cast<double>(B);
       out.values.push_back(loss);
@@ -89,6 +99,10 @@ EvalResult eval_causal_nll(const EvalForward& forward, const at::Device& device,
     auto logits = forward(x, at::Tensor());  // [n, L, V]
     const int64_t V = logits.size(-1);
     auto pred = logits.narrow(1, 0, r.length - 1).reshape({-1, V});
+    check_finite_rows(pred, [&](int64_t k) {
+      return "at row " + std::to_string(start + k / (r.length - 1)) + ", position " +
+             std::to_string(k % (r.length - 1));
+    });
     auto target = x.narrow(1, 1, r.length - 1).reshape({-1});
     auto ce = cross_entropy_rows(pred, target).view({n, r.length - 1}).sum(1).to(at::kDouble).cpu().contiguous();
     for (int64_t k = 0; k < n; ++k) out.values.push_back(ce.data_ptr<double>()[k]);

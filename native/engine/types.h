@@ -58,7 +58,6 @@ struct BuildSpec {
   std::string config_json;
   std::string device;  // "cpu" or "cuda:N"
   Precision precision = Precision::Fp32;
-  std::string cache_path;  // empty: do not save
 };
 
 struct ModelInfo {
@@ -160,8 +159,9 @@ using StepCallback = std::function<void(int64_t step, int64_t total, std::vector
 //   for each of `rows` sequences of `length` ids, `repetitions` times: batch_size copies,
 //   stratified times t_b = (u0 + b/batch_size) mod 1, p_b = (1 − sampling_eps)·t_b +
 //   sampling_eps, every position masked (mask_id) with probability p_b, one forward; the value
-//   is Σ_{masked} CE(logits, x) / p_b / batch_size, or NaN when nothing was masked (upstream
-//   skips it). Result: rows × repetitions. Draws come from a CPU generator seeded with `seed`.
+//   is Σ_{masked} CE(logits, x) / p_b / batch_size; a draw that masked nothing (upstream
+//   divides by zero) is listed in empty_draws (its value 0). Non-finite logits at a masked
+//   position throw HDLM_NON_FINITE. Result: rows × repetitions. Draws come from a CPU generator seeded with `seed`.
 //   gamma_hybrid models are called with σ̄ = `sigma` at every position.
 // op "causal_nll" (GPT-2): Result rows × 1, Σ_{l=1..length−1} CE(logits[l−1], x_l) per row.
 // op "last_hidden" (GPT-2): Result rows × n_embd, the final hidden state (after ln_f) at the
@@ -179,6 +179,7 @@ struct EvalRequest {
 };
 struct EvalResult {
   std::vector<double> values;
+  std::vector<int32_t> empty_draws;  // mc_loglik: indices into values of draws that masked nothing
   int64_t rows = 0, cols = 0;
 };
 

@@ -36,6 +36,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("runtimeInfo", Napi::Function::New(env, GetRuntimeInfo));
   exports.Set("fusedKernelStatus", Napi::Function::New(env, GetFusedKernelStatus));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
+  exports.Set("setExitWait", Napi::Function::New(env, SetExitWait));
+  exports.Set("setMallocThresholds", Napi::Function::New(env, SetMallocThresholds));
   exports.Set("cudaMemory", Napi::Function::New(env, GetCudaMemory));
   exports.Set("metascheduleQuery", Napi::Function::New(env, MetascheduleQuery));
   exports.Set("buildGpt2", Napi::Function::New(env, BuildGpt2));

@@ -38,6 +38,8 @@ Napi::Value BuildGpt2(const Napi::CallbackInfo& info);
 Napi::Value GetRuntimeInfo(const Napi::CallbackInfo& info);
 Napi::Value GetFusedKernelStatus(const Napi::CallbackInfo& info);
 Napi::Value SetThreads(const Napi::CallbackInfo& info);
+Napi::Value SetExitWait(const Napi::CallbackInfo& info);
+Napi::Value SetMallocThresholds(const Napi::CallbackInfo& info);
 Napi::Value GetCudaMemory(const Napi::CallbackInfo& info);
 Napi::Value MetascheduleQuery(const Napi::CallbackInfo& info);
 

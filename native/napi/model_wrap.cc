@@ -75,6 +75,23 @@ class ForwardTask : public ModelTask {
   Logits logits_;
 };
 
+class SaveTask : public ModelTask {
+ public:
+  SaveTask(Napi::Env env, ModelWrap* wrap, std::shared_ptr<Model> model, std::shared_ptr<ModelState> state,
+           std::string path)
+      : ModelTask(env, wrap, std::move(model), std::move(state)), path_(std::move(path)) {}
+
+ protected:
+  void Run() override {
+    check_live();
+    model_->save_torchscript(path_);
+  }
+  napi_value Result(Napi::Env env) override { return env.Undefined(); }
+
+ private:
+  std::string path_;
+};
+
 // Sampling: a task, an abort flag and (optionally) progress events posted through the pool's
 // thread-safe function before the result, so onStep never fires after the promise settled.
 
@@ -138,6 +155,9 @@ class SampleTask : public ModelTask {
     try {
       result_ = call_(*model_, abort_->requested, cb);
     } catch (const EngineError& e) {
+      if (e.code == "HDLM_NON_FINITE") {
+        throw EngineError(e.code, std::string(e.what()) + ", at step " + std::to_string(abort_->steps_done.load() + 1));
+      }
       if (e.code != "HDLM_ABORTED") throw;
       if (state_->disposed.load()) {
         throw EngineError("HDLM_DISPOSED", "the model was disposed while this call was running");
@@ -181,6 +201,7 @@ class EvalTask : public ModelTask {
   napi_value Result(Napi::Env env) override {
     auto out = Napi::Object::New(env);
     out.Set("values", to_float64_array(env, result_.values));
+    out.Set("emptyDraws", to_int32_array(env, result_.empty_draws));
     out.Set("rows", to_number(env, result_.rows));
     out.Set("cols", to_number(env, result_.cols));
     return out;
@@ -201,7 +222,8 @@ Napi::Function ModelWrap::Define(Napi::Env env) {
        InstanceMethod("sample", &ModelWrap::Sample), InstanceMethod("sampleGamma", &ModelWrap::SampleGamma),
        InstanceMethod("dispose", &ModelWrap::Dispose), InstanceMethod("isDisposed", &ModelWrap::IsDisposed),
        InstanceMethod("pendingCalls", &ModelWrap::PendingCalls), InstanceMethod("evaluate", &ModelWrap::Evaluate),
-       InstanceMethod("openBatch", &ModelWrap::OpenBatch)});
+       InstanceMethod("openBatch", &ModelWrap::OpenBatch),
+       InstanceMethod("saveTorchScript", &ModelWrap::SaveTorchScript)});
 }
 
 Napi::Object ModelWrap::New(Napi::Env env, std::shared_ptr<Model> model) {
@@ -253,6 +275,17 @@ Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
   auto model = live(env);
   auto request = read_forward_request(info);
   auto* task = new ForwardTask(env, this, std::move(model), state_, std::move(request));
+  napi_value promise = task->Promise();
+  ++pending_;
+  pool_of(env).Submit(task);
+  return Napi::Value(env, promise);
+}
+
+Napi::Value ModelWrap::SaveTorchScript(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  auto model = live(env);
+  if (info.Length() < 1 || !info[0].IsString()) throw_type(env, "saveTorchScript(path)");
+  auto* task = new SaveTask(env, this, std::move(model), state_, info[0].As<Napi::String>().Utf8Value());
   napi_value promise = task->Promise();
   ++pending_;
   pool_of(env).Submit(task);

@@ -59,6 +59,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value SampleGamma(const Napi::CallbackInfo& info);
   Napi::Value Evaluate(const Napi::CallbackInfo& info);
   Napi::Value OpenBatch(const Napi::CallbackInfo& info);
+  Napi::Value SaveTorchScript(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   Napi::Value IsDisposed(const Napi::CallbackInfo& info);
   Napi::Value PendingCalls(const Napi::CallbackInfo& info);

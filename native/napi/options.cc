@@ -96,8 +96,6 @@ BuildSpec read_build_spec(Napi::Env env, const Napi::Object& o) {
   spec.config_json = get_string(o, "configJson");
   spec.device = get_string(o, "device");
   spec.precision = read_precision(env, get_string(o, "precision"));
-  auto cache = get(o, "cachePath");
-  if (cache.IsString()) spec.cache_path = cache.As<Napi::String>().Utf8Value();
   auto arch = get(o, "arch");
   if (!arch.IsObject()) throw_type(env, "an arch object");
   auto a = arch.As<Napi::Object>();

@@ -1,5 +1,7 @@
 #include "napi/pool.h"
 
+#include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <memory>
 
@@ -13,15 +15,33 @@ namespace {
 std::mutex g_pools_mutex;
 std::set<Pool*>* g_pools = nullptr;  // never freed: read from the atexit handler
 bool g_atexit_registered = false;
+std::atomic<int64_t> g_exit_wait_ms{2000};
 
-void shutdown_all_pools() {
+// Returns whether every pool's threads ended before the deadline.
+bool shutdown_all_pools(std::chrono::steady_clock::time_point deadline) {
   std::vector<Pool*> pools;
   {
     std::lock_guard<std::mutex> lock(g_pools_mutex);
     if (g_pools) pools.assign(g_pools->begin(), g_pools->end());
   }
-  for (auto* p : pools) p->Shutdown();
+  bool all = true;
+  for (auto* p : pools) all = p->Shutdown(deadline) && all;
+  return all;
 }
+
+#ifdef __GLIBC__
+// exit(status): running work is cancelled; what has not stopped by the deadline (a forward
+// cannot be interrupted) is left running and the process ends now with the same status. The
+// threads must not be running when libtorch's static destructors do, so no return then.
+void on_process_exit(int status, void*) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(g_exit_wait_ms.load());
+  if (shutdown_all_pools(deadline)) return;
+  std::fflush(nullptr);
+  std::_Exit(status);
+}
+#else
+void on_process_exit() { shutdown_all_pools(std::chrono::steady_clock::time_point::max()); }
+#endif
 
 // Settles a promise. napi_deferred needs no cleanup when abandoned at exit.
 void settle(Napi::Env env, napi_deferred deferred, bool ok, napi_value value) {
@@ -49,7 +69,11 @@ Pool::Pool(Napi::Env env, size_t threads) : env_(env), size_(threads) {
   if (!g_atexit_registered) {
     // process.exit() does not run environment cleanup hooks; exit() runs this before the
     // static destructors of libtorch (loaded before this addon registered it).
-    std::atexit(shutdown_all_pools);
+#ifdef __GLIBC__
+    on_exit(on_process_exit, nullptr);
+#else
+    std::atexit(on_process_exit);
+#endif
     g_atexit_registered = true;
   }
 }
@@ -81,22 +105,32 @@ void Pool::Post(Message* message) {
   if (napi_call_threadsafe_function(done_, message, napi_tsfn_nonblocking) != napi_ok) delete message;
 }
 
-void Pool::Shutdown() {
+bool Pool::Shutdown(std::chrono::steady_clock::time_point deadline) {
   std::vector<std::thread> threads;
   std::deque<Task*> dropped;
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (stopping_) return;
-    stopping_ = true;
-    for (auto* t : running_) t->Cancel();
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!stopping_) {
+      stopping_ = true;
+      for (auto* t : running_) t->Cancel();
+      dropped.swap(queue_);
+      cv_.notify_all();
+    }
+    const auto idle = [this] { return running_.empty(); };
+    if (deadline == std::chrono::steady_clock::time_point::max()) {
+      idle_.wait(lock, idle);
+    } else if (!idle_.wait_until(lock, deadline, idle)) {
+      lock.unlock();
+      for (auto* t : dropped) delete t;
+      return false;
+    }
     threads.swap(threads_);
-    dropped.swap(queue_);
   }
-  cv_.notify_all();
   for (auto& t : threads) t.join();
   // Never started; their promises are abandoned with the environment. Deleting them here
   // only drops C++ state (tasks hold no JS handles that need the main thread).
   for (auto* t : dropped) delete t;
+  return true;
 }
 
 void Pool::Loop() {
@@ -114,6 +148,7 @@ void Pool::Loop() {
     {
       std::lock_guard<std::mutex> lock(mu_);
       running_.erase(task);
+      if (running_.empty()) idle_.notify_all();
     }
     Post(task);
   }
@@ -147,6 +182,8 @@ size_t pool_size_from_env() {
   }
   return 2;
 }
+
+void set_exit_wait_ms(int64_t ms) { g_exit_wait_ms.store(ms < 0 ? 0 : ms); }
 
 PromiseTask::PromiseTask(Napi::Env env) {
   napi_value promise;

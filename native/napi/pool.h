@@ -4,13 +4,17 @@
 // thread-safe function per environment, in the order the worker posted them (so every onStep of
 // a call is delivered before its promise settles). At exit the pool stops: running samples are
 // aborted at their next step, queued work is dropped, and the threads are joined before
-// libtorch's static destructors run.
+// libtorch's static destructors run. At process exit the wait is bounded (set_exit_wait_ms):
+// work that cannot stop in time (a long forward) is left behind and the process ends at once
+// with its exit status (_Exit), so exit never waits for native work longer than that.
 #pragma once
 
 #include <napi.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <mutex>
 #include <set>
@@ -46,8 +50,10 @@ class Pool {
   void Submit(Task* task);
   // Pool thread: sends a message to the main thread; it is dropped if the environment is gone.
   void Post(Message* message);
-  // Stops and joins the threads; idempotent. From the env cleanup hook or the atexit handler.
-  void Shutdown();
+  // Stops the threads; idempotent. Running tasks are cancelled; waits for them until `deadline`,
+  // then joins the threads and returns true, or returns false with the tasks still running. From
+  // the env cleanup hook (no deadline) or the process exit handler.
+  bool Shutdown(std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max());
 
   size_t size() const { return size_; }
 
@@ -62,6 +68,7 @@ class Pool {
   size_t outstanding_ = 0;  // main thread only
   std::mutex mu_;
   std::condition_variable cv_;
+  std::condition_variable idle_;  // running_ became empty
   std::deque<Task*> queue_;
   std::set<Task*> running_;
   std::vector<std::thread> threads_;
@@ -70,6 +77,9 @@ class Pool {
 
 // HDLM_WORKER_THREADS (1..64), else 2.
 size_t pool_size_from_env();
+
+// How long process exit waits for running work to stop (lib/binding.ts sets it).
+void set_exit_wait_ms(int64_t ms);
 
 // A task whose result settles a promise. Engine errors reject it with their code, any other
 // exception with HDLM_NATIVE.

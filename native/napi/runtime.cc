@@ -1,4 +1,9 @@
 // runtimeInfo, fusedKernelStatus, setThreads and cudaMemory: the runtime as the engine sees it.
+#include <cstdlib>  // defines __GLIBC__ where glibc is the C library
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include "engine/engine.h"
 #include "napi/addon.h"
 #include "napi/convert.h"
@@ -26,6 +31,28 @@ Napi::Value GetFusedKernelStatus(const Napi::CallbackInfo& info) {
   out.Set("available", Napi::Boolean::New(env, s.available));
   out.Set("reason", s.reason);
   return out;
+}
+
+Napi::Value SetMallocThresholds(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber())
+    throw_type(env, "setMallocThresholds(mmap, trim)");
+#if defined(__GLIBC__)
+  const auto mmap_threshold = info[0].As<Napi::Number>().Int64Value();
+  const auto trim_threshold = info[1].As<Napi::Number>().Int64Value();
+  const bool ok = mallopt(M_MMAP_THRESHOLD, static_cast<int>(mmap_threshold)) == 1 &&
+                  mallopt(M_TRIM_THRESHOLD, static_cast<int>(trim_threshold)) == 1;
+  return Napi::Boolean::New(env, ok);
+#else
+  return Napi::Boolean::New(env, false);
+#endif
+}
+
+Napi::Value SetExitWait(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) throw_type(env, "setExitWait(ms)");
+  set_exit_wait_ms(info[0].As<Napi::Number>().Int64Value());
+  return env.Undefined();
 }
 
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {

@@ -6,6 +6,7 @@
 #endif
 
 #include "cuda/fused_kernels.h"
+#include "engine/finite.h"
 
 namespace hdlm {
 
@@ -22,12 +23,20 @@ at::Generator make_sampling_generator(const at::Device& device, uint64_t seed) {
   return at::make_generator<at::CPUGeneratorImpl>(seed);
 }
 
+void check_sampled_rows(const at::Tensor& rows) {
+  check_finite_rows(rows, [&](int64_t r) {
+    return "in the logits of a position being sampled (row " + std::to_string(r) + " of the " +
+           std::to_string(rows.numel() / rows.size(-1)) + " sampled this step)";
+  });
+}
+
 at::Tensor uniform_f64(at::IntArrayRef shape, at::Generator& gen, const at::Device& device) {
   return at::rand(shape, gen, at::TensorOptions().dtype(at::kDouble).device(device));
 }
 
 at::Tensor gumbel_argmax_f64(const at::Tensor& rows, double temperature, at::Generator& gen, const at::Device& device) {
   if (rows.size(0) == 0) return at::empty({0}, at::TensorOptions().dtype(at::kLong).device(device));
+  check_sampled_rows(rows);
   auto l = rows.to(at::kDouble);
   auto g = (-uniform_f64(l.sizes(), gen, device).log()).pow(temperature);
   return (l.exp() / g).argmax(-1);
@@ -35,6 +44,7 @@ at::Tensor gumbel_argmax_f64(const at::Tensor& rows, double temperature, at::Gen
 
 at::Tensor sample_fast(const at::Tensor& l, double temperature, uint64_t seed, uint64_t& calls, at::Generator& gen) {
   if (l.size(0) == 0) return at::empty({0}, l.options().dtype(at::kLong));
+  check_sampled_rows(l);
   auto fused = fused::gumbel_argmax(l, temperature, seed, calls++);
   if (fused.defined()) return fused;
   if (temperature == 0) return l.argmax(-1);

@@ -20,6 +20,10 @@ namespace hdlm {
 // A generator seeded like torch.manual_seed(seed) for `device` (CUDA Philox or CPU MT19937).
 at::Generator make_sampling_generator(const at::Device& device, uint64_t seed);
 
+// Throws HDLM_NON_FINITE when the logits [N, V] about to be sampled from hold NaN or infinity
+// (the sample call adds the step); both modes and every sampler refuse alike.
+void check_sampled_rows(const at::Tensor& rows);
+
 // Uniforms in [0, 1) as float64 on `device`, drawn from `gen` (upstream's torch.rand).
 at::Tensor uniform_f64(at::IntArrayRef shape, at::Generator& gen, const at::Device& device);
 

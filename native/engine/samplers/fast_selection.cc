@@ -117,7 +117,8 @@ SelectionTensors selection_to_device(const std::vector<int64_t>& head_index, con
 at::Tensor sample_and_write(const at::Tensor& logits, const at::Tensor& sel, const at::Tensor& take_if_masked,
                             const at::Tensor& take_if_unmasked, at::Tensor& x, int64_t n, const SampleOptions& o,
                             int64_t vocab, bool fused, uint64_t& calls, at::Generator& gen) {
-  if (fused) {  // Gumbel-max and the write: two kernels
+  if (fused) {                                                       // Gumbel-max and the write: two kernels
+    check_sampled_rows(logits.narrow(0, 0, n).narrow(1, 0, vocab));  // rows and columns past these are padding
     auto keys = fused::gumbel_keys(logits, vocab, o.temperature, o.seed, calls++);
     auto written = at::empty({n}, x.options());
     fused::write_selected(keys, sel, take_if_masked, take_if_unmasked, x, written, n, o.mask_id);

@@ -89,6 +89,7 @@ struct GammaSampler {
 
   // catsample.py: sample_categorical: argmax P / (−ln(u + 1e−10)) with one float64 draw of [B, L, V].
   at::Tensor categorical(const at::Tensor& probs) {
+    check_sampled_rows(probs);
     auto u = at::rand(probs.sizes(), gen, at::TensorOptions().dtype(at::kDouble).device(device)) + 1e-10;
     return (probs.to(at::kDouble) / (-u.log())).argmax(-1);
   }
