@@ -10,7 +10,7 @@ import { createRequire } from 'module';
 import { HdlmError } from './errors';
 import { describeLibtorch, libtorchLabel, locateLibtorch, type LibtorchDescription } from './native/libtorch';
 import {
-  LIBLOADER, describePrebuilds, noLibtorchMessage, noMatchMessage, readManifest, selectPrebuild, sha256, verifyPrebuild,
+  LIBLOADER, describePrebuilds, noLibtorchMessage, noMatchMessage, readManifest, selectPrebuild, sha256, verifyPrebuild, glibcProblem,
   type PrebuildLibtorch, type PrebuildManifest,
 } from './native/prebuilds';
 
@@ -405,7 +405,7 @@ function loadPrebuild(base: string, manifest: PrebuildManifest, env: NodeJS.Proc
   const choice = selectPrebuild(manifest, torch);
   if (!choice.ok) throw new HdlmError('HDLM_UNSUPPORTED', noMatchMessage(torch, manifest, choice.rejected));
   const file = path.join(prebuilds, choice.entry.file);
-  const bad = verifyPrebuild(prebuilds, choice.entry);
+  const bad = verifyPrebuild(prebuilds, choice.entry) ?? glibcProblem(prebuilds, choice.entry);
   if (bad) throw new HdlmError('HDLM_UNSUPPORTED', `the prebuilt hdlm binary ${choice.entry.id} cannot be used: ${bad}. Reinstall hdlm, or build it from source: \`npm rebuild hdlm --build-from-source\`.`);
   const tuple = `${process.platform}-${process.arch}`;
   const loaderEntry = manifest.libloaders[tuple];

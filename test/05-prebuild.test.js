@@ -133,7 +133,7 @@ describe('prebuild: chosen for the libtorch found, checked, loaded on its librar
   });
 
   it('refuses a prebuild that needs a newer glibc than this system has, before loading it', function () {
-    const { verifyPrebuild, requiredGlibc, runtimeGlibc } = require('../dist/native/prebuilds');
+    const { glibcProblem, requiredGlibc, runtimeGlibc } = require('../dist/native/prebuilds');
     const have = runtimeGlibc();
     if (!have) return this.skip();
     const dir = fs.mkdtempSync(path.join(tmp, 'glibc-'));
@@ -142,10 +142,10 @@ describe('prebuild: chosen for the libtorch found, checked, loaded on its librar
     fs.writeFileSync(file, Buffer.concat([fs.readFileSync(builtAddon), Buffer.from('\0GLIBC_9.99\0', 'latin1')]));
     assert.strictEqual(requiredGlibc(fs.readFileSync(file)), '9.99');
     const entry = { file: 'hdlm.node', sha256: sha256(file), needed: elf.needed };
-    assert.match(verifyPrebuild(dir, entry), new RegExp(`needs glibc 9\\.99 or newer .*this system has glibc ${have.replace(/\./g, '\\.')}`));
+    assert.match(glibcProblem(dir, entry), new RegExp(`needs glibc 9\\.99 or newer .*this system has glibc ${have.replace(/\./g, '\\.')}`));
     // the addon as built here asks for no newer glibc than this system's
     fs.writeFileSync(file, fs.readFileSync(builtAddon));
-    assert.strictEqual(verifyPrebuild(dir, { ...entry, sha256: sha256(file) }), null);
+    assert.strictEqual(glibcProblem(dir, { ...entry, sha256: sha256(file) }), null);
   });
 
   it('no manifest and no build: says how to build', function () {

@@ -213,8 +213,16 @@ export function verifyPrebuild(prebuildsDir: string, entry: PrebuildEntry): stri
   }
   const want = torchLibs(entry.needed);
   if (linked.join(' ') !== want.join(' ')) return `${file} links ${linked.join(', ') || 'no libtorch library'}, its record says ${want.join(', ')}`;
-  // a binary built on a newer system than this one would fail in dlopen with a linker message
-  const need = requiredGlibc(fs.readFileSync(file));
+  return null;
+}
+
+/**
+ * Whether this system's glibc can load the prebuild's binary (a binary built on a newer system
+ * fails in dlopen with a linker message): why not, or null. Checked at load time only; packaging
+ * on any machine ships binaries for newer ones.
+ */
+export function glibcProblem(prebuildsDir: string, entry: PrebuildEntry): string | null {
+  const need = requiredGlibc(fs.readFileSync(path.join(prebuildsDir, entry.file)));
   const have = runtimeGlibc();
   if (need && have && compareVersions(have, need) < 0) return `it needs glibc ${need} or newer (it was built on a newer system), this system has glibc ${have}`;
   return null;
