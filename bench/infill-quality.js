@@ -36,16 +36,7 @@ function chi2(groupA, groupB) {
   return s;
 }
 
-function mulberry32(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const mulberry32 = require('../test/helpers/stats').mulberry32; // seeded uniforms in [0, 1)
 
 /** Permutation p-value of the χ² distance between the two groups (rows exchanged between groups). */
 function permutationTest(groupA, groupB, permutations, seed) {

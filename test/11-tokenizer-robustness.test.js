@@ -8,17 +8,7 @@ const { encode: reference } = require('gpt-tokenizer/cjs/encoding/r50k_base');
 
 const PLAIN = { disallowedSpecial: new Set() };
 
-/** deterministic generator (mulberry32) */
-function rng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = require('./helpers/stats').mulberry32; // seeded uniforms in [0, 1)
 
 describe('tokenizer: hostile text, same ids as GPT-2', function () {
   this.timeout(120000);

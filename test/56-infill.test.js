@@ -12,17 +12,7 @@ const { DEMO_MODEL, tempDir } = require('./helpers/reference');
 
 const MASK = 50257;
 
-// A small seeded generator (mulberry32) for the property tests.
-function rng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = require('./helpers/stats').mulberry32; // seeded uniforms in [0, 1)
 
 // Runs of consecutive positions as spans, with tokens drawn per position.
 function spansOf(positions, tokenAt) {

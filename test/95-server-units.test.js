@@ -13,17 +13,7 @@ const { SseStream } = require('../dist/server/sse');
 const { parseServeArgs, resolveServeOptions, FLAG_OF } = require('../dist/server/options');
 const { ApiError } = require('../dist/server/errors');
 
-/** A small seeded PRNG (mulberry32) so failures reproduce. */
-function rng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = require('./helpers/stats').mulberry32; // seeded uniforms in [0, 1)
 
 describe('server: completion text', () => {
   const ids = tokenizer.encode(' The cat sat on the mat. Then it slept.');

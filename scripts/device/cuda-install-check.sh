@@ -15,8 +15,9 @@
 #
 #   bash scripts/device/cuda-install-check.sh [cuda|cpu]        (default cuda)
 #
-# On the GPU machine, from the checkout root with .device/ (scripts of ../shared/device): it
-# sources .device/setup.sh when node is not on PATH. With `cpu` it checks the same on a CPU
+# Run from the checkout root with node, npm and node_modules present. A machine without Node.js
+# may carry a bundle that puts them there: when node is not on PATH and the checkout holds
+# .device/setup.sh (an optional, untracked bundle script), it is sourced. With `cpu` it checks the same on a CPU
 # machine (Debian's libtorch), where (e) is skipped. Every step prints "== [time] step"; the
 # first failure stops the run with "FAILED: ..." and a non-zero exit status.
 #
