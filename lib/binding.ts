@@ -99,8 +99,10 @@ export interface NativeSampleOptions {
   eta: number;
   blockSize: number;
   seed: bigint;
-  /** call onStep with a copy of the tokens after every step */
+  /** call onStep with a copy of the tokens at the steps it sees */
   stepTokens: boolean;
+  /** onStep sees every stepEvery-th step and the last (the native loop copies tokens only then) */
+  stepEvery: number;
   /** true: upstream's exact semantics and random stream; false: the fast path (same distribution) */
   reference: boolean;
   /** shifted samplers */
@@ -279,6 +281,8 @@ export interface NativeGammaSampleOptions {
   eps: number;
   seed: bigint;
   stepTokens: boolean;
+  /** as NativeSampleOptions.stepEvery */
+  stepEvery: number;
 }
 
 export interface NativeAddon {

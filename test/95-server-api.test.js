@@ -222,6 +222,20 @@ describe('server: OpenAI API (openai client)', function () {
     texts.forEach((t, i) => assert.ok(frames[4].samples[i].text.startsWith(t), `${JSON.stringify(t)} / ${JSON.stringify(frames[4].samples[i].text)}`));
   });
 
+  it('only streams that show steps watch them: a first frame per job with denoise, none for acs text alone', async () => {
+    const frames = () => metric(ctx.url, 'hdlm_time_to_first_frame_seconds_count');
+    const before = await frames();
+    const plain = await postJson(`${ctx.url}/v1/completions`, { model: MODEL_ID, prompt: PROMPT, max_tokens: 8, seed: 4, steps: 7, alg: 'acs', stream: true });
+    assert.strictEqual(plain.status, 200);
+    assert.strictEqual(parseSse(plain.body).filter((e) => e.event === 'denoise').length, 0);
+    assert.strictEqual(await frames(), before);
+    const shown = await postJson(`${ctx.url}/v1/completions`, {
+      model: MODEL_ID, prompt: [PROMPT, 'A'], max_tokens: 8, seed: 4, steps: 7, alg: 'acs', stream: true, denoise: { every: 3 },
+    });
+    assert.deepStrictEqual(parseSse(shown.body).filter((e) => e.event === 'denoise').map((e) => e.data.step).filter((s, i, a) => a.indexOf(s) === i), [3, 6, 7]);
+    assert.strictEqual(await frames(), before + 2); // one per job: a job per prompt
+  });
+
   it('GET /health, GET / (the page, with a CSP), unknown routes (404 in OpenAI shape)', async () => {
     const health = await fetch(`${ctx.url}/health`);
     assert.strictEqual(health.status, 200);
@@ -259,7 +273,7 @@ describe('server: OpenAI API (openai client)', function () {
     for (const name of [
       'hdlm_http_requests_total{route="/v1/completions",status="200"}', 'hdlm_http_requests_total{route="/v1/completions",status="400"}',
       'hdlm_queue_depth', 'hdlm_batch_occupancy{replica="0",device="cpu"}', 'hdlm_step_seconds_count', 'hdlm_generated_tokens_total',
-      'hdlm_tokens_per_second', 'hdlm_jobs_total{replica="0",device="cpu",outcome="ok"}', 'hdlm_time_to_first_step_seconds_count',
+      'hdlm_tokens_per_second', 'hdlm_jobs_total{replica="0",device="cpu",outcome="ok"}', 'hdlm_time_to_first_frame_seconds_count',
     ]) {
       assert.ok(text.split('\n').some((l) => l.startsWith(name + ' ')), `${name} missing`);
     }

@@ -18,10 +18,16 @@ export function batchable(native: NativeSampleOptions): boolean {
 }
 
 /**
- * Native steps per round trip through the event loop (one while a row has an onStep, which sees
- * every step as it happens); joins and aborts still take effect at the next step.
+ * Native steps per round trip through the event loop at most; a call returns earlier when a row
+ * finishes or reaches a step its onStep sees (every `stepEvery`-th). Joins and aborts still take
+ * effect at the next step.
  */
 const STEPS_PER_CALL = 16;
+
+/** Whether a row's onStep sees step `step` of `total` (as the native loop decides). */
+function seesStep(stepEvery: number, step: number, total: number): boolean {
+  return stepEvery <= 1 || step % stepEvery === 0 || step === total;
+}
 
 interface Row {
   fnName: string;
@@ -127,7 +133,8 @@ class Batcher {
     if (!row) return; // aborted while the step ran
     row.stepsDone = e.step;
     const { batchSize, contextLength } = row.native;
-    if (row.onStep) {
+    // the call may have stopped for another row, at a step this row's onStep does not see
+    if (row.onStep && seesStep(row.native.stepEvery, e.step, e.total)) {
       const tokens = row.native.stepTokens && e.tokens ? rowsOf(e.tokens, batchSize, contextLength) : null;
       row.onStep.call({ step: e.step, total: e.total, tokens });
     }

@@ -47,13 +47,15 @@ export interface GammaSampleOptions {
   onStep?: (info: StepInfo) => void;
   /** pass the current tokens to onStep; SAR: positions beyond the window show their limit sample */
   stepTokens?: boolean;
+  /** onStep sees every stepEvery-th step and the last one only (default 1: every step) */
+  stepEvery?: number;
   /** accepted for parity with upstream; must name the model's device (or 'auto') */
   device?: string;
 }
 
 const KEYS = [
   'model', 'metaschedule', 'samplingMethod', 'batchSize', 'contextLength', 'eps', 'contextAttention', 'blockAttention',
-  'predictor', 'seed', 'signal', 'onStep', 'stepTokens', 'device', 'fixed',
+  'predictor', 'seed', 'signal', 'onStep', 'stepTokens', 'stepEvery', 'device', 'fixed',
 ] as const;
 
 function section(cfg: Record<string, unknown>, key: string): Record<string, unknown> {
@@ -140,6 +142,7 @@ export async function gammaSample(options: GammaSampleOptions): Promise<number[]
   const signal = v.isDefined(o.signal) ? v.abortSignal('signal', o.signal) : null;
   const onStep = v.isDefined(o.onStep) ? v.fn<(info: StepInfo) => void>('onStep', o.onStep) : null;
   const stepTokens = v.isDefined(o.stepTokens) ? v.boolean('stepTokens', o.stepTokens) : false;
+  const stepEvery = v.isDefined(o.stepEvery) ? v.integer('stepEvery', o.stepEvery, 1) : 1;
   if (v.isDefined(o.device)) checkDevice(o.device, model);
 
   const native: NativeGammaSampleOptions = {
@@ -155,6 +158,7 @@ export async function gammaSample(options: GammaSampleOptions): Promise<number[]
     eps,
     seed,
     stepTokens: stepTokens && onStep !== null,
+    stepEvery,
   };
   return runNativeJob(fnName, model, (step) => model.native().sampleGamma(native, step), batchSize, contextLength, signal, onStep);
 }

@@ -134,16 +134,19 @@ export async function handleCompletion(req: FastifyRequest, reply: FastifyReply,
     run: async (replica) => {
       const startedAt = performance.now();
       let last = startedAt;
-      // Only a streamed job watches its steps: a job nobody watches lets the library run several
-      // steps per round trip through the event loop (lib/core/batcher.ts); its step times are
-      // then its mean step time, observed once per step, at its end.
-      const streamHook = request.stream ? streamStep(job.index) : null;
+      let lastStep = 0;
+      // Only a job streamed with frames or progressive text watches its steps, and only the steps
+      // it shows (every denoise.every-th): the library runs the steps between two watched ones
+      // without a round trip through the event loop (lib/core/batcher.ts). A job nobody watches
+      // observes its mean step time once per step, at its end.
+      const streamHook = request.stream && wantTokens ? streamStep(job.index) : null;
       const onStep: SamplingJob['onStep'] = streamHook
         ? (step, total, completions) => {
             const now = performance.now();
-            if (step === 1) ctx.metrics.firstFrameSeconds.observe((now - startedAt) / 1000);
-            else ctx.metrics.stepSeconds.observe((now - last) / 1000);
+            if (lastStep === 0) ctx.metrics.firstFrameSeconds.observe((now - startedAt) / 1000);
+            else for (let s = lastStep; s < step; s++) ctx.metrics.stepSeconds.observe((now - last) / 1000 / (step - lastStep));
             last = now;
+            lastStep = step;
             streamHook(step, total, completions);
           }
         : null;
@@ -152,7 +155,7 @@ export async function handleCompletion(req: FastifyRequest, reply: FastifyReply,
         const rows = await runSampling({
           model: replica.model, prompt: job.prompt, suffix: request.suffix, completionLength: job.completionLength, samples: n,
           alg: request.alg, steps: request.steps, temperature: request.temperature, eta: request.eta, seed: job.seed,
-          blockSize: request.blockSize, signal, onStep, stepTokens: wantTokens,
+          blockSize: request.blockSize, signal, onStep, stepTokens: wantTokens, stepEvery: request.denoise?.every ?? 1,
         });
         outcome = 'ok';
         if (!streamHook) {

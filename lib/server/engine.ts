@@ -32,12 +32,13 @@ export interface SamplingJob {
   blockSize: number | null;
   signal: AbortSignal;
   /**
-   * Called after every step with the completion region of each sample (mask ids where still
-   * masked) when `stepTokens` is true, else null. Runs on the main thread between native steps:
-   * keep it cheap.
+   * Called after every `stepEvery`-th step (and the last) with the completion region of each
+   * sample (mask ids where still masked) when `stepTokens` is true, else null. Runs on the main
+   * thread between native steps: keep it cheap.
    */
   onStep: ((step: number, total: number, completions: number[][] | null) => void) | null;
   stepTokens: boolean;
+  stepEvery: number;
 }
 
 /** Tokens of the whole context a job samples (prompt + completion + suffix). */
@@ -76,6 +77,7 @@ export async function runSampling(job: SamplingJob): Promise<number[][]> {
     signal: job.signal,
     onStep,
     stepTokens: job.stepTokens && onStep !== undefined,
+    stepEvery: job.stepEvery,
   };
   const rows = job.blockSize === null ? await fullDiff(common) : await semiDiff({ ...common, blockSize: job.blockSize });
   return slice(rows);

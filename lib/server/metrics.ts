@@ -38,7 +38,7 @@ export class ServerMetrics {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers,
     });
     this.firstFrameSeconds = new Histogram({
-      name: 'hdlm_time_to_first_step_seconds', help: 'Time from admission of a job to its first denoising step',
+      name: 'hdlm_time_to_first_frame_seconds', help: 'Time from admission of a streamed job to the first step it shows (its first frame)',
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers,
     });
     this.queueWaitSeconds = new Histogram({

@@ -21,13 +21,13 @@ namespace hdlm {
 class BatchedSampler {
  public:
   virtual ~BatchedSampler() = default;
-  // watch: the request's caller sees every step as it happens (a step call returns after each
-  // step while such a request runs).
+  // watch: the request's caller sees its steps as they happen (every options.step_every-th and
+  // the last: a step call returns at each of them).
   virtual void add(int64_t id, const SampleOptions& options, bool watch) = 0;
   virtual void remove(int64_t id) = 0;
   // Up to max_steps steps of every request, fewer once a request finishes (it leaves the batch)
-  // or while a watched request runs (one). Events: each request's last step of the call, and
-  // every step where it finished, is watched or asked for its tokens.
+  // or reaches a step its caller watches. Events: each request's last step of the call, with its
+  // tokens when it finished or asked for them (step_tokens) at a step it reports.
   virtual std::vector<BatchRowEvent> step(int64_t max_steps) = 0;
 };
 

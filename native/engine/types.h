@@ -118,6 +118,7 @@ struct SampleOptions {
   int64_t block_size = 16;
   uint64_t seed = 0;
   bool step_tokens = false;
+  int64_t step_every = 1;  // the caller sees every step_every-th step and the last (reports())
 };
 
 inline bool is_shifted(EpsilonMode mode) {
@@ -140,6 +141,7 @@ struct GammaSampleOptions {
   double eps = 1e-4;  // annealing.sampling_eps
   uint64_t seed = 0;
   bool step_tokens = false;
+  int64_t step_every = 1;  // as SampleOptions::step_every
 };
 
 // What one step of a batched sampler (engine.h BatchedSampler) did for one of its requests.
@@ -151,7 +153,14 @@ struct BatchRowEvent {
 };
 
 // Called after every step (from the sampling thread). `tokens` is empty unless asked for.
-using StepCallback = std::function<void(int64_t step, int64_t total, std::vector<int32_t>&& tokens)>;
+// Called after every step: `report` says whether the caller sees this step (reports()); tokens
+// only with step_tokens and only at reported steps. The other steps just count (abort, errors).
+using StepCallback = std::function<void(int64_t step, int64_t total, bool report, std::vector<int32_t>&& tokens)>;
+
+// Whether step `done` of `total` is one the caller sees: every `every`-th step, and the last.
+inline bool reports(int64_t every, int64_t done, int64_t total) {
+  return every <= 1 || done % every == 0 || done == total;
+}
 
 // ---- evaluation (engine/eval.cc, engine/models/gpt2.cc) ------------------------------------
 

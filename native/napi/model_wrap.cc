@@ -148,9 +148,9 @@ class SampleTask : public ModelTask {
  protected:
   void Run() override {
     check_live();
-    StepCallback cb = [this](int64_t step, int64_t total, std::vector<int32_t>&& tokens) {
+    StepCallback cb = [this](int64_t step, int64_t total, bool report, std::vector<int32_t>&& tokens) {
       abort_->steps_done.store(step);
-      if (progress_) pool_->Post(new StepMessage(progress_, step, total, std::move(tokens)));
+      if (progress_ && report) pool_->Post(new StepMessage(progress_, step, total, std::move(tokens)));
     };
     try {
       result_ = call_(*model_, abort_->requested, cb);

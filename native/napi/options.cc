@@ -211,10 +211,11 @@ SampleOptions read_sample_options(Napi::Env env, const Napi::Object& o) {
   if (!fixed.IsNull() && !fixed.IsUndefined()) s.fixed_tokens = to_int32_vector(env, fixed, "fixed");
   s.seed = get_seed(o);
   s.step_tokens = get(o, "stepTokens").ToBoolean();
+  s.step_every = get(o, "stepEvery").IsUndefined() ? 1 : get_int(o, "stepEvery");
   s.fast = !get(o, "reference").ToBoolean();
   // Shape sanity that would otherwise index out of bounds natively.
-  if (s.batch_size < 1 || s.steps < 1 || s.context_length < 1 || s.block_size < 1 || s.prompt_length < 0 ||
-      s.prompt_length > s.context_length ||
+  if (s.batch_size < 1 || s.steps < 1 || s.step_every < 1 || s.context_length < 1 || s.block_size < 1 ||
+      s.prompt_length < 0 || s.prompt_length > s.context_length ||
       static_cast<int64_t>(s.prompt.size()) != (s.prompt_length > 0 ? s.batch_size * s.prompt_length : 0) ||
       (s.cfg_scale > 0 && s.prompt_length == 0 && !is_shifted(s.mode)) || s.bos_id < 0 ||
       (!s.fixed_tokens.empty() &&
@@ -246,7 +247,9 @@ GammaSampleOptions read_gamma_options(Napi::Env env, const Napi::Object& o) {
   g.eps = get_number(o, "eps");
   g.seed = get_seed(o);
   g.step_tokens = get(o, "stepTokens").ToBoolean();
-  if (g.batch_size < 1 || g.context_length < 1 || g.vocab_size < 2 || !(g.eps > 0 && g.eps < 0.05)) {
+  g.step_every = get(o, "stepEvery").IsUndefined() ? 1 : get_int(o, "stepEvery");
+  if (g.batch_size < 1 || g.step_every < 1 || g.context_length < 1 || g.vocab_size < 2 ||
+      !(g.eps > 0 && g.eps < 0.05)) {
     throw_type(env, "consistent gamma sampling options");
   }
   return g;

@@ -38,7 +38,7 @@ struct Request {
   }
   int64_t id;
   SampleOptions o;
-  bool watch;                // its caller sees every step
+  bool watch;                // its caller sees its steps (every o.step_every-th and the last)
   FastSelection selection;   // holds a reference to o: a Request never moves (unique_ptr)
   at::Tensor x;              // int64 [batch_size · context_length] on the device
   at::Generator noise;       // the sampling noise (CPU; CUDA without fused kernels)
@@ -93,26 +93,24 @@ class BatchedFastSampler : public BatchedSampler {
         if (running_.empty()) break;
         select_all();
         sample_selected();
-        // the call returns once a request has finished (its caller waits for it) and after every
-        // step while a watched request runs; every request then reports where it is, and at
-        // every step where it finished, is watched or asked for its tokens
-        bool finished = false, watched = false;
+        // the call returns once a request has finished (its caller waits for it) or reached a step
+        // its caller watches; every request then reports where it is, with its tokens if it
+        // finished or asked for them at a step it reports
+        bool stop = s == max_steps - 1;
         for (auto& [id, r] : running_) {
           ++r->done;
-          finished = finished || r->done == r->o.steps;
-          watched = watched || r->watch;
+          stop = stop || r->done == r->o.steps || (r->watch && reports(r->o.step_every, r->done, r->o.steps));
         }
-        const bool stop = finished || watched || s == max_steps - 1;
         for (auto it = running_.begin(); it != running_.end();) {
           Request& r = *it->second;
           const bool done = r.done == r.o.steps;
-          if (stop || r.o.step_tokens) {
+          if (stop) {
             BatchRowEvent e;
             e.id = r.id;
             e.step = r.done;
             e.total = r.o.steps;
             e.done = done;
-            if (done || r.o.step_tokens) {
+            if (done || (r.o.step_tokens && r.watch && reports(r.o.step_every, r.done, r.o.steps))) {
               auto host = r.x.cpu();
               e.tokens.assign(host.data_ptr<int64_t>(), host.data_ptr<int64_t>() + host.numel());
             }

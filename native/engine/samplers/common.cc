@@ -85,14 +85,16 @@ at::Tensor guided(const SampleOptions& o, const at::Tensor& both) {
   return parts[1] + (o.cfg_scale + 1.0) * (parts[0] - parts[1]);
 }
 
-void report_step(const StepCallback& on_step, bool with_tokens, const at::Tensor& x, int64_t done, int64_t total) {
+void report_step(const StepCallback& on_step, bool with_tokens, int64_t every, const at::Tensor& x, int64_t done,
+                 int64_t total) {
   if (!on_step) return;
+  const bool report = reports(every, done, total);
   std::vector<int32_t> tokens;
-  if (with_tokens) {
+  if (with_tokens && report) {
     auto cpu = x.to(at::kInt).cpu().contiguous();
     tokens.assign(cpu.data_ptr<int32_t>(), cpu.data_ptr<int32_t>() + cpu.numel());
   }
-  on_step(done, total, std::move(tokens));
+  on_step(done, total, report, std::move(tokens));
 }
 
 }  // namespace hdlm

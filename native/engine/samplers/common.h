@@ -55,8 +55,10 @@ at::Tensor fixed_tensor(const SampleOptions& o, const at::Device& device);
 at::Tensor with_guidance(const SampleOptions& o, const at::Tensor& x, const at::Tensor& fixed = at::Tensor());
 at::Tensor guided(const SampleOptions& o, const at::Tensor& both);
 
-// Calls on_step (if any) with the step count and, when asked for, a copy of x.
-void report_step(const StepCallback& on_step, bool with_tokens, const at::Tensor& x, int64_t done, int64_t total);
+// Calls on_step (if any) with the step count and, at a step the caller sees (reports()) when
+// asked for, a copy of x.
+void report_step(const StepCallback& on_step, bool with_tokens, int64_t every, const at::Tensor& x, int64_t done,
+                 int64_t total);
 
 // ---- the implementations (samplers.cc dispatches to them) ----------------------------------
 

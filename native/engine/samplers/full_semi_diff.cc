@@ -93,7 +93,7 @@ class FullSemiDiff {
         if (semi_) x.index_put_({Slice(), Slice(0, end)}, xs);
         impose_prompt(x);
         ++done;
-        report_step(on_step, o_.step_tokens, x, done, total);
+        report_step(on_step, o_.step_tokens, o_.step_every, x, done, total);
       }
     }
     return x.cpu();

@@ -151,8 +151,9 @@ struct GammaSampler {
       x = at::where(actb, x_new, x);
 
       // the full [B, L] picture: positions beyond the SAR window show their limit sample
-      const bool window = o.step_tokens && n < L;
-      report_step(on_step, o.step_tokens, window ? at::cat({x, full.index({Slice(), Slice(n, L)})}, 1) : x, k, total);
+      const bool window = o.step_tokens && n < L && reports(o.step_every, k, total);
+      report_step(on_step, o.step_tokens, o.step_every,
+                  window ? at::cat({x, full.index({Slice(), Slice(n, L)})}, 1) : x, k, total);
     }
     // Every shipped schedule ends with the window at L; a schedule that stops short leaves the
     // tail at its limit sample (upstream would return the shorter window).

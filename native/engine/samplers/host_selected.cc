@@ -38,7 +38,7 @@ at::Tensor run_host_selected(FastForward& model, const SampleOptions& o, const a
       stale = true;
       selection.wrote(i, idx, written);
     }
-    report_step(on_step, o.step_tokens, x, i + 1, o.steps);
+    report_step(on_step, o.step_tokens, o.step_every, x, i + 1, o.steps);
   }
   return x.view({B, L}).cpu();
 }

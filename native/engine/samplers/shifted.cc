@@ -121,7 +121,7 @@ struct ShiftedSampler {
         }
       }
       nxt.index_put_({need}, y);
-      report_step(on_step, o.step_tokens, x, i + 1, o.steps);
+      report_step(on_step, o.step_tokens, o.step_every, x, i + 1, o.steps);
     }
     return x.cpu();
   }
@@ -159,7 +159,7 @@ struct ShiftedSampler {
       auto nxt = x.narrow(1, 1, L - 1);
       auto need = (nxt == o.mask_id) & act.narrow(0, 1, L - 1).unsqueeze(0);
       if (!need.any().item<bool>()) {
-        report_step(on_step, o.step_tokens, x, i, total);
+        report_step(on_step, o.step_tokens, o.step_every, x, i, total);
         continue;
       }
       auto t = at::from_blob(plan.t.data(), {L}, at::kFloat).clone().to(device);
@@ -220,7 +220,7 @@ struct ShiftedSampler {
       }
       nxt.index_put_({need}, y);
       count_tokens(y);
-      report_step(on_step, o.step_tokens, x, i, total);
+      report_step(on_step, o.step_tokens, o.step_every, x, i, total);
     }
     return x.cpu();
   }
