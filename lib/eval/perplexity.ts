@@ -289,6 +289,12 @@ export async function evaluatePerplexity(options: PerplexityOptions): Promise<Pe
     const empty = new Set(emptyDraws);
     for (let k = 0; k < n; k++) {
       const i = first + k;
+      if (onProgress && k > 0) {
+        // a turn of the event loop between two chunks' reports, as when each chunk had its own
+        // call: a callback's rejected promise is known before the next report
+        await new Promise((resolve) => setImmediate(resolve));
+        onProgress.throwIfFailed();
+      }
       const kept: number[] = [];
       let skippedHere = 0;
       for (let d = 0; d < reps; d++) {
