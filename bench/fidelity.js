@@ -24,7 +24,7 @@
 // --batching off: fast fullDiff calls run alone (the host-selected sampler) instead of in the
 // model's batch (the batched sampler, what concurrent calls and the server use; default on).
 // Defaults: --length 256 --steps 128 --semi-steps 8 --block-size 16 --batch 64 --samples auto
-// --mc 32 --mc-batch 16 --resolution 0.01 --time-budget 0 (none) --permutations 199 --top-k 64.
+// --mc 64 --mc-batch 8 --resolution 0.01 --time-budget 0 (none) --permutations 199 --top-k 64.
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
@@ -286,16 +286,17 @@ async function drawBatch(model, spec, o, reference, seed) {
   return { rows, seconds: Number(process.hrtime.bigint() - t) / 1e9 };
 }
 
-/** The model's own NLL bound (nats per target token) of each row, and its Monte-Carlo variance. */
+/**
+ * The model's own NLL bound (nats per target token) of each row, and its Monte-Carlo variance:
+ * one evaluatePerplexity call for all rows (each row its own chunk with its own seed; the draws of
+ * several rows share forwards as its drawsPerForward policy packs them).
+ */
 async function scoreRows(model, rows, o, seed) {
   const { evaluatePerplexity } = evalApi();
   const t = process.hrtime.bigint();
-  const out = [];
-  for (let i = 0; i < rows.length; i++) {
-    const r = await evaluatePerplexity({ model, chunks: [rows[i]], batchSize: o.mcBatch, monteCarloTimesteps: o.mc, seed: derive(seed, i) });
-    out.push({ nll: r.nll, mcVar: r.nllStandardError === null ? null : r.nllStandardError ** 2 });
-  }
-  return { scores: out, seconds: Number(process.hrtime.bigint() - t) / 1e9 };
+  const r = await evaluatePerplexity({ model, chunks: rows, batchSize: o.mcBatch, monteCarloTimesteps: o.mc, seed });
+  const scores = r.chunkNll.map((nll, i) => ({ nll, mcVar: r.chunkNllVariance[i] }));
+  return { scores, seconds: Number(process.hrtime.bigint() - t) / 1e9 };
 }
 
 /** Samples needed per mode to detect a shift of `resolution` in a mean whose per-sample SD is `sd`. */
@@ -424,8 +425,8 @@ function parseOptions(argv) {
       'time-budget': { type: 'string', default: '0' },
       seed: { type: 'string', default: '1' },
       algs: { type: 'string', default: 'all' },
-      mc: { type: 'string', default: '32' },
-      'mc-batch': { type: 'string', default: '16' },
+      mc: { type: 'string', default: '64' },
+      'mc-batch': { type: 'string', default: '8' },
       temperature: { type: 'string', default: '1' },
       'fast-temperature': { type: 'string' },
       batching: { type: 'string', default: 'on' },

@@ -207,6 +207,10 @@ export interface NativeEvalRequest {
   /** mc_loglik on gamma_hybrid models: σ̄ at every position (upstream: 1e-3); ignored otherwise */
   sigma: number;
   seed: bigint;
+  /** mc_loglik: one seed per row, each row drawing from its own generator (instead of one generator seeded with `seed` for all rows) */
+  rowSeeds?: BigUint64Array;
+  /** mc_loglik: up to this many draws (row-major, empty ones left out) share one forward of drawsPerForward × batchSize rows (default 1) */
+  drawsPerForward?: number;
 }
 /** values: rows × cols, row-major (mc_loglik: cols = repetitions; last_hidden: cols = n_embd) */
 export interface NativeEvalResult {

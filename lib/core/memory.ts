@@ -111,6 +111,15 @@ export function checkCallMemory(what: string, device: string, kind: PeakKind, ba
   );
 }
 
+/**
+ * Rows of contextLength × vocabulary logits whose estimated peak (as checkCallMemory counts it)
+ * fits in the memory available now; Infinity off the CPU (not checked there).
+ */
+export function rowsThatFit(device: string, kind: PeakKind, contextLength: number, vocabSize: number): number {
+  if (device !== 'cpu') return Infinity;
+  return Math.floor(memoryForCalls() / (contextLength * vocabSize * PEAK_BYTES_PER_LOGIT[kind]));
+}
+
 /** Refuses (on `batchSize`) a call whose logits, batchSize × contextLength × vocabulary, exceed MAX_LOGITS_ELEMENTS. */
 export function checkLogitsCap(batchSize: number, contextLength: number, vocabSize: number): void {
   if (batchSize * contextLength * vocabSize <= MAX_LOGITS_ELEMENTS) return;

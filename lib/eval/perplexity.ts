@@ -8,7 +8,7 @@
 import { AbortError, HdlmError, invalidParameterError } from '../errors';
 import { CallbackGuard } from '../callbacks';
 import { HdlmModel, toHdlmError } from '../core/model';
-import { checkCallMemory, checkLogitsCap } from '../core/memory';
+import { checkCallMemory, checkLogitsCap, MAX_LOGITS_ELEMENTS, rowsThatFit } from '../core/memory';
 import * as v from '../validate';
 import { chunkTexts, detokenizer, readBrownCorpus, readTextFile, type DetokenizerName } from './datasets';
 import { isHubDataset, loadHubDataset, type HubDatasetInfo } from './hub-datasets';
@@ -52,6 +52,12 @@ export interface PerplexityOptions {
   monteCarloTimesteps?: number;
   /** upstream sampling_eps (default 1e-3) */
   samplingEps?: number;
+  /**
+   * draws that share one forward (of drawsPerForward × batchSize rows); the numbers do not
+   * depend on it (up to floating-point batch effects). Default: as many as keep that forward's
+   * logits within about 2 GiB on a GPU, 256 MiB on the CPU (see defaultDrawsPerForward)
+   */
+  drawsPerForward?: number;
   seed?: number | bigint;
   signal?: AbortSignal;
   onProgress?: (p: { done: number; total: number; nll: number; tokens: number }) => void;
@@ -72,6 +78,12 @@ export interface PerplexityResult {
   batchSize: number;
   monteCarloTimesteps: number;
   drawsPerChunk: number;
+  /** draws per forward (see PerplexityOptions.drawsPerForward) */
+  drawsPerForward: number;
+  /** per chunk: its bound in nats per target token (nll is their mean) */
+  chunkNll: number[];
+  /** per chunk: the Monte-Carlo variance of chunkNll (from the spread of its draws), null with one draw */
+  chunkNllVariance: (number | null)[];
   /** draws in which no position was masked (upstream skips them) */
   skippedDraws: number;
   samplingEps: number;
@@ -85,7 +97,7 @@ export interface PerplexityResult {
 
 const PPL_KEYS = [
   'model', 'chunks', 'texts', 'dataset', 'detokenizer', 'field', 'start', 'end', 'lastFraction', 'batchSize', 'monteCarloTimesteps',
-  'samplingEps', 'seed', 'signal', 'onProgress', 'datasetRevision', 'token', 'endpoint', 'offline', 'cacheDir', 'fetch',
+  'samplingEps', 'drawsPerForward', 'seed', 'signal', 'onProgress', 'datasetRevision', 'token', 'endpoint', 'offline', 'cacheDir', 'fetch',
 ] as const;
 
 /** The chunks a perplexity run evaluates (exported for the CLI and tests). */
@@ -126,6 +138,37 @@ export function perplexityChunks(o: Pick<PerplexityOptions, 'chunks' | 'texts' |
   return chunks;
 }
 
+const MiB = 2 ** 20;
+/** Logits (float32) one packed forward holds by default: a GPU gains from large forwards, the CPU little. */
+const PACKED_LOGITS_BYTES = { cpu: 256 * MiB, other: 2048 * MiB };
+/** Chunks per native call at most: progress arrives per call. */
+const MAX_CHUNKS_PER_CALL = 64;
+
+/**
+ * The default drawsPerForward: as many draws (batchSize × length × vocabulary logits each) as fit
+ * in PACKED_LOGITS_BYTES, within the logits cap and, on the CPU, the memory available now;
+ * at least 1, at most the draws there are.
+ */
+export function defaultDrawsPerForward(device: string, batchSize: number, length: number, vocabSize: number, totalDraws: number): number {
+  const perDraw = batchSize * length * vocabSize;
+  const budget = device === 'cpu' ? PACKED_LOGITS_BYTES.cpu : PACKED_LOGITS_BYTES.other;
+  const fit = Math.min(
+    Math.floor(budget / (4 * perDraw)),
+    Math.floor(MAX_LOGITS_ELEMENTS / perDraw),
+    Math.floor(rowsThatFit(device, 'perplexity', length, vocabSize) / batchSize),
+  );
+  return Math.max(1, Math.min(fit, totalDraws));
+}
+
+/**
+ * Chunks per native call: enough that its draws fill whole forwards (D / gcd(D, draws per
+ * chunk) chunks), at most MAX_CHUNKS_PER_CALL.
+ */
+function chunksPerCall(drawsPerForward: number, drawsPerChunk: number): number {
+  const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
+  return Math.min(MAX_CHUNKS_PER_CALL, drawsPerForward / gcd(drawsPerForward, drawsPerChunk));
+}
+
 /**
  * Upstream's zero-shot perplexity bound (ZeroShot_calculator, mode aligned, nll_type mc): for
  * every chunk x, floor(monteCarloTimesteps / batchSize) draws of batchSize copies with stratified
@@ -145,6 +188,20 @@ export async function evaluatePerplexity(options: PerplexityOptions): Promise<Pe
   checkLogitsCap(batchSize, model.length, model.vocabSize);
   checkCallMemory('evaluatePerplexity', model.device, 'perplexity', batchSize, model.length, model.vocabSize);
   const samplingEps = v.isDefined(o.samplingEps) ? v.finiteNumber('samplingEps', o.samplingEps, 0, 1) : 1e-3;
+  const askedDrawsPerForward = v.isDefined(o.drawsPerForward) ? v.integer('drawsPerForward', o.drawsPerForward, 1, 65536) : null;
+  if (askedDrawsPerForward !== null) {
+    const perDraw = batchSize * model.length * model.vocabSize;
+    const most = Math.min(Math.floor(MAX_LOGITS_ELEMENTS / perDraw), Math.floor(rowsThatFit(model.device, 'perplexity', model.length, model.vocabSize) / batchSize));
+    if (askedDrawsPerForward > most) {
+      throw invalidParameterError(
+        'drawsPerForward',
+        `at most ${Math.max(1, most)} with batchSize ${batchSize} at contextLength ${model.length} ` +
+          `(a forward's drawsPerForward × batchSize × contextLength × vocabSize logits must stay within ${MAX_LOGITS_ELEMENTS} floats` +
+          `${model.device === 'cpu' ? ' and the memory available now' : ''})`,
+        askedDrawsPerForward,
+      );
+    }
+  }
   const seed = v.isDefined(o.seed) ? v.seed('seed', o.seed) : randomSeed();
   const signal = v.isDefined(o.signal) ? v.abortSignal('signal', o.signal) : null;
   // A failing onProgress stops the running chunk; the call rejects with the callback's error.
@@ -186,13 +243,26 @@ export async function evaluatePerplexity(options: PerplexityOptions): Promise<Pe
   let varKnown = reps >= 2;
   let skipped = 0;
   let tokens = 0;
+  const drawsPerForward = askedDrawsPerForward ?? defaultDrawsPerForward(model.device, batchSize, L, model.vocabSize, reps * chunks.length);
+  const perCall = chunksPerCall(drawsPerForward, reps);
+  const chunkNll: number[] = [];
+  const chunkNllVariance: (number | null)[] = [];
   const native = model.native();
-  for (let i = 0; i < chunks.length; i++) {
+  for (let first = 0; first < chunks.length; first += perCall) {
     onProgress?.throwIfFailed();
     if (signal?.aborted) throw new AbortError('evaluatePerplexity was aborted');
+    const n = Math.min(perCall, chunks.length - first);
+    const tokensOfCall = new Int32Array(n * L);
+    // each chunk draws from its own generator, seeded as when it is evaluated alone: the numbers
+    // do not depend on how chunks are grouped into calls or draws into forwards
+    const rowSeeds = new BigUint64Array(n);
+    for (let k = 0; k < n; k++) {
+      tokensOfCall.set(chunks[first + k], k * L);
+      rowSeeds[k] = deriveSeed(seed, first + k);
+    }
     const job = native.evaluate({
-      op: 'mc_loglik', tokens: Int32Array.from(chunks[i]), rows: 1, length: L, batchSize, repetitions: reps, samplingEps,
-      maskId: model.maskId, sigma: gammaSigma, seed: deriveSeed(seed, i),
+      op: 'mc_loglik', tokens: tokensOfCall, rows: n, length: L, batchSize, repetitions: reps, samplingEps,
+      maskId: model.maskId, sigma: gammaSigma, seed: rowSeeds[0], rowSeeds, drawsPerForward,
     });
     const onAbort = (): void => job.abort();
     signal?.addEventListener('abort', onAbort, { once: true });
@@ -205,27 +275,53 @@ export async function evaluatePerplexity(options: PerplexityOptions): Promise<Pe
       onProgress?.throwIfFailed();
       const err = toHdlmError(e);
       if (err.code === 'HDLM_ABORTED') throw new AbortError('evaluatePerplexity was aborted');
-      if (err.code === 'HDLM_NON_FINITE') throw new HdlmError(err.code, `evaluatePerplexity: chunk ${i}: ${err.message}`, { cause: err });
+      if (err.code === 'HDLM_NON_FINITE') {
+        // the native message names the row of this call: say which chunk that is
+        const row = / at row (\d+), draw /.exec(err.message);
+        const where = row ? `chunk ${first + Number(row[1])}` : `chunks ${first}–${first + n - 1}`;
+        throw new HdlmError(err.code, `evaluatePerplexity: ${where}: ${err.message.replace(/ at row \d+, draw /, ' at draw ')}`, { cause: err });
+      }
       throw err;
     } finally {
       running = null;
       signal?.removeEventListener('abort', onAbort);
     }
     const empty = new Set(emptyDraws);
-    const kept: number[] = [];
-    for (const [d, x] of values.entries()) {
-      if (empty.has(d)) continue;
-      if (!Number.isFinite(x)) throw new HdlmError('HDLM_NON_FINITE', `evaluatePerplexity: chunk ${i}: draw ${d} has a non-finite loss (${x})`);
-      kept.push(x);
+    for (let k = 0; k < n; k++) {
+      const i = first + k;
+      if (onProgress && k > 0) {
+        // a turn of the event loop between two chunks' reports, as when each chunk had its own
+        // call: a callback's rejected promise is known before the next report
+        await new Promise((resolve) => setImmediate(resolve));
+        onProgress.throwIfFailed();
+      }
+      const kept: number[] = [];
+      let skippedHere = 0;
+      for (let d = 0; d < reps; d++) {
+        const x = values[k * reps + d];
+        if (empty.has(k * reps + d)) {
+          skippedHere++;
+          continue;
+        }
+        if (!Number.isFinite(x)) throw new HdlmError('HDLM_NON_FINITE', `evaluatePerplexity: chunk ${i}: draw ${d} has a non-finite loss (${x})`);
+        kept.push(x);
+      }
+      skipped += skippedHere;
+      if (kept.length === 0) throw new HdlmError('HDLM_NATIVE', `chunk ${i}: no draw masked any position (upstream divides by zero here)`);
+      const mean = kept.reduce((a, b) => a + b, 0) / kept.length;
+      totalNll += mean;
+      chunkNll.push(mean / (L - 1));
+      if (kept.length >= 2) {
+        const varOfMean = kept.reduce((a, b) => a + (b - mean) ** 2, 0) / (kept.length - 1) / kept.length;
+        totalVar += varOfMean;
+        chunkNllVariance.push(varOfMean / (L - 1) ** 2);
+      } else {
+        varKnown = false;
+        chunkNllVariance.push(null);
+      }
+      tokens += L - 1;
+      onProgress?.call({ done: i + 1, total: chunks.length, nll: totalNll / tokens, tokens });
     }
-    skipped += empty.size;
-    if (kept.length === 0) throw new HdlmError('HDLM_NATIVE', `chunk ${i}: no draw masked any position (upstream divides by zero here)`);
-    const mean = kept.reduce((a, b) => a + b, 0) / kept.length;
-    totalNll += mean;
-    if (kept.length >= 2) totalVar += kept.reduce((a, b) => a + (b - mean) ** 2, 0) / (kept.length - 1) / kept.length;
-    else varKnown = false;
-    tokens += L - 1;
-    onProgress?.call({ done: i + 1, total: chunks.length, nll: totalNll / tokens, tokens });
   }
   await onProgress?.drain();
   onProgress?.throwIfFailed();
@@ -242,6 +338,9 @@ export async function evaluatePerplexity(options: PerplexityOptions): Promise<Pe
     batchSize,
     monteCarloTimesteps: mc,
     drawsPerChunk: reps,
+    drawsPerForward,
+    chunkNll,
+    chunkNllVariance,
     skippedDraws: skipped,
     samplingEps,
     ...(model.family === 'gamma_hybrid' ? { sigma: gammaSigma } : {}),

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "engine/finite.h"
 
@@ -36,20 +37,78 @@ at::Tensor cross_entropy_rows(const at::Tensor& logits2d, const at::Tensor& targ
 EvalResult eval_mc_loglik(const EvalForward& forward, const at::Device& device, const EvalRequest& r,
                           const std::atomic<bool>& abort) {
   check_request(r);
-  if (r.batch_size < 1 || r.repetitions < 1 || !(r.sampling_eps >= 0.0 && r.sampling_eps <= 1.0)) {
-    throw EngineError("HDLM_INVALID_ARGUMENT", "evaluate: batch_size and repetitions ≥ 1, sampling_eps in [0, 1]");
+  if (r.batch_size < 1 || r.repetitions < 1 || r.draws_per_forward < 1 ||
+      !(r.sampling_eps >= 0.0 && r.sampling_eps <= 1.0)) {
+    throw EngineError("HDLM_INVALID_ARGUMENT",
+                      "evaluate: batch_size, repetitions and draws_per_forward ≥ 1, sampling_eps in [0, 1]");
   }
-  const int64_t B = r.batch_size, L = r.length;
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(r.seed);
+  if (!r.row_seeds.empty() && static_cast<int64_t>(r.row_seeds.size()) != r.rows) {
+    throw EngineError("HDLM_INVALID_ARGUMENT", "evaluate: row_seeds must hold one seed per row");
+  }
+  const int64_t B = r.batch_size, L = r.length, D = r.draws_per_forward;
+  // one generator per row (row_seeds), else one for all rows (seed)
+  std::vector<at::Generator> gens;
+  if (r.row_seeds.empty()) {
+    gens.push_back(at::make_generator<at::CPUGeneratorImpl>(r.seed));
+  } else {
+    for (const auto s : r.row_seeds) gens.push_back(at::make_generator<at::CPUGeneratorImpl>(s));
+  }
   auto all = rows_tensor(r);
   auto positions =
-      at::arange(L, at::TensorOptions().dtype(at::kLong).device(device)).unsqueeze(0).expand({B, L}).contiguous();
+      at::arange(L, at::TensorOptions().dtype(at::kLong).device(device)).unsqueeze(0).expand({D * B, L}).contiguous();
   auto offsets = at::arange(B, at::kFloat) / static_cast<float>(B);
+  const auto mask_token = at::full({}, r.mask_id, at::kLong);
   EvalResult out;
   out.rows = r.rows;
   out.cols = r.repetitions;
-  out.values.reserve(static_cast<size_t>(r.rows * r.repetitions));
+  out.values.assign(static_cast<size_t>(r.rows * r.repetitions), 0.0);
+
+  // The draws waiting for the next forward: their inputs on the host, where their values go.
+  struct Draw {
+    int64_t row, rep;
+    at::Tensor noisy, target, masked, p_mask;  // [B, L] ×3 (CPU), [B]
+  };
+  std::vector<Draw> pending;
+  // One forward of every pending draw (its B rows each, in order); each draw's value is the sum
+  // of its rows' Σ_masked CE / p, over B; one copy to the host per forward.
+  const auto run_pending = [&]() {
+    if (pending.empty()) return;
+    if (abort.load()) throw EngineError("HDLM_ABORTED", "evaluation aborted");
+    const int64_t n = static_cast<int64_t>(pending.size());
+    std::vector<at::Tensor> noisy, target, masked, p_mask;
+    for (const auto& d : pending) {
+      noisy.push_back(d.noisy);
+      target.push_back(d.target);
+      masked.push_back(d.masked);
+      p_mask.push_back(d.p_mask);
+    }
+    auto masked_host = at::cat(masked);  // [n·B, L]
+    auto logits = forward(at::cat(noisy).to(device), positions.narrow(0, 0, n * B));
+    auto m = masked_host.to(device);
+    auto scored = logits.index({m});
+    check_finite_rows(scored, [&](int64_t k) {
+      auto at = masked_host.nonzero()[k];
+      const int64_t row_of_batch = at[0].item<int64_t>();
+      const auto& d = pending[static_cast<size_t>(row_of_batch / B)];
+      return "at row " + std::to_string(d.row) + ", draw " + std::to_string(d.rep) + " (sample " +
+             std::to_string(row_of_batch % B) + " of the batch, position " + std::to_string(at[1].item<int64_t>()) +
+             ")";
+    });
+    auto ce = cross_entropy_rows(scored, at::cat(target).to(device).index({m}));
+    auto w = at::cat(p_mask).unsqueeze(1).expand({n * B, L}).to(device).index({m});
+    // back in place, zero where unmasked, so that each draw's B·L terms sum apart
+    auto terms = at::zeros({n * B, L}, ce.options()).index_put_({m}, ce / w);
+    auto sums = terms.view({n, B * L}).to(at::kDouble).sum(1).cpu().contiguous();
+    const double* s = sums.data_ptr<double>();
+    for (int64_t g = 0; g < n; ++g) {
+      const auto& d = pending[static_cast<size_t>(g)];
+      out.values[static_cast<size_t>(d.row * r.repetitions + d.rep)] = s[g] / static_cast<double>(B);
+    }
+    pending.clear();
+  };
+
   for (int64_t i = 0; i < r.rows; ++i) {
+    auto& gen = gens[r.row_seeds.empty() ? 0 : static_cast<size_t>(i)];
     auto seq = all[i].unsqueeze(0).expand({B, L});
     for (int64_t rep = 0; rep < r.repetitions; ++rep) {
       if (abort.load()) throw EngineError("HDLM_ABORTED", "evaluation aborted");
@@ -61,25 +120,14 @@ EvalResult eval_mc_loglik(const EvalForward& forward, const at::Device& device, 
       auto masked = u < p_mask.unsqueeze(1);  // [B, L]
       if (!masked.any().item<bool>()) {
         // upstream divides by zero here; the draw is left out, and said so apart from the values
-        out.empty_draws.push_back(static_cast<int32_t>(out.values.size()));
-        out.values.push_back(0.0);
+        out.empty_draws.push_back(static_cast<int32_t>(i * r.repetitions + rep));
         continue;
       }
-      auto noisy = at::where(masked, at::full({}, r.mask_id, at::kLong), seq).to(device);
-      auto logits = forward(noisy, positions);
-      auto m = masked.to(device);
-      auto scored = logits.index({m});
-      check_finite_rows(scored, [&](int64_t k) {
-        auto at = masked.nonzero()[k];
-        return "at draw " + std::to_string(rep) + " (sample " + std::to_string(at[0].item<int64_t>()) +
-               " of the batch, position " + std::to_string(at[1].item<int64_t>()) + ")";
-      });
-      auto ce = cross_entropy_rows(scored, seq.to(device).index({m}));
-      auto w = p_mask.unsqueeze(1).expand({B, L}).to(device).index({m});
-      const double loss = (ce / w).sum().item<double>() / static_cast<double>(B);
-      out.values.push_back(loss);
+      pending.push_back({i, rep, at::where(masked, mask_token, seq), seq, masked, p_mask});
+      if (static_cast<int64_t>(pending.size()) == D) run_pending();
     }
   }
+  run_pending();
   return out;
 }
 

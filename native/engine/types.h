@@ -170,7 +170,9 @@ inline bool reports(int64_t every, int64_t done, int64_t total) {
 //   sampling_eps, every position masked (mask_id) with probability p_b, one forward; the value
 //   is Σ_{masked} CE(logits, x) / p_b / batch_size; a draw that masked nothing (upstream
 //   divides by zero) is listed in empty_draws (its value 0). Non-finite logits at a masked
-//   position throw HDLM_NON_FINITE. Result: rows × repetitions. Draws come from a CPU generator seeded with `seed`.
+//   position throw HDLM_NON_FINITE. Result: rows × repetitions. Draws come from a CPU generator seeded with `seed`,
+//   or with row_seeds[i] for row i (one generator per row) when row_seeds is given. Up to
+//   draws_per_forward draws (row-major: row, then repetition; empty ones left out) share one forward.
 //   gamma_hybrid models are called with σ̄ = `sigma` at every position.
 // op "causal_nll" (GPT-2): Result rows × 1, Σ_{l=1..length−1} CE(logits[l−1], x_l) per row.
 // op "last_hidden" (GPT-2): Result rows × n_embd, the final hidden state (after ln_f) at the
@@ -185,6 +187,8 @@ struct EvalRequest {
   int64_t mask_id = 50257;
   double sigma = 0.0;  // mc_loglik on gamma_hybrid models
   uint64_t seed = 0;
+  std::vector<uint64_t> row_seeds;  // mc_loglik: empty, or one per row
+  int64_t draws_per_forward = 1;    // mc_loglik
 };
 struct EvalResult {
   std::vector<double> values;

@@ -267,9 +267,22 @@ EvalRequest read_eval_request(Napi::Env env, const Napi::Object& o) {
   r.mask_id = get_int(o, "maskId");
   r.sigma = get_number(o, "sigma");
   r.seed = get_seed(o);
+  // mc_loglik, both optional: rowSeeds (a BigUint64Array, one per row), drawsPerForward
+  const auto row_seeds = get(o, "rowSeeds");
+  if (!row_seeds.IsUndefined() && !row_seeds.IsNull()) {
+    if (!row_seeds.IsTypedArray() || row_seeds.As<Napi::TypedArray>().TypedArrayType() != napi_biguint64_array) {
+      throw_type(env, "a BigUint64Array for rowSeeds");
+    }
+    auto arr = row_seeds.As<Napi::TypedArrayOf<uint64_t>>();
+    r.row_seeds.assign(arr.Data(), arr.Data() + arr.ElementLength());
+  }
+  if (!get(o, "drawsPerForward").IsUndefined()) r.draws_per_forward = get_int(o, "drawsPerForward");
   if (r.rows < 1 || r.length < 1 || static_cast<int64_t>(r.tokens.size()) != r.rows * r.length || r.batch_size < 1 ||
-      r.repetitions < 1 || !(r.sigma >= 0.0 && std::isfinite(r.sigma))) {
-    throw_type(env, "tokens of rows × length ids, batchSize and repetitions ≥ 1, a finite sigma ≥ 0");
+      r.repetitions < 1 || !(r.sigma >= 0.0 && std::isfinite(r.sigma)) || r.draws_per_forward < 1 ||
+      (!r.row_seeds.empty() && static_cast<int64_t>(r.row_seeds.size()) != r.rows)) {
+    throw_type(env,
+               "tokens of rows × length ids, batchSize, repetitions and drawsPerForward ≥ 1, a finite sigma ≥ 0, "
+               "rowSeeds absent or one per row");
   }
   return r;
 }
