@@ -4,7 +4,9 @@
 // reference and in fast mode from a trained model (the demo model by default) and compares
 // per-sample statistics with two-sample tests whose unit is the sample: the model's own Monte-Carlo
 // NLL bound, text and token entropy, repetition, first EOS, masks left, rare tokens, unigram and
-// bigram frequencies.
+// bigram frequencies. The k-th reference and the k-th fast sample of a round are scored with the
+// same Monte-Carlo draws (common random numbers), so the NLL is compared pair by pair: most of the
+// bound's own noise is common to the two and cancels in their difference.
 // Prints one table (reference, fast, difference, standard error, p, Holm-adjusted p) and keeps
 // every sample (--out: a JSON file plus one compressed id file per sampler:alg beside it) so that
 // runs can be merged. Method and results: docs/fast-mode-fidelity.md.
@@ -194,7 +196,7 @@ function compareGroups(ref, fast, ctx) {
   const out = [];
   for (const [key, label] of SCALARS) {
     let get;
-    const name = key === 'rareTokens' ? `${label} (outside the ${rareRank} most frequent)` : label;
+    let name = key === 'rareTokens' ? `${label} (outside the ${rareRank} most frequent)` : label;
     if (key === 'nll') {
       if (sa.some((s) => s.nll === null || s.nll === undefined)) continue;
       get = (s) => s.nll;
@@ -204,7 +206,11 @@ function compareGroups(ref, fast, ctx) {
     } else {
       get = (s) => s.scalars[key];
     }
-    const w = stats.welchTest(sa.map(get), sb.map(get));
+    // the NLL pair by pair where the samples were scored in pairs; every other statistic, and the
+    // NLL of unpaired runs, as two independent groups
+    const pairs = key === 'nll' ? nllPairs(ref, fast) : null;
+    const w = pairs ? stats.pairedTest(pairs.map((x) => x[0]), pairs.map((x) => x[1])) : stats.welchTest(sa.map(get), sb.map(get));
+    if (pairs) name = `${label} (paired by scoring draws)`;
     // a statistic constant and equal in both groups (no mask left, say) is no test: p null, left
     // out of the multiple-testing family
     const p = w.se === 0 && w.diff === 0 ? null : w.p;
@@ -299,9 +305,34 @@ async function scoreRows(model, rows, o, seed) {
   return { scores, seconds: Number(process.hrtime.bigint() - t) / 1e9 };
 }
 
-/** Samples needed per mode to detect a shift of `resolution` in a mean whose per-sample SD is `sd`. */
-function samplesNeeded(sd, resolution) {
-  return Math.ceil(2 * ((DETECT_FACTOR * sd) / resolution) ** 2);
+/**
+ * Samples needed per mode to detect a shift of `resolution` in the mean NLL, given the SD of one
+ * fast-minus-reference difference (a pair's; two independent samples: the per-sample SD × √2).
+ */
+function samplesNeeded(differenceSd, resolution) {
+  return Math.ceil(((DETECT_FACTOR * differenceSd) / resolution) ** 2);
+}
+
+/**
+ * The NLL pairs of two groups: [reference, fast] values of the samples scored with the same
+ * draws (the same `pair` key), or null when the groups do not pair up one to one (runs made
+ * before pairing, or merged from overlapping seeds).
+ */
+function nllPairs(ref, fast) {
+  if (ref.length !== fast.length || ref.length < 2) return null;
+  const byKey = new Map();
+  for (const s of ref) {
+    if (s.pair === undefined || s.pair === null || byKey.has(s.pair)) return null;
+    byKey.set(s.pair, s);
+  }
+  const pairs = [];
+  for (const s of fast) {
+    const r = byKey.get(s.pair);
+    if (!r) return null;
+    byKey.delete(s.pair);
+    pairs.push([r.nll, s.nll]);
+  }
+  return pairs;
 }
 
 /**
@@ -315,12 +346,16 @@ async function runSpec(model, spec, index, o, deadline, log = () => {}) {
   const seconds = { reference: 0, fast: 0, scoring: 0 };
   let batchNo = 0;
   const oneRound = async () => {
+    // both modes' batches of a round are scored with the same seed: their k-th samples share draws
+    const scoringSeed = derive(o.seed ^ 0x5eedn, index, batchNo);
     for (const mode of ['reference', 'fast']) {
       const { rows, seconds: s } = await drawBatch(model, spec, o, mode === 'reference', derive(o.seed, index, 2 * batchNo + (mode === 'fast' ? 1 : 0)));
       seconds[mode] += s;
-      const scored = o.mc > 0 ? await scoreRows(model, rows, o, derive(o.seed ^ 0x5eedn, index, 2 * batchNo + (mode === 'fast' ? 1 : 0))) : null;
+      const scored = o.mc > 0 ? await scoreRows(model, rows, o, scoringSeed) : null;
       if (scored) seconds.scoring += scored.seconds;
-      rows.forEach((row, i) => groups[mode].push({ row, nll: scored ? scored.scores[i].nll : null, mcVar: scored ? scored.scores[i].mcVar : null }));
+      rows.forEach((row, i) => groups[mode].push({
+        row, nll: scored ? scored.scores[i].nll : null, mcVar: scored ? scored.scores[i].mcVar : null, pair: `${o.seed}:${index}:${batchNo}:${i}`,
+      }));
     }
     batchNo++;
   };
@@ -330,12 +365,14 @@ async function runSpec(model, spec, index, o, deadline, log = () => {}) {
     while (groups.reference.length < o.pilot) await oneRound();
     const nll = groups.reference.concat(groups.fast).map((s) => s.nll);
     const sd = o.mc > 0 ? Math.sqrt(stats.meanVar(nll).variance) : NaN;
+    const pairs = o.mc > 0 ? nllPairs(groups.reference, groups.fast) : null;
+    const differenceSd = pairs ? Math.sqrt(stats.meanVar(pairs.map(([r, f]) => f - r)).variance) : sd * Math.SQRT2;
     const perSample = (seconds.reference + seconds.fast + seconds.scoring) / groups.reference.length; // one of each mode
-    const needed = o.mc > 0 ? samplesNeeded(sd, o.resolution) : o.pilot;
+    const needed = o.mc > 0 ? samplesNeeded(differenceSd, o.resolution) : o.pilot;
     const affordable = Math.floor(groups.reference.length + Math.max(0, (deadline - Date.now()) / 1000) / perSample);
     target = Math.max(o.pilot, Math.min(needed, affordable));
-    plan = { pilotSamplesPerMode: groups.reference.length, nllSd: sd, secondsPerPair: perSample, neededPerMode: needed, affordablePerMode: affordable, targetPerMode: target };
-    log(`  ${spec}: pilot ${groups.reference.length}/mode, per-sample NLL sd ${fmt(sd)}, ${perSample.toFixed(3)} s per pair; ` +
+    plan = { pilotSamplesPerMode: groups.reference.length, nllSd: sd, nllDifferenceSd: differenceSd, paired: pairs !== null, secondsPerPair: perSample, neededPerMode: needed, affordablePerMode: affordable, targetPerMode: target };
+    log(`  ${spec}: pilot ${groups.reference.length}/mode, per-sample NLL sd ${fmt(sd)}, ${pairs ? 'paired' : 'unpaired'} difference sd ${fmt(differenceSd)}, ${perSample.toFixed(3)} s per pair; ` +
       `${needed}/mode resolve ${o.resolution} nat, ${affordable}/mode fit the time budget → ${target}/mode`);
   }
   while (groups.reference.length < target && (groups.reference.length === 0 || Date.now() < deadline)) await oneRound();
@@ -354,11 +391,13 @@ function summarize(result, ctx) {
   const nll = reference.concat(fast).map((s) => s.nll).filter((x) => x !== null && x !== undefined);
   const n = [reference.length, fast.length];
   const t = result.seconds;
+  const pairs = nllRow ? nllPairs(reference, fast) : null;
   return {
     name: result.name, n, rows,
     resolution: nllRow ? {
       se: nllRow.se, detectable: DETECT_FACTOR * nllRow.se, ci95: 1.959964 * nllRow.se,
       perSampleSd: Math.sqrt(stats.meanVar(nll).variance), monteCarloSd: mcVar(reference.concat(fast)) === null ? null : Math.sqrt(mcVar(reference.concat(fast))),
+      paired: pairs !== null, differenceSd: pairs ? Math.sqrt(stats.meanVar(pairs.map(([r, f]) => f - r)).variance) : null,
     } : null,
     secondsPerSample: t ? { reference: t.reference / n[0], fast: t.fast / n[1], scoring: t.scoring / (n[0] + n[1]) } : null,
     plan: result.plan ?? null,
@@ -379,7 +418,7 @@ function encodeGroups(groups) {
     const wide = g.some((s) => s.row.some((t) => t > 65535));
     const ids = wide ? new Int32Array(g.length * width) : new Uint16Array(g.length * width);
     g.forEach((s, i) => ids.set(s.row, i * width));
-    meta[mode] = { count: g.length, width, dtype: wide ? 'int32' : 'uint16', bytes: ids.byteLength, nll: g.map((s) => s.nll), mcVar: g.map((s) => s.mcVar) };
+    meta[mode] = { count: g.length, width, dtype: wide ? 'int32' : 'uint16', bytes: ids.byteLength, nll: g.map((s) => s.nll), mcVar: g.map((s) => s.mcVar), pair: g.map((s) => s.pair ?? null) };
     parts.push(Buffer.from(ids.buffer, ids.byteOffset, ids.byteLength));
   }
   const blob = zlib.brotliCompressSync(Buffer.concat(parts), { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 9 } });
@@ -395,7 +434,9 @@ function decodeGroups(meta, blob) {
     const bytes = raw.buffer.slice(raw.byteOffset + offset, raw.byteOffset + offset + g.bytes);
     offset += g.bytes;
     const ids = g.dtype === 'int32' ? new Int32Array(bytes) : new Uint16Array(bytes);
-    out[mode] = Array.from({ length: g.count }, (_, i) => ({ row: Array.from(ids.subarray(i * g.width, (i + 1) * g.width)), nll: g.nll[i], mcVar: g.mcVar[i] }));
+    out[mode] = Array.from({ length: g.count }, (_, i) => ({
+      row: Array.from(ids.subarray(i * g.width, (i + 1) * g.width)), nll: g.nll[i], mcVar: g.mcVar[i], pair: g.pair ? g.pair[i] : null,
+    }));
   }
   return out;
 }
@@ -489,7 +530,8 @@ function printReport(doc, log) {
     if (r) {
       parts.push(`NLL: SE of the difference ${fmt(r.se)} nats → detectable shift (5 %, power 80 %) ${fmt(r.detectable)} nats` +
         ` (target ${doc.settings.resolution ?? 'n/a'}: ${r.detectable <= (doc.settings.resolution ?? 0) ? 'resolved' : 'NOT resolved'}); ` +
-        `per-sample SD ${fmt(r.perSampleSd)}${r.monteCarloSd !== null ? `, of which Monte-Carlo SD ${fmt(r.monteCarloSd)}` : ''}`);
+        `per-sample SD ${fmt(r.perSampleSd)}${r.monteCarloSd !== null ? `, of which Monte-Carlo SD ${fmt(r.monteCarloSd)}` : ''}` +
+        `${r.paired ? `; paired by scoring draws, SD of a pair's difference ${fmt(r.differenceSd)} (unpaired: ${fmt(r.perSampleSd * Math.SQRT2)})` : ''}`);
     }
     if (t) parts.push(`s/sample: reference ${t.reference.toFixed(4)}, fast ${t.fast.toFixed(4)}, scoring ${t.scoring.toFixed(4)}`);
     log(`${c.name}: ${parts.join('; ')}`);
@@ -583,7 +625,7 @@ async function main() {
   }
 }
 
-module.exports = { prepareModelDir, sampleStats, compareGroups, adjust, formatTable, runSpec, drawBatch, scoreRows, samplesNeeded, derive, evalApi, DETECT_FACTOR };
+module.exports = { prepareModelDir, sampleStats, compareGroups, adjust, formatTable, runSpec, drawBatch, scoreRows, samplesNeeded, nllPairs, derive, evalApi, DETECT_FACTOR };
 
 if (require.main === module) {
   main().catch((e) => {

@@ -11,7 +11,8 @@ const assert = require('assert');
 const fs = require('fs');
 const path = require('path');
 const { smartModelLoader, ALGORITHMS, DEMO_MODEL_PATH } = require('../dist');
-const { prepareModelDir, runSpec, compareGroups, adjust, formatTable } = require('../bench/fidelity');
+const { prepareModelDir, runSpec, compareGroups, adjust, formatTable, nllPairs } = require('../bench/fidelity');
+const { mulberry32, normalQuantile, pairedTest, welchTest } = require('./helpers/stats');
 
 const SPECS = [...ALGORITHMS.map((a) => `fullDiff:${a}`), ...ALGORITHMS.map((a) => `semiDiff:${a}`)];
 const OPTIONS = {
@@ -47,6 +48,36 @@ describe('fast mode: same sample distribution as reference mode, every algorithm
     const nll = comparisons.map((c) => c.rows.find((r) => r.key === 'nll'));
     console.log(`      NLL differences (fast − reference): ${nll.map((r, i) => `${SPECS[i]} ${r.diff.toFixed(3)}±${r.se.toFixed(3)}`).join(', ')}`);
     assert.deepStrictEqual(failed, [], `\n${formatTable(comparisons)}`);
+  });
+
+  it('the NLL is compared pair by pair (samples scored with the same draws), by key; unpaired runs fall back', async () => {
+    // a run's pairs: the k-th reference and fast sample of each round share their scoring draws
+    const r = await runSpec(model, 'fullDiff:acs', 200, { ...OPTIONS, batch: 8, samples: 16 }, Infinity);
+    const pairs = nllPairs(r.groups.reference, r.groups.fast);
+    assert.strictEqual(pairs.length, 16);
+    assert.deepStrictEqual(r.groups.fast.map((s) => s.pair), r.groups.reference.map((s) => s.pair));
+    assert.match(compareGroups(r.groups.reference, r.groups.fast, ctx).find((x) => x.key === 'nll').stat, /paired/);
+    // synthetic: a large noise shared within pairs hides a shift of 0.3 from Welch's test, not
+    // from the paired one; pairs are matched by key, whatever the order
+    const rand = mulberry32(5);
+    const normal = () => normalQuantile(Math.min(1 - 1e-12, Math.max(1e-12, rand())));
+    const ref = [];
+    const fast = [];
+    for (let i = 0; i < 200; i++) {
+      const shared = 3 * normal();
+      ref.push({ pair: `k${i}`, nll: shared + 0.3 * normal() });
+      fast.push({ pair: `k${i}`, nll: shared + 0.3 * normal() + 0.3 });
+    }
+    const shuffled = [...fast].reverse();
+    const p = nllPairs(ref, shuffled);
+    const paired = pairedTest(p.map((x) => x[0]), p.map((x) => x[1]));
+    assert.ok(paired.p < 1e-6 && Math.abs(paired.diff - 0.3) < 0.1, JSON.stringify(paired));
+    assert.ok(welchTest(ref.map((s) => s.nll), fast.map((s) => s.nll)).p > 0.05);
+    // no pairing: keys missing, repeated, unmatched, or groups of different sizes
+    assert.strictEqual(nllPairs(ref.map(({ nll }) => ({ nll })), fast), null);
+    assert.strictEqual(nllPairs(ref.map((s) => ({ ...s, pair: 'same' })), fast), null);
+    assert.strictEqual(nllPairs(ref, fast.map((s, i) => ({ ...s, pair: `other${i}` }))), null);
+    assert.strictEqual(nllPairs(ref.slice(1), fast), null);
   });
 
   it('negative control: fast mode at temperature 0.8 against reference mode at 1 is rejected', async () => {

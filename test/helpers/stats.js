@@ -183,6 +183,21 @@ function welchTest(a, b) {
   return { meanA: A.mean, meanB: B.mean, diff, se, dof, t, p: studentTwoSidedP(t, dof) };
 }
 
+/**
+ * Paired t-test of b − a over pairs (a[i], b[i]): the mean difference, its standard error and the
+ * two-sided p (Student, n − 1 degrees of freedom); also each group's mean.
+ */
+function pairedTest(a, b) {
+  if (a.length !== b.length || a.length < 2) throw new Error('pairedTest needs two lists of the same length (at least 2)');
+  const d = meanVar(b.map((x, i) => x - a[i]));
+  const se = Math.sqrt(d.variance / d.n);
+  const meanA = meanVar(a).mean;
+  const meanB = meanVar(b).mean;
+  if (!(se > 0)) return { meanA, meanB, diff: d.mean, se: 0, dof: d.n - 1, t: NaN, p: d.mean === 0 ? 1 : 0 };
+  const t = d.mean / se;
+  return { meanA, meanB, diff: d.mean, se, dof: d.n - 1, t, p: studentTwoSidedP(t, d.n - 1) };
+}
+
 /** Holm's step-down adjustment of a list of p-values (same order; family-wise error control). */
 function holm(ps) {
   const order = ps.map((p, i) => [p, i]).sort((x, y) => x[0] - y[0]);
@@ -296,6 +311,7 @@ function permutationFrequencyTest(a, b, { topK = 64, permutations = 999, seed = 
 }
 
 module.exports = {
-  chiSquareP, chiSquareTwoSample, erfc, normalTwoSidedP, normalQuantile, incompleteBeta, studentTwoSidedP, meanVar, welchTest, holm,
+  chiSquareP, chiSquareTwoSample, erfc, normalTwoSidedP, normalQuantile, incompleteBeta, studentTwoSidedP, meanVar, welchTest,
+  pairedTest, holm,
   mulberry32, permutationFrequencyTest,
 };
