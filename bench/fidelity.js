@@ -23,8 +23,9 @@
 // run draws what resolves a --resolution nat shift of the mean NLL (two-sided 5 %, power 80 %),
 // within --time-budget. --vocab K restricts the model to K − 1 of its tokens (the highest output
 // bias, EOS included) plus the mask: the same network, a small vocabulary (cheap CPU checks).
-// --batching off: fast fullDiff calls run alone (the host-selected sampler) instead of in the
-// model's batch (the batched sampler, what concurrent calls and the server use; default on).
+// --batching off: fast fullDiff calls run alone (the host-selected sampler for original / acs,
+// the lone fast sampler for the others) instead of in the model's batch (the batched sampler,
+// what concurrent calls and the server use; default on).
 // Defaults: --length 256 --steps 128 --semi-steps 8 --block-size 16 --batch 64 --samples auto
 // --mc 64 --mc-batch 8 --resolution 0.01 --time-budget 0 (none) --permutations 199 --top-k 64.
 const fs = require('fs');

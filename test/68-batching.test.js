@@ -3,11 +3,13 @@
 // native/engine/samplers/batched.cc): a call's tokens do not depend on what it was batched with
 // (on the CPU, exactly the same tokens), calls join a running batch and leave it, one aborted call
 // leaves the others intact, the distribution is fast mode's, dispose() rejects every call of the
-// batch, fixed tokens are kept.
+// batch, fixed tokens are kept; 'remask', 'remask_adhoc_shuffle' and 'remdm' calls share the batch
+// with 'original' / 'acs' ones and draw what they draw alone with batching: false.
 const assert = require('assert');
 const fs = require('fs');
 const { smartModelLoader, fullDiff, HdlmError } = require('../dist');
 const { DEMO_MODEL, tempDir } = require('./helpers/reference');
+const { batchedCalls } = require('../dist/core/batcher');
 const { chiSquareTwoSample } = require('./helpers/stats');
 
 const PROMPT = [464, 2003, 286];
@@ -147,7 +149,63 @@ describe('batched fast sampling', function () {
     assert.ok(rejected <= 1, `positions rejecting at 1%: ${rejected}/9 (p = ${ps})`);
   });
 
-  it('batching: false and model.batching = false run calls alone; reference mode and other algorithms are not batched', async () => {
+  it('remask, remask_adhoc_shuffle and remdm calls run in the batch beside original / acs ones, each drawing its lone tokens', async () => {
+    const calls = [
+      { alg: 'remask', steps: 6, seed: 61, contextLength: 16, batchSize: 2, prompt: PROMPT },
+      { alg: 'remask_adhoc_shuffle', steps: 9, seed: 62, contextLength: 24, eta: 0.3, temperature: 0.8 },
+      { alg: 'remdm', steps: 7, seed: 63, contextLength: 16, batchSize: 3, eta: 0.05, prompt: PROMPT },
+      { alg: 'remask', steps: 5, seed: 64, contextLength: 16, fixed: [{ at: 10, tokens: [1000, 1001] }] },
+      { alg: 'remask_adhoc_shuffle', steps: 8, seed: 65, contextLength: 16, temperature: 0 },
+      { alg: 'acs', steps: 8, seed: 66, contextLength: 16, batchSize: 2 },
+      { alg: 'original', steps: 4, seed: 67, contextLength: 24, prompt: PROMPT },
+    ];
+    // alone, in the batched sampler and in the lone sampler (remask family: the same stream)
+    const alone = [];
+    for (const c of calls) alone.push(await fullDiff({ model, ...c }));
+    for (let k = 0; k < 5; k++) assert.deepStrictEqual(await fullDiff({ model, ...calls[k], batching: false }), alone[k], `${calls[k].alg} ${k} unbatched`);
+    // all together: every call is in the batch at its first step, and draws its lone tokens
+    const inBatch = calls.map(() => 0);
+    const together = await Promise.all(calls.map((c, k) => fullDiff({
+      model, ...c,
+      onStep: ({ step }) => {
+        if (step === 1) inBatch[k] = batchedCalls(model);
+      },
+    })));
+    for (let k = 0; k < calls.length; k++) {
+      assert.deepStrictEqual(together[k], alone[k], `${calls[k].alg} ${k} batched with the others`);
+      assert.strictEqual(inBatch[k], calls.length, `calls in the batch at the first step of ${k}`);
+    }
+    // the prompt and the fixed tokens are kept; nothing left masked but what remdm may leave
+    for (const row of together[0]) assert.deepStrictEqual(row.slice(0, 3), PROMPT);
+    assert.deepStrictEqual(together[3][0].slice(10, 12), [1000, 1001]);
+    for (const k of [0, 1, 3, 4]) for (const row of together[k]) assert.ok(!row.includes(model.maskId), `call ${k} left a mask`);
+    assert.strictEqual(batchedCalls(model), 0);
+    assert.strictEqual(model.pendingCalls, 0);
+  });
+
+  it('aborting a remask call of a batch leaves the others intact', async () => {
+    const calls = [
+      { alg: 'remask', steps: 12, seed: 71, contextLength: 16 },
+      { alg: 'remdm', steps: 12, seed: 72, contextLength: 16 },
+      { alg: 'acs', steps: 12, seed: 73, contextLength: 16 },
+    ];
+    const alone = [];
+    for (const c of calls) alone.push(await fullDiff({ model, ...c }));
+    const ctrl = new AbortController();
+    const running = calls.map((c, k) => fullDiff({
+      model, ...c,
+      ...(k === 0 ? { signal: ctrl.signal, onStep: ({ step }) => step === 3 && ctrl.abort() } : {}),
+    }));
+    const settled = await Promise.allSettled(running);
+    assert.strictEqual(settled[0].status, 'rejected');
+    assert.strictEqual(settled[0].reason.name, 'AbortError');
+    assert.strictEqual(settled[0].reason.stepsDone, 3);
+    assert.deepStrictEqual(settled[1].value, alone[1]);
+    assert.deepStrictEqual(settled[2].value, alone[2]);
+    assert.strictEqual(model.pendingCalls, 0);
+  });
+
+  it('batching: false and model.batching = false run calls alone; reference mode and guided calls are not batched', async () => {
     const opts = { ...subject };
     const lone = await fullDiff({ model, ...opts, batching: false });
     model.batching = false;
@@ -157,11 +215,13 @@ describe('batched fast sampling', function () {
     } finally {
       model.batching = true;
     }
-    // remask / reference: the lone samplers, with or without batching
-    const remask = { ...opts, alg: 'remask' };
-    assert.deepStrictEqual(await fullDiff({ model, ...remask }), await fullDiff({ model, ...remask, batching: false }));
-    const ref = { ...opts, reference: true };
-    assert.deepStrictEqual(await fullDiff({ model, ...ref }), await fullDiff({ model, ...ref, batching: false }));
+    // reference mode and guidance: the lone samplers, with or without batching (never in the batch)
+    for (const extra of [{ reference: true }, { cfgScale: 0.5 }]) {
+      let seen = -1;
+      const batched = await fullDiff({ model, ...opts, ...extra, onStep: () => (seen = Math.max(seen, batchedCalls(model))) });
+      assert.strictEqual(seen, 0, JSON.stringify(extra));
+      assert.deepStrictEqual(batched, await fullDiff({ model, ...opts, ...extra, batching: false }), JSON.stringify(extra));
+    }
     await assert.rejects(fullDiff({ model, ...opts, batching: 'yes' }), (e) => e instanceof HdlmError && /batching/.test(e.message));
     await assert.rejects(smartModelLoader(DEMO_MODEL, { device: 'cpu', torchscriptCacheDir: cache, batching: 1 }), /batching/);
   });

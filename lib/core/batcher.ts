@@ -1,6 +1,6 @@
 /**
  * Step-level batching of concurrent fast-mode `fullDiff` calls on one model: every call that the
- * batched sampler can run (fast mode, 'original' or 'acs', no guidance) joins the model's running
+ * batched sampler can run (fast mode, any algorithm, no guidance) joins the model's running
  * batch at its next step and leaves it when it finishes or is aborted; each step is one batched
  * forward (per context length) on the native side. A call's tokens depend only on its own options
  * (its seed included), never on what it was batched with. Off per call with `batching: false`, or
@@ -14,7 +14,7 @@ import type { StepInfo } from './sampling';
 
 /** Whether the batched sampler can run these (validated) options. */
 export function batchable(native: NativeSampleOptions): boolean {
-  return native.mode === 'full' && !native.reference && (native.alg === 'original' || native.alg === 'acs') && native.cfgScale === 0;
+  return native.mode === 'full' && !native.reference && native.cfgScale === 0;
 }
 
 /**

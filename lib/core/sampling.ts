@@ -95,11 +95,12 @@ export interface FullDiffOptions {
 export interface FullDiffCallOptions extends FullDiffOptions {
   /**
    * fullDiff only. true (default: the model's `batching`, itself true unless turned off): a
-   * fast-mode call with 'original' or 'acs' and no guidance runs in the model's running batch,
-   * one batched forward per step shared with the other such calls running at the same time; it
-   * joins at the next step and leaves when it ends. Its tokens depend only on its own options
-   * (same seed, same tokens, alone or batched) but are another random stream than a call run
-   * alone with `batching: false`. false: the call runs on its own.
+   * fast-mode call without guidance runs in the model's running batch, one batched forward per
+   * step shared with the other such calls running at the same time; it joins at the next step
+   * and leaves when it ends. Its tokens depend only on its own options (same seed, same tokens,
+   * alone or batched); with 'original' or 'acs' they are another random stream than a call run
+   * alone with `batching: false`, with the other algorithms the same one. false: the call runs
+   * on its own.
    */
   batching?: boolean;
 }

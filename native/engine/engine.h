@@ -13,8 +13,8 @@
 
 namespace hdlm {
 
-// Fast full_diff requests (`original` and `acs`, no guidance) sampled together: every step runs
-// one batched forward per context length over the requests that sample something, then each
+// Fast full_diff requests (every algorithm, no guidance) sampled together: every step runs one
+// batched forward per context length over the requests that sample something, then each
 // request's own selection and noise. A request's tokens depend only on its own options (seed
 // included), not on what it is batched with. add and remove may be called from any thread;
 // they take effect at the next step. step runs on one thread at a time.

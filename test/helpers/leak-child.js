@@ -35,13 +35,14 @@ async function settle() {
       }
     };
   } else if (phase === 'batched') {
-    // 8 calls in one batch, of two lengths, one of them aborted halfway
+    // 8 calls in one batch, of two lengths and every algorithm, one of them aborted halfway
     const { model } = await load();
+    const algs = ['acs', 'original', 'remask', 'remask_adhoc_shuffle', 'remdm'];
     let k = 0;
     once = async () => {
       const c = new AbortController();
       const calls = Array.from({ length: 8 }, (_, j) => fullDiff({
-        model, steps: 4 + j, contextLength: j % 2 ? 32 : 64, seed: k++, alg: j % 2 ? 'acs' : 'original',
+        model, steps: 4 + j, contextLength: j % 2 ? 32 : 64, seed: k++, alg: algs[(k + j) % algs.length],
         ...(j === 3 ? { signal: c.signal, onStep: ({ step }) => { if (step === 2) c.abort(); } } : {}),
       }).catch((e) => { if (e.name !== 'AbortError') throw e; }));
       await Promise.all(calls);

@@ -1,11 +1,15 @@
-// Step-level batching of fast full_diff requests (`original` and `acs`, no guidance): each step,
-// the requests that sample something go through one forward per context length (rows of
-// different lengths never share attention), the output head runs on their selected rows only,
-// and each request draws its tokens from its own logits with its own noise. Each request keeps
-// its tokens on the device and selects its positions on the host against a lagging mirror of its
-// mask state, as the lone fast sampler does (fast_selection.h), so a step never waits for the
-// device except to hand a finished request's tokens (or tokens asked for) back. Same
-// distribution as reference mode (upstream hdlm/epsilon_hybrid/sample.py: full_diff).
+// Step-level batching of fast full_diff requests (every algorithm, no guidance): each step, the
+// requests that sample something go through one forward per context length (rows of different
+// lengths never share attention), then each request samples from its own rows with its own
+// noise. Same distribution as reference mode (upstream hdlm/epsilon_hybrid/sample.py: full_diff).
+//
+// `original` and `acs` select their positions on the host against a lagging mirror of the mask
+// state, as the lone fast sampler does (fast_selection.h), the head runs on the selected rows of
+// all of them at once, and a step never waits for the device except to hand a finished request's
+// tokens (or tokens asked for) back. `remask`, `remask_adhoc_shuffle` and `remdm` select on the
+// device from the step's logits: each such request takes its rows of the forward and runs the
+// lone fast sampler's step on them (full_semi_diff.h), so it draws the same tokens as a lone
+// fast-mode call with the same seed.
 //
 // A request's result depends only on its own options: its positions are selected with its own
 // generator (seeded from its seed), its noise comes from its own generator (CPU; CUDA without
@@ -23,30 +27,62 @@
 #include "engine/guarded.h"
 #include "engine/samplers/common.h"
 #include "engine/samplers/fast_selection.h"
+#include "engine/samplers/full_semi_diff.h"
 
 namespace hdlm {
 namespace {
 
+bool host_selected(Algorithm alg) { return alg == Algorithm::Original || alg == Algorithm::Acs; }
+
 struct Request {
   Request(int64_t id_, SampleOptions options, bool watch_, const at::Device& device)
-      : id(id_),
-        o(std::move(options)),
-        watch(watch_),
-        selection(o, device),
-        noise(make_sampling_generator(device, o.seed)) {
-    x = selection.initial_tokens();
+      : id(id_), o(std::move(options)), watch(watch_), noise(make_sampling_generator(device, o.seed)) {
+    if (host_selected(o.alg)) {
+      selection = std::make_unique<FastSelection>(o, device);
+      x = selection->initial_tokens();
+    } else {
+      stepper = std::make_unique<FastFullDiffStepper>(o, device);
+      x = stepper->tokens();  // the same storage: the stepper writes it in place
+    }
   }
   int64_t id;
   SampleOptions o;
-  bool watch;                // its caller sees its steps (every o.step_every-th and the last)
-  FastSelection selection;   // holds a reference to o: a Request never moves (unique_ptr)
-  at::Tensor x;              // int64 [batch_size · context_length] on the device
-  at::Generator noise;       // the sampling noise (CPU; CUDA without fused kernels)
-  uint64_t noise_calls = 0;  // the fused kernel's stream counter (CUDA)
+  bool watch;  // its caller sees its steps (every o.step_every-th and the last)
+  // original / acs: the host's selection (holds a reference to o: a Request never moves)
+  std::unique_ptr<FastSelection> selection;
+  // the other algorithms: the lone fast sampler's step (also holds a reference to o)
+  std::unique_ptr<FastFullDiffStepper> stepper;
+  at::Tensor x;              // int64 tokens on the device (batch_size · context_length)
+  at::Generator noise;       // host-selected: the sampling noise (CPU; CUDA without fused kernels)
+  uint64_t noise_calls = 0;  // host-selected: the fused kernel's stream counter (CUDA)
   int64_t done = 0;          // steps done
-  // this step's selection: flat positions in x and their flags (fast_selection.h)
+  // host-selected: this step's selection, flat positions in x and their flags (fast_selection.h)
   std::vector<int64_t> idx;
   std::vector<uint8_t> flags;
+};
+
+// A stepped request's rows of the batch's forward ([batch_size · context_length, hidden]) and
+// the head on the rows its step samples.
+class BatchRows : public StepLogits {
+ public:
+  BatchRows(FastForward& model, at::Tensor hidden) : model_(model), hidden_(std::move(hidden)) {}
+  void begin_step(const at::Tensor&) override {}
+  at::Tensor rows(const at::Tensor& sel) override {
+    // the forward ran on the tokens the step began with: a second look after a write would be stale
+    if (written_) throw EngineError("HDLM_NATIVE", "batched sampling: a step asked for logits after writing");
+    idx_ = sel.flatten().nonzero().squeeze(1);
+    if (idx_.numel() == 0) {
+      return at::empty({0, model_.vocab_size()}, at::TensorOptions().dtype(at::kFloat).device(hidden_.device()));
+    }
+    return model_.head(hidden_.index_select(0, idx_));
+  }
+  void changed() override { written_ = true; }
+  at::Tensor last_index() const override { return idx_; }
+
+ private:
+  FastForward& model_;
+  at::Tensor hidden_, idx_;
+  bool written_ = false;
 };
 
 // The rows of a forward: CUDA replays one graph per shape, so the number of rows is rounded up
@@ -67,10 +103,8 @@ class BatchedFastSampler : public BatchedSampler {
       : fast_(std::move(fast)), device_(device), fused_(device.is_cuda() && fused::available(device)) {}
 
   void add(int64_t id, const SampleOptions& o, bool watch) override {
-    if (o.mode != EpsilonMode::FullDiff || (o.alg != Algorithm::Original && o.alg != Algorithm::Acs) ||
-        o.cfg_scale > 0) {
-      throw EngineError("HDLM_UNSUPPORTED",
-                        "the batched sampler runs fast full_diff with 'original' or 'acs' and no guidance");
+    if (o.mode != EpsilonMode::FullDiff || o.cfg_scale > 0) {
+      throw EngineError("HDLM_UNSUPPORTED", "the batched sampler runs fast full_diff without guidance");
     }
     if (!o.fixed_tokens.empty() && static_cast<int64_t>(o.fixed_tokens.size()) != o.batch_size * o.context_length) {
       throw EngineError("HDLM_INVALID_ARGUMENT", "fixed tokens must be batch_size × context_length");
@@ -139,15 +173,18 @@ class BatchedFastSampler : public BatchedSampler {
   }
 
   void select_all() {
-    for (auto& [id, r] : running_) r->selection.select(r->done, r->idx, r->flags);
+    for (auto& [id, r] : running_) {
+      if (r->selection) r->selection->select(r->done, r->idx, r->flags);
+    }
   }
 
-  // One forward per context length over the requests with a selection, the head on their
-  // selected rows, then each request's own draw and write.
+  // One forward per context length over the requests that sample this step (host-selected ones
+  // with a selection, every stepped one), the head on the host-selected ones' selected rows,
+  // then each request's own draw and write; each stepped request then runs its step on its rows.
   void sample_selected() {
     std::map<int64_t, std::vector<Request*>> by_length;
     for (auto& [id, r] : running_) {
-      if (!r->idx.empty()) by_length[r->o.context_length].push_back(r.get());
+      if (r->stepper || !r->idx.empty()) by_length[r->o.context_length].push_back(r.get());
     }
     FastForward& model = fast_();
     for (auto& [L, group] : by_length) {
@@ -159,28 +196,42 @@ class BatchedFastSampler : public BatchedSampler {
       if (padded > rows) parts.push_back(group.front()->x.view({-1, L}).narrow(0, 0, 1).expand({padded - rows, L}));
       auto x = parts.size() == 1 ? parts.front() : at::cat(parts);
       auto hidden = model.hidden(x).reshape({padded * L, -1});
-      // the selected rows of every request: their rows in `hidden` (head) and in its own x (write)
-      std::vector<int64_t> head_index, sel;
+      // the selected rows of every host-selected request: their rows in `hidden` (head) and in
+      // its own x (write); each request's first row in `hidden`
+      std::vector<int64_t> head_index, sel, base;
       std::vector<uint8_t> flags;
-      int64_t base = 0;
+      int64_t next = 0;
       for (Request* r : group) {
-        for (const int64_t k : r->idx) head_index.push_back(base + k);
-        sel.insert(sel.end(), r->idx.begin(), r->idx.end());
-        flags.insert(flags.end(), r->flags.begin(), r->flags.end());
-        base += r->o.batch_size * L;
+        base.push_back(next);
+        if (r->selection) {
+          for (const int64_t k : r->idx) head_index.push_back(next + k);
+          sel.insert(sel.end(), r->idx.begin(), r->idx.end());
+          flags.insert(flags.end(), r->flags.begin(), r->flags.end());
+        }
+        next += r->o.batch_size * L;
       }
       const int64_t n = static_cast<int64_t>(sel.size());
-      const int64_t head_rows = fused_ ? (n + 7) / 8 * 8 : n;
-      auto t = selection_to_device(head_index, sel, flags, head_rows, device_);
-      auto logits = fused_ ? model.head_rows(hidden, t.head_index) : model.head(hidden.index_select(0, t.head_index));
-      int64_t offset = 0;
-      for (Request* r : group) {
-        const int64_t m = static_cast<int64_t>(r->idx.size());
-        auto written = sample_and_write(logits.narrow(0, offset, m), t.sel.narrow(0, offset, m),
-                                        t.take_if_masked.narrow(0, offset, m), t.take_if_unmasked.narrow(0, offset, m),
-                                        r->x, m, r->o, model.vocab_size(), fused_, r->noise_calls, r->noise);
-        r->selection.wrote(r->done, r->idx, written);
-        offset += m;
+      if (n > 0) {
+        const int64_t head_rows = fused_ ? (n + 7) / 8 * 8 : n;
+        auto t = selection_to_device(head_index, sel, flags, head_rows, device_);
+        auto logits = fused_ ? model.head_rows(hidden, t.head_index) : model.head(hidden.index_select(0, t.head_index));
+        int64_t offset = 0;
+        for (Request* r : group) {
+          if (!r->selection) continue;
+          const int64_t m = static_cast<int64_t>(r->idx.size());
+          auto written =
+              sample_and_write(logits.narrow(0, offset, m), t.sel.narrow(0, offset, m),
+                               t.take_if_masked.narrow(0, offset, m), t.take_if_unmasked.narrow(0, offset, m), r->x, m,
+                               r->o, model.vocab_size(), fused_, r->noise_calls, r->noise);
+          r->selection->wrote(r->done, r->idx, written);
+          offset += m;
+        }
+      }
+      for (size_t k = 0; k < group.size(); ++k) {
+        Request* r = group[k];
+        if (!r->stepper) continue;
+        BatchRows rows(model, hidden.narrow(0, base[k], r->o.batch_size * L));
+        r->stepper->step(r->done, rows);
       }
     }
   }

@@ -10,6 +10,8 @@
 //               reference modes").
 // Classifier-free guidance follows what upstream intends (its full_diff and semi_diff fail on
 // cfg_scale > 0): see with_guidance in common.h.
+#include "engine/samplers/full_semi_diff.h"
+
 #include <algorithm>
 #include <vector>
 
@@ -17,28 +19,16 @@
 #include "engine/samplers/common.h"
 
 namespace hdlm {
-namespace {
 
 using at::indexing::Slice;
 
-// Where a step gets its logits from. Reference: the full [B, n, V] logits of this step's
-// forward. Fast: hidden states, recomputed only when x changed, and the head on demand.
-class StepLogits {
- public:
-  virtual ~StepLogits() = default;
-  // Called at the start of every step with the current prefix x [B, n].
-  virtual void begin_step(const at::Tensor& x) = 0;
-  // Logits [N, V] of the positions where `sel` [B, n] is true (row-major order).
-  virtual at::Tensor rows(const at::Tensor& sel) = 0;
-  // Tells the source that x was modified (the fast source then recomputes on next use).
-  virtual void changed() = 0;
-  // Flat indices of the rows of the last rows() call (fast source), or undefined.
-  virtual at::Tensor last_index() const { return {}; }
-};
+namespace {
 
 struct Thresholds {
   float p, one_minus_p, eta;  // p = 1 - s/t in fp32 (exactly 1 on the last step)
 };
+
+}  // namespace
 
 // The step loop of full_diff and semi_diff (semi_diff: blocks of block_size positions, each
 // given `steps` steps on the prefix that ends with it), in reference or fast mode.
@@ -51,10 +41,10 @@ class FullSemiDiff {
         semi_(o.mode == EpsilonMode::SemiDiff),
         gen_(make_sampling_generator(device, o.seed)) {}
 
-  at::Tensor run(StepLogits& logits, const std::atomic<bool>& abort, const StepCallback& on_step) {
+  // The starting tokens [B, L]: masks, the prompt, the fixed tokens.
+  at::Tensor start() {
     const int64_t B = o_.batch_size, L = o_.context_length;
-    const auto long_opts = at::TensorOptions().dtype(at::kLong).device(device_);
-    auto x = at::full({B, L}, o_.mask_id, long_opts);
+    auto x = at::full({B, L}, o_.mask_id, at::TensorOptions().dtype(at::kLong).device(device_));
     if (o_.prompt_length > 0) {
       prompt_ = prompt_tensor(o_, device_);
       prompt_has_mask_ = std::find(o_.prompt.begin(), o_.prompt.end(), o_.mask_id) != o_.prompt.end();
@@ -66,7 +56,21 @@ class FullSemiDiff {
       free_ = fixed.logical_not();
       x = at::where(fixed, values, x);
     }
-    const std::vector<float> tau = time_grid(o_.steps, o_.eps, device_);
+    tau_ = time_grid(o_.steps, o_.eps, device_);
+    return x;
+  }
+
+  // full_diff's step i on x [B, L] (written in place).
+  void full_step(at::Tensor& x, int64_t i, StepLogits& logits) {
+    logits.begin_step(x);
+    step(x, logits, at::Tensor(), thresholds(i), tau_[i], tau_[i + 1]);
+    impose_prompt(x);
+  }
+
+  at::Tensor run(StepLogits& logits, const std::atomic<bool>& abort, const StepCallback& on_step) {
+    const int64_t B = o_.batch_size, L = o_.context_length;
+    const auto long_opts = at::TensorOptions().dtype(at::kLong).device(device_);
+    auto x = start();
 
     const int64_t n_blocks = semi_ ? (L + o_.block_size - 1) / o_.block_size : 1;
     const int64_t total = n_blocks * o_.steps;
@@ -83,13 +87,7 @@ class FullSemiDiff {
         if (abort.load(std::memory_order_relaxed)) throw EngineError("HDLM_ABORTED", "sampling was aborted");
         auto xs = semi_ ? x.index({Slice(), Slice(0, end)}).contiguous() : x;
         logits.begin_step(xs);
-        const bool last = i == o_.steps - 1;
-        // Upstream: p = 1 - s/t on fp32 tensors, exactly 1 on the last step; eta·(1 - p) in fp32.
-        Thresholds th;
-        th.p = last ? 1.0f : 1.0f - tau[i + 1] / tau[i];
-        th.one_minus_p = last ? 0.0f : 1.0f - th.p;
-        th.eta = last ? 0.0f : static_cast<float>(o_.eta) * th.one_minus_p;
-        step(xs, logits, in_block, th, tau[i], tau[i + 1]);
+        step(xs, logits, in_block, thresholds(i), tau_[i], tau_[i + 1]);
         if (semi_) x.index_put_({Slice(), Slice(0, end)}, xs);
         impose_prompt(x);
         ++done;
@@ -100,6 +98,16 @@ class FullSemiDiff {
   }
 
  private:
+  // Upstream: p = 1 - s/t on fp32 tensors, exactly 1 on the last step; eta·(1 - p) in fp32.
+  Thresholds thresholds(int64_t i) const {
+    const bool last = i == o_.steps - 1;
+    Thresholds th;
+    th.p = last ? 1.0f : 1.0f - tau_[i + 1] / tau_[i];
+    th.one_minus_p = last ? 0.0f : 1.0f - th.p;
+    th.eta = last ? 0.0f : static_cast<float>(o_.eta) * th.one_minus_p;
+    return th;
+  }
+
   at::Tensor uniform(at::IntArrayRef shape) {
     return at::rand(shape, gen_, at::TensorOptions().dtype(fast_ ? at::kFloat : at::kDouble).device(device_));
   }
@@ -216,11 +224,14 @@ class FullSemiDiff {
   at::Device device_;
   bool fast_, semi_;
   at::Generator gen_;
+  std::vector<float> tau_;
   uint64_t fused_calls_ = 0;
   at::Tensor prompt_;  // [B, P] int64 on the device, or undefined
   at::Tensor free_;    // [B, L] bool, false at fixed tokens; undefined when none are fixed
   bool prompt_has_mask_ = false, prompt_imposed_ = false;
 };
+
+namespace {
 
 class ReferenceLogits : public StepLogits {
  public:
@@ -285,6 +296,18 @@ class FastLogits : public StepLogits {
 };
 
 }  // namespace
+
+FastFullDiffStepper::FastFullDiffStepper(const SampleOptions& o, const at::Device& device)
+    : impl_(std::make_unique<FullSemiDiff>(o, device, true)) {
+  if (o.mode != EpsilonMode::FullDiff || o.cfg_scale > 0) {
+    throw EngineError("HDLM_UNSUPPORTED", "a stepped request runs fast full_diff without guidance");
+  }
+  x_ = impl_->start();
+}
+
+FastFullDiffStepper::~FastFullDiffStepper() = default;
+
+void FastFullDiffStepper::step(int64_t i, StepLogits& logits) { impl_->full_step(x_, i, logits); }
 
 at::Tensor run_full_semi_reference(const ForwardFn& forward, const SampleOptions& o, const at::Device& device,
                                    const std::atomic<bool>& abort, const StepCallback& on_step) {
