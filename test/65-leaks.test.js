@@ -1,6 +1,6 @@
 'use strict';
 // Leaks: the resident set stays flat over 500 forward calls, 500 fullDiff calls, 500 streamed
-// samples (streamDiff, a quarter of them left early), 100 rounds of 8 batched fullDiff calls (every algorithm), 100 aborted
+// samples (streamDiff, a quarter of them left early), 100 rounds of 8 concurrent fullDiff calls (every algorithm), 100 aborted
 // calls and 100 load/dispose cycles. Each runs in its own child process (with --expose-gc), so
 // other tests' allocations do not blur the numbers.
 //

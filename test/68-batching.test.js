@@ -3,13 +3,14 @@
 // native/engine/samplers/batched.cc): a call's tokens do not depend on what it was batched with
 // (on the CPU, exactly the same tokens), calls join a running batch and leave it, one aborted call
 // leaves the others intact, the distribution is fast mode's, dispose() rejects every call of the
-// batch, fixed tokens are kept; 'remask', 'remask_adhoc_shuffle' and 'remdm' calls share the batch
-// with 'original' / 'acs' ones and draw what they draw alone with batching: false.
+// batch, fixed tokens are kept; 'remask', 'remask_adhoc_shuffle' and 'remdm' requests share the
+// native batch with 'original' / 'acs' ones and draw what they draw alone with batching: false.
 const assert = require('assert');
 const fs = require('fs');
 const { smartModelLoader, fullDiff, HdlmError } = require('../dist');
 const { DEMO_MODEL, tempDir } = require('./helpers/reference');
-const { batchedCalls } = require('../dist/core/batcher');
+const { batchable, batchedCalls } = require('../dist/core/batcher');
+const { prepareSampling, samplerKeys } = require('../dist/core/sampling');
 const { chiSquareTwoSample } = require('./helpers/stats');
 
 const PROMPT = [464, 2003, 286];
@@ -149,7 +150,32 @@ describe('batched fast sampling', function () {
     assert.ok(rejected <= 1, `positions rejecting at 1%: ${rejected}/9 (p = ${ps})`);
   });
 
-  it('remask, remask_adhoc_shuffle and remdm calls run in the batch beside original / acs ones, each drawing its lone tokens', async () => {
+  // The batched sampler steps 'remask', 'remask_adhoc_shuffle' and 'remdm' requests with the lone
+  // fast sampler's own step on their rows of its forward. fullDiff puts them in the batch on CUDA
+  // only (batchable), so on the CPU the native batch is driven directly, with the options
+  // fullDiff itself would send.
+  const nativeOf = (c) => prepareSampling('fullDiff', 'full', { model, ...c }, samplerKeys('full')).native;
+  async function runNativeBatch(calls, { removeAt = null } = {}) {
+    const batch = model.native().openBatch();
+    const out = new Map();
+    try {
+      calls.forEach((c, k) => batch.add(k + 1, nativeOf(c), null, false));
+      for (let step = 1; out.size < calls.length - (removeAt ? 1 : 0); step++) {
+        if (removeAt && step === removeAt.step) batch.remove(removeAt.id);
+        for (const e of await batch.step(1)) {
+          assert.strictEqual(e.step, step);
+          if (e.done) out.set(e.id, e.tokens);
+        }
+      }
+      assert.deepStrictEqual(await batch.step(1), []);
+    } finally {
+      batch.close();
+    }
+    return calls.map((c, k) => (out.has(k + 1) ? rowsOf(out.get(k + 1), nativeOf(c)) : null));
+  }
+  const rowsOf = (flat, n) => Array.from({ length: n.batchSize }, (_, b) => Array.from(flat.subarray(b * n.contextLength, (b + 1) * n.contextLength)));
+
+  it('remask, remask_adhoc_shuffle and remdm requests share the native batch with original / acs ones, each drawing its lone tokens', async () => {
     const calls = [
       { alg: 'remask', steps: 6, seed: 61, contextLength: 16, batchSize: 2, prompt: PROMPT },
       { alg: 'remask_adhoc_shuffle', steps: 9, seed: 62, contextLength: 24, eta: 0.3, temperature: 0.8 },
@@ -159,49 +185,35 @@ describe('batched fast sampling', function () {
       { alg: 'acs', steps: 8, seed: 66, contextLength: 16, batchSize: 2 },
       { alg: 'original', steps: 4, seed: 67, contextLength: 24, prompt: PROMPT },
     ];
-    // alone, in the batched sampler and in the lone sampler (remask family: the same stream)
+    // lone: the remask family in the lone fast sampler (the same stream), original / acs in a batch of their own
     const alone = [];
-    for (const c of calls) alone.push(await fullDiff({ model, ...c }));
-    for (let k = 0; k < 5; k++) assert.deepStrictEqual(await fullDiff({ model, ...calls[k], batching: false }), alone[k], `${calls[k].alg} ${k} unbatched`);
-    // all together: every call is in the batch at its first step, and draws its lone tokens
-    const inBatch = calls.map(() => 0);
-    const together = await Promise.all(calls.map((c, k) => fullDiff({
-      model, ...c,
-      onStep: ({ step }) => {
-        if (step === 1) inBatch[k] = batchedCalls(model);
-      },
-    })));
-    for (let k = 0; k < calls.length; k++) {
-      assert.deepStrictEqual(together[k], alone[k], `${calls[k].alg} ${k} batched with the others`);
-      assert.strictEqual(inBatch[k], calls.length, `calls in the batch at the first step of ${k}`);
-    }
+    for (const c of calls) alone.push(await fullDiff({ model, ...c, ...(c.alg === 'acs' || c.alg === 'original' ? {} : { batching: false }) }));
+    const together = await runNativeBatch(calls);
+    for (let k = 0; k < calls.length; k++) assert.deepStrictEqual(together[k], alone[k], `${calls[k].alg} ${k} batched with the others`);
     // the prompt and the fixed tokens are kept; nothing left masked but what remdm may leave
     for (const row of together[0]) assert.deepStrictEqual(row.slice(0, 3), PROMPT);
     assert.deepStrictEqual(together[3][0].slice(10, 12), [1000, 1001]);
     for (const k of [0, 1, 3, 4]) for (const row of together[k]) assert.ok(!row.includes(model.maskId), `call ${k} left a mask`);
-    assert.strictEqual(batchedCalls(model), 0);
-    assert.strictEqual(model.pendingCalls, 0);
+    // one removed halfway: the others are untouched
+    const rest = await runNativeBatch(calls.slice(0, 3), { removeAt: { id: 1, step: 3 } });
+    assert.strictEqual(rest[0], null);
+    assert.deepStrictEqual(rest.slice(1), alone.slice(1, 3));
   });
 
-  it('aborting a remask call of a batch leaves the others intact', async () => {
-    const calls = [
-      { alg: 'remask', steps: 12, seed: 71, contextLength: 16 },
-      { alg: 'remdm', steps: 12, seed: 72, contextLength: 16 },
-      { alg: 'acs', steps: 12, seed: 73, contextLength: 16 },
-    ];
-    const alone = [];
-    for (const c of calls) alone.push(await fullDiff({ model, ...c }));
-    const ctrl = new AbortController();
-    const running = calls.map((c, k) => fullDiff({
-      model, ...c,
-      ...(k === 0 ? { signal: ctrl.signal, onStep: ({ step }) => step === 3 && ctrl.abort() } : {}),
-    }));
-    const settled = await Promise.allSettled(running);
-    assert.strictEqual(settled[0].status, 'rejected');
-    assert.strictEqual(settled[0].reason.name, 'AbortError');
-    assert.strictEqual(settled[0].reason.stepsDone, 3);
-    assert.deepStrictEqual(settled[1].value, alone[1]);
-    assert.deepStrictEqual(settled[2].value, alone[2]);
+  it('fullDiff batches the remask family on CUDA only; original / acs everywhere', async () => {
+    const remask = nativeOf({ alg: 'remask', contextLength: 16 });
+    const acs = nativeOf({ alg: 'acs', contextLength: 16 });
+    assert.strictEqual(batchable(remask, 'cpu'), false);
+    assert.strictEqual(batchable(remask, 'cuda:0'), true);
+    assert.strictEqual(batchable(acs, 'cpu'), true);
+    assert.strictEqual(batchable(nativeOf({ alg: 'remdm', contextLength: 16, reference: true }), 'cuda:0'), false);
+    assert.strictEqual(batchable(nativeOf({ alg: 'remdm', contextLength: 16, cfgScale: 0.5, prompt: PROMPT }), 'cuda:0'), false);
+    // on this CPU: concurrent remask calls run alone, the acs call beside them in the batch
+    const seen = [];
+    await Promise.all(['remask', 'acs', 'remdm'].map((alg, k) => fullDiff({
+      model, alg, steps: 4, contextLength: 16, seed: k, onStep: ({ step }) => step === 1 && seen.push([alg, batchedCalls(model)]),
+    })));
+    for (const [alg, n] of seen) assert.ok(n <= 1, `${alg}: ${n} calls in the batch`);
     assert.strictEqual(model.pendingCalls, 0);
   });
 

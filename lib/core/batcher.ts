@@ -1,7 +1,7 @@
 /**
  * Step-level batching of concurrent fast-mode `fullDiff` calls on one model: every call that the
- * batched sampler can run (fast mode, any algorithm, no guidance) joins the model's running
- * batch at its next step and leaves it when it finishes or is aborted; each step is one batched
+ * batched sampler runs (fast mode, no guidance; see batchable) joins the model's running batch
+ * at its next step and leaves it when it finishes or is aborted; each step is one batched
  * forward (per context length) on the native side. A call's tokens depend only on its own options
  * (its seed included), never on what it was batched with. Off per call with `batching: false`, or
  * per model with `model.batching = false` (or `smartModelLoader(..., { batching: false })`).
@@ -12,9 +12,16 @@ import { CallbackGuard } from '../callbacks';
 import { HdlmModel, toHdlmError } from './model';
 import type { StepInfo } from './sampling';
 
-/** Whether the batched sampler can run these (validated) options. */
-export function batchable(native: NativeSampleOptions): boolean {
-  return native.mode === 'full' && !native.reference && native.cfgScale === 0;
+/**
+ * Whether these (validated) options run in the batched sampler on `device`. 'original' and
+ * 'acs' everywhere. The other algorithms draw over every masked position at every step: on CUDA
+ * the shared forward pays for batching them; on the CPU those draws are most of the work, and
+ * lone calls run them side by side on the pool's threads (4 concurrent 'remask' calls of the
+ * tiny bench model: 1.4 s as lone calls, 2.4 s in one batch), so they run alone there.
+ */
+export function batchable(native: NativeSampleOptions, device: string): boolean {
+  if (native.mode !== 'full' || native.reference || native.cfgScale !== 0) return false;
+  return native.alg === 'original' || native.alg === 'acs' || device.startsWith('cuda');
 }
 
 /**

@@ -95,12 +95,12 @@ export interface FullDiffOptions {
 export interface FullDiffCallOptions extends FullDiffOptions {
   /**
    * fullDiff only. true (default: the model's `batching`, itself true unless turned off): a
-   * fast-mode call without guidance runs in the model's running batch, one batched forward per
-   * step shared with the other such calls running at the same time; it joins at the next step
-   * and leaves when it ends. Its tokens depend only on its own options (same seed, same tokens,
-   * alone or batched); with 'original' or 'acs' they are another random stream than a call run
-   * alone with `batching: false`, with the other algorithms the same one. false: the call runs
-   * on its own.
+   * fast-mode call without guidance ('original' or 'acs'; on CUDA every algorithm) runs in the
+   * model's running batch, one batched forward per step shared with the other such calls running
+   * at the same time; it joins at the next step and leaves when it ends. Its tokens depend only on
+   * its own options (same seed, same tokens, alone or batched); with 'original' or 'acs' they are
+   * another random stream than a call run alone with `batching: false`, with the other
+   * algorithms the same one. false: the call runs on its own.
    */
   batching?: boolean;
 }
@@ -462,7 +462,7 @@ function rowsOf(flat: Int32Array, batch: number, length: number): number[][] {
 
 async function run(fnName: string, mode: SamplerMode, options: SemiDiffOptions, keys: readonly string[]): Promise<number[][]> {
   const { model, native, signal, onStep, batching } = prepareSampling(fnName, mode, options, keys);
-  if (batching && batchable(native)) return runBatched(fnName, model, native, signal, onStep);
+  if (batching && batchable(native, model.device)) return runBatched(fnName, model, native, signal, onStep);
   return runNativeJob(fnName, model, (step) => model.native().sample(native, step), native.batchSize, native.contextLength, signal, onStep);
 }
 

@@ -53,7 +53,13 @@ std::unique_ptr<FastForward> FastForward::from_module(const torch::jit::Module& 
   std::unique_ptr<FastForward> f(new FastForward());
   f->device_ = device;
   // bf16 activations and weights on CUDA (fp32 accumulation in the GEMMs); the CPU stays fp32.
-  f->dtype_ = device.is_cuda() ? at::kBFloat16 : at::kFloat;
+  // HDLM_FAST_FP32=1 keeps CUDA in fp32 too, on ATen's kernels (the fused ones are bf16): a
+  // diagnostic, to measure what bf16 costs in fidelity (docs/fast-mode-fidelity.md).
+  static const bool fp32 = [] {
+    const char* env = std::getenv("HDLM_FAST_FP32");
+    return env && std::string(env) == "1";
+  }();
+  f->dtype_ = device.is_cuda() && !fp32 ? at::kBFloat16 : at::kFloat;
   f->hidden_size_ = m.attr("hidden_size").toInt();
   f->n_heads_ = m.attr("n_heads").toInt();
   f->head_dim_ = m.attr("head_dim").toInt();
@@ -85,7 +91,7 @@ std::unique_ptr<FastForward> FastForward::from_module(const torch::jit::Module& 
   f->out_b_pad_.narrow(0, 0, V).copy_(out_b);
   f->out_w_ = f->out_w_pad_.narrow(0, 0, V);
   f->out_b_ = f->out_b_pad_.narrow(0, 0, V);
-  f->fused_ = device.is_cuda() && f->head_dim_ % 2 == 0 && fused::available(device);
+  f->fused_ = f->dtype_ == at::kBFloat16 && device.is_cuda() && f->head_dim_ % 2 == 0 && fused::available(device);
   return f;
 }
 

@@ -35,7 +35,8 @@ async function settle() {
       }
     };
   } else if (phase === 'batched') {
-    // 8 calls in one batch, of two lengths and every algorithm, one of them aborted halfway
+    // 8 concurrent calls of two lengths and every algorithm (on the CPU original / acs in the
+    // batch, the others alone), one of them aborted halfway
     const { model } = await load();
     const algs = ['acs', 'original', 'remask', 'remask_adhoc_shuffle', 'remdm'];
     let k = 0;

@@ -8,8 +8,8 @@
 // all of them at once, and a step never waits for the device except to hand a finished request's
 // tokens (or tokens asked for) back. `remask`, `remask_adhoc_shuffle` and `remdm` select on the
 // device from the step's logits: each such request takes its rows of the forward and runs the
-// lone fast sampler's step on them (full_semi_diff.h), so it draws the same tokens as a lone
-// fast-mode call with the same seed.
+// lone fast sampler's step on them (full_semi_diff.h), with a lone fast-mode call's random stream
+// (on the CPU, its tokens). Whether a request of those joins a batch is the TS layer's choice.
 //
 // A request's result depends only on its own options: its positions are selected with its own
 // generator (seeded from its seed), its noise comes from its own generator (CPU; CUDA without

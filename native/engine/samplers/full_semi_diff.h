@@ -1,7 +1,7 @@
 // Upstream's full_diff step (hdlm/epsilon_hybrid/sample.py) as full_semi_diff.cc runs it, open to
 // a caller that owns the forward: the batched sampler (batched.cc) steps fast-mode requests of
 // `remask`, `remask_adhoc_shuffle` and `remdm` with their rows of its batched forward, with the
-// same code, random stream and arithmetic as a lone fast-mode call.
+// same code and random stream as a lone fast-mode call.
 #pragma once
 
 #include <ATen/ATen.h>
