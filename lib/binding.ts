@@ -138,7 +138,7 @@ export interface NativeBatchEvent {
 }
 
 /**
- * The batched fast sampler: fast full_diff requests (any algorithm, no guidance) sampled
+ * The batched fast sampler: fast full_diff and semi_diff requests (any algorithm, no guidance) sampled
  * together, one batched forward per step. add and remove take effect at the next step.
  */
 export interface NativeBatch {

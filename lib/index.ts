@@ -17,7 +17,7 @@
 export { smartModelLoader, exportTorchScript, resolveDevice, type LoaderOptions, type LoadedModel, type ModelType } from './core/loader';
 export {
   fullDiff, semiDiff, fullDiffShifted, semiDiffShifted, ALGORITHMS, SEMI_SHIFTED_ALGORITHMS,
-  type Algorithm, type FixedSpan, type FullDiffOptions, type SemiDiffOptions, type FullDiffShiftedOptions, type SemiDiffShiftedOptions, type StepInfo,
+  type Algorithm, type FixedSpan, type FullDiffOptions, type FullDiffCallOptions, type SemiDiffOptions, type SemiDiffCallOptions, type FullDiffShiftedOptions, type SemiDiffShiftedOptions, type StepInfo,
 } from './core/sampling';
 export {
   generate, infill, fillTemplate, parseTemplate, type GenerateOptions, type Generation, type InfillOptions, type Infilling, type TemplateOptions, type TemplateFill, type TextSamplerOptions,

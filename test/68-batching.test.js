@@ -7,7 +7,7 @@
 // native batch with 'original' / 'acs' ones and draw what they draw alone with batching: false.
 const assert = require('assert');
 const fs = require('fs');
-const { smartModelLoader, fullDiff, HdlmError } = require('../dist');
+const { smartModelLoader, fullDiff, semiDiff, HdlmError } = require('../dist');
 const { DEMO_MODEL, tempDir } = require('./helpers/reference');
 const { batchable, batchedCalls } = require('../dist/core/batcher');
 const { prepareSampling, samplerKeys } = require('../dist/core/sampling');
@@ -150,11 +150,17 @@ describe('batched fast sampling', function () {
     assert.ok(rejected <= 1, `positions rejecting at 1%: ${rejected}/9 (p = ${ps})`);
   });
 
-  // The batched sampler steps 'remask', 'remask_adhoc_shuffle' and 'remdm' requests with the lone
-  // fast sampler's own step on their rows of its forward. fullDiff puts them in the batch on CUDA
-  // only (batchable), so on the CPU the native batch is driven directly, with the options
-  // fullDiff itself would send.
-  const nativeOf = (c) => prepareSampling('fullDiff', 'full', { model, ...c }, samplerKeys('full')).native;
+  // The batched sampler steps fullDiff's 'remask', 'remask_adhoc_shuffle' and 'remdm' requests, and
+  // semiDiff ones (a call with a blockSize here), with the lone fast sampler's own step on their
+  // rows of its forward. fullDiff and semiDiff put them in the batch on CUDA only (batchable), so on
+  // the CPU the native batch is driven directly, with the options those functions would send.
+  const nativeOf = (c) => (c.blockSize
+    ? prepareSampling('semiDiff', 'semi', { model, ...c }, samplerKeys('semi')).native
+    : prepareSampling('fullDiff', 'full', { model, ...c }, samplerKeys('full')).native);
+  // a call alone: the remask family and semiDiff in the lone fast sampler (the same stream), original / acs in a batch of their own
+  const aloneOf = (c) => (c.blockSize
+    ? semiDiff({ model, ...c, batching: false })
+    : fullDiff({ model, ...c, ...(c.alg === 'acs' || c.alg === 'original' ? {} : { batching: false }) }));
   async function runNativeBatch(calls, { removeAt = null } = {}) {
     const batch = model.native().openBatch();
     const out = new Map();
@@ -175,7 +181,7 @@ describe('batched fast sampling', function () {
   }
   const rowsOf = (flat, n) => Array.from({ length: n.batchSize }, (_, b) => Array.from(flat.subarray(b * n.contextLength, (b + 1) * n.contextLength)));
 
-  it('remask, remask_adhoc_shuffle and remdm requests share the native batch with original / acs ones, each drawing its lone tokens', async () => {
+  it('remask-family and semiDiff requests share the native batch with original / acs ones, each drawing its lone tokens', async () => {
     const calls = [
       { alg: 'remask', steps: 6, seed: 61, contextLength: 16, batchSize: 2, prompt: PROMPT },
       { alg: 'remask_adhoc_shuffle', steps: 9, seed: 62, contextLength: 24, eta: 0.3, temperature: 0.8 },
@@ -184,28 +190,35 @@ describe('batched fast sampling', function () {
       { alg: 'remask_adhoc_shuffle', steps: 8, seed: 65, contextLength: 16, temperature: 0 },
       { alg: 'acs', steps: 8, seed: 66, contextLength: 16, batchSize: 2 },
       { alg: 'original', steps: 4, seed: 67, contextLength: 24, prompt: PROMPT },
+      // semiDiff: prefixes of 8, 16, 24 (sharing forwards with the calls above) and 32 tokens
+      { alg: 'acs', steps: 3, seed: 68, contextLength: 32, blockSize: 8, batchSize: 2, prompt: PROMPT, eta: 0.2 },
+      { alg: 'remask', steps: 2, seed: 69, contextLength: 20, blockSize: 8, fixed: [{ at: 17, tokens: [1002] }] },
+      { alg: 'original', steps: 4, seed: 70, contextLength: 24, blockSize: 16 },
     ];
-    // lone: the remask family in the lone fast sampler (the same stream), original / acs in a batch of their own
     const alone = [];
-    for (const c of calls) alone.push(await fullDiff({ model, ...c, ...(c.alg === 'acs' || c.alg === 'original' ? {} : { batching: false }) }));
+    for (const c of calls) alone.push(await aloneOf(c));
     const together = await runNativeBatch(calls);
     for (let k = 0; k < calls.length; k++) assert.deepStrictEqual(together[k], alone[k], `${calls[k].alg} ${k} batched with the others`);
     // the prompt and the fixed tokens are kept; nothing left masked but what remdm may leave
     for (const row of together[0]) assert.deepStrictEqual(row.slice(0, 3), PROMPT);
     assert.deepStrictEqual(together[3][0].slice(10, 12), [1000, 1001]);
-    for (const k of [0, 1, 3, 4]) for (const row of together[k]) assert.ok(!row.includes(model.maskId), `call ${k} left a mask`);
+    assert.strictEqual(together[8][0][17], 1002);
+    for (const k of [0, 1, 3, 4, 7, 8, 9]) for (const row of together[k]) assert.ok(!row.includes(model.maskId), `call ${k} left a mask`);
     // one removed halfway: the others are untouched
-    const rest = await runNativeBatch(calls.slice(0, 3), { removeAt: { id: 1, step: 3 } });
+    const rest = await runNativeBatch([calls[0], calls[1], calls[7]], { removeAt: { id: 1, step: 3 } });
     assert.strictEqual(rest[0], null);
-    assert.deepStrictEqual(rest.slice(1), alone.slice(1, 3));
+    assert.deepStrictEqual(rest.slice(1), [alone[1], alone[7]]);
   });
 
-  it('fullDiff batches the remask family on CUDA only; original / acs everywhere', async () => {
+  it('the remask family and semiDiff are batched on CUDA only; fullDiff original / acs everywhere', async () => {
     const remask = nativeOf({ alg: 'remask', contextLength: 16 });
     const acs = nativeOf({ alg: 'acs', contextLength: 16 });
     assert.strictEqual(batchable(remask, 'cpu'), false);
     assert.strictEqual(batchable(remask, 'cuda:0'), true);
     assert.strictEqual(batchable(acs, 'cpu'), true);
+    const semi = nativeOf({ alg: 'acs', contextLength: 16, blockSize: 8 });
+    assert.strictEqual(batchable(semi, 'cpu'), false);
+    assert.strictEqual(batchable(semi, 'cuda:1'), true);
     assert.strictEqual(batchable(nativeOf({ alg: 'remdm', contextLength: 16, reference: true }), 'cuda:0'), false);
     assert.strictEqual(batchable(nativeOf({ alg: 'remdm', contextLength: 16, cfgScale: 0.5, prompt: PROMPT }), 'cuda:0'), false);
     // on this CPU: concurrent remask calls run alone, the acs call beside them in the batch

@@ -1,7 +1,7 @@
 /**
- * Step-level batching of concurrent fast-mode `fullDiff` calls on one model: every call that the
- * batched sampler runs (fast mode, no guidance; see batchable) joins the model's running batch
- * at its next step and leaves it when it finishes or is aborted; each step is one batched
+ * Step-level batching of concurrent fast-mode `fullDiff` / `semiDiff` calls on one model: every
+ * call that the batched sampler runs (fast mode, no guidance; see batchable) joins the model's
+ * running batch at its next step and leaves it when it finishes or is aborted; each step is one batched
  * forward (per context length) on the native side. A call's tokens depend only on its own options
  * (its seed included), never on what it was batched with. Off per call with `batching: false`, or
  * per model with `model.batching = false` (or `smartModelLoader(..., { batching: false })`).
@@ -13,15 +13,16 @@ import { HdlmModel, toHdlmError } from './model';
 import type { StepInfo } from './sampling';
 
 /**
- * Whether these (validated) options run in the batched sampler on `device`. 'original' and
- * 'acs' everywhere. The other algorithms draw over every masked position at every step: on CUDA
- * the shared forward pays for batching them; on the CPU those draws are most of the work, and
- * lone calls run them side by side on the pool's threads (4 concurrent 'remask' calls of the
- * tiny bench model: 1.4 s as lone calls, 2.4 s in one batch), so they run alone there.
+ * Whether these (validated) options run in the batched sampler on `device`: fast mode without
+ * guidance; fullDiff's 'original' and 'acs' everywhere, the rest (fullDiff's remask family,
+ * every semiDiff call) on CUDA only. Those select on the device from each step's logits, one
+ * request after another: on CUDA the shared forward pays for that; on the CPU their draws are
+ * most of the work and lone calls run them side by side on the pool's threads (4 concurrent
+ * 'remask' calls of the tiny bench model: 1.4 s as lone calls, 2.4 s in one batch).
  */
 export function batchable(native: NativeSampleOptions, device: string): boolean {
-  if (native.mode !== 'full' || native.reference || native.cfgScale !== 0) return false;
-  return native.alg === 'original' || native.alg === 'acs' || device.startsWith('cuda');
+  if ((native.mode !== 'full' && native.mode !== 'semi') || native.reference || native.cfgScale !== 0) return false;
+  return (native.mode === 'full' && (native.alg === 'original' || native.alg === 'acs')) || device.startsWith('cuda');
 }
 
 /**

@@ -47,7 +47,7 @@ export class HdlmModel {
   readonly length: number;
   readonly source: string;
   /**
-   * Whether concurrent fast-mode fullDiff calls (no guidance; see fullDiff's `batching`) share one
+   * Whether concurrent fast-mode fullDiff / semiDiff calls (no guidance; see their `batching` option) share one
    * batched forward per step (default true; see `batching` in fullDiff's options). A call's
    * own `batching` option wins.
    */

@@ -94,13 +94,13 @@ export interface FullDiffOptions {
 
 export interface FullDiffCallOptions extends FullDiffOptions {
   /**
-   * fullDiff only. true (default: the model's `batching`, itself true unless turned off): a
-   * fast-mode call without guidance ('original' or 'acs'; on CUDA every algorithm) runs in the
-   * model's running batch, one batched forward per step shared with the other such calls running
-   * at the same time; it joins at the next step and leaves when it ends. Its tokens depend only on
-   * its own options (same seed, same tokens, alone or batched); with 'original' or 'acs' they are
-   * another random stream than a call run alone with `batching: false`, with the other
-   * algorithms the same one. false: the call runs on its own.
+   * true (default: the model's `batching`, itself true unless turned off): a fast-mode call
+   * without guidance ('original' or 'acs'; on CUDA every algorithm) runs in the model's running
+   * batch, one batched forward per step shared with the other such calls running at the same
+   * time; it joins at the next step and leaves when it ends. Its tokens depend only on its own
+   * options (same seed, same tokens, alone or batched); with 'original' or 'acs' they are another
+   * random stream than a call run alone with `batching: false`, with the other algorithms the
+   * same one. false: the call runs on its own.
    */
   batching?: boolean;
 }
@@ -108,6 +108,15 @@ export interface FullDiffCallOptions extends FullDiffOptions {
 export interface SemiDiffOptions extends FullDiffOptions {
   /** tokens per semi-autoregressive block (default 16) */
   blockSize?: number;
+}
+
+export interface SemiDiffCallOptions extends SemiDiffOptions {
+  /**
+   * As fullDiff's: on CUDA a fast-mode call without guidance runs in the model's running batch
+   * (a step's forward shared with the calls that see a prefix of the same length), with the
+   * random stream of a lone call; on the CPU semiDiff calls run alone.
+   */
+  batching?: boolean;
 }
 
 export { MAX_LOGITS_ELEMENTS };
@@ -138,6 +147,7 @@ const FULL_KEYS = [
 ] as const;
 const SEMI_KEYS = [...FULL_KEYS, 'blockSize'] as const;
 const FULL_CALL_KEYS = [...FULL_KEYS, 'batching'] as const;
+const SEMI_CALL_KEYS = [...SEMI_KEYS, 'batching'] as const;
 const FULL_SHIFTED_KEYS = [...FULL_KEYS.filter((k) => k !== 'eta'), 'repetitionPenalty', 'bosId'] as const;
 const SEMI_SHIFTED_KEYS = [
   ...FULL_SHIFTED_KEYS.filter((k) => k !== 'steps' && k !== 'dim'), 'metaschedule', 'contextAttention', 'blockAttention', 'maskTokenId',
@@ -158,8 +168,8 @@ export function fullDiff(options: FullDiffCallOptions): Promise<number[][]> {
 }
 
 /** Upstream `semi_diff`: blocks of `blockSize` tokens, left to right, `steps` steps each; the model sees the prefix only. */
-export function semiDiff(options: SemiDiffOptions): Promise<number[][]> {
-  return run('semiDiff', 'semi', options, SEMI_KEYS);
+export function semiDiff(options: SemiDiffCallOptions): Promise<number[][]> {
+  return run('semiDiff', 'semi', options, SEMI_CALL_KEYS);
 }
 
 /**
@@ -254,7 +264,7 @@ interface Prepared {
 export function prepareSampling(fnName: string, mode: SamplerMode, options: unknown, keys: readonly string[]): Prepared {
   if (!v.isPlainObject(options)) throw invalidParameterError(`${fnName} options`, 'an object', options);
   v.rejectUnknownKeys(fnName, options, keys);
-  const o = options as unknown as SemiDiffOptions & SemiDiffShiftedOptions & FullDiffCallOptions;
+  const o = options as unknown as SemiDiffCallOptions & SemiDiffShiftedOptions;
   const shifted = mode === 'full_shifted' || mode === 'semi_shifted';
   if (!(o.model instanceof HdlmModel)) throw invalidParameterError('model', 'an HdlmModel from smartModelLoader', o.model);
   const model = o.model;

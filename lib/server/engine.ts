@@ -5,7 +5,7 @@
  * how the context is laid out.
  *
  * Every job is its own `fullDiff` / `semiDiff` call, started as soon as the scheduler admits
- * it. The library merges concurrent fast-mode `fullDiff` calls ('original' / 'acs'; on CUDA every algorithm) into the
+ * it. The library merges concurrent fast-mode calls ('original' / 'acs' of fullDiff; on CUDA every algorithm, semiDiff too) into the
  * model's running batch step by step (lib/core/batcher.ts): a job joins at the next step and
  * leaves when it ends or its client goes. A suffix is held fixed after the completion (the
  * library's infilling, `fixed`), so the completion is sampled to fit between prompt and suffix.

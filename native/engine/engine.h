@@ -13,11 +13,11 @@
 
 namespace hdlm {
 
-// Fast full_diff requests (every algorithm, no guidance) sampled together: every step runs one
-// batched forward per context length over the requests that sample something, then each
-// request's own selection and noise. A request's tokens depend only on its own options (seed
-// included), not on what it is batched with. add and remove may be called from any thread;
-// they take effect at the next step. step runs on one thread at a time.
+// Fast full_diff and semi_diff requests (every algorithm, no guidance) sampled together: every
+// step runs one batched forward per length the model sees (the context; a semi_diff prefix) over
+// the requests that sample something, then each request's own selection and noise. A request's tokens depend only on
+// its own options (seed included), not on what it is batched with. add and remove may be called from any thread; they
+// take effect at the next step. step runs on one thread at a time.
 class BatchedSampler {
  public:
   virtual ~BatchedSampler() = default;

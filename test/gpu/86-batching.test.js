@@ -1,7 +1,7 @@
 'use strict';
 // GPU suite: step-level batching on CUDA (lib/core/batcher.ts, native/engine/samplers/batched.cc).
-// There every fast fullDiff algorithm joins the model's batch, the remask family through the lone
-// sampler's own step on its rows of the batched forward. On CUDA a row's bf16 forward may depend
+// There every fast fullDiff algorithm and semiDiff join the model's batch, the remask family and
+// semiDiff through the lone sampler's own step on their rows of the batched forward. On CUDA a row's bf16 forward may depend
 // on the batch shape (and which calls share a step depends on timing), so batched calls are
 // checked for what must hold exactly (every call in the batch, prompt and fixed tokens kept,
 // nothing left masked) and, against lone calls, in distribution (per-position chi-square on the
@@ -9,7 +9,7 @@
 const assert = require('assert');
 const fs = require('fs');
 const path = require('path');
-const { smartModelLoader, fullDiff, runtimeInfo } = require('../../dist');
+const { smartModelLoader, fullDiff, semiDiff, runtimeInfo } = require('../../dist');
 const { batchedCalls } = require('../../dist/core/batcher');
 const { DEMO_MODEL, tempDir } = require('../helpers/reference');
 const { chiSquareTwoSample } = require('../helpers/stats');
@@ -46,12 +46,16 @@ describe('GPU: batched fast sampling on CUDA (brown-epsilon)', function () {
     { alg: 'remask_adhoc_shuffle', steps: 14, seed: 4, contextLength: 48, eta: 0.2, fixed: [{ at: 30, tokens: [1000, 1001, 1002] }] },
     { alg: 'remdm', steps: 9, seed: 5, contextLength: 64, eta: 0.05, temperature: 0.8 },
     { alg: 'remask', steps: 20, seed: 6, contextLength: 48, temperature: 0 },
+    // semiDiff: prefixes of 16, 32, 48 and 64 tokens, sharing forwards with the calls above
+    { alg: 'acs', steps: 4, seed: 10, contextLength: 64, blockSize: 16, prompt: PROMPT },
+    { alg: 'remdm', steps: 3, seed: 11, contextLength: 48, blockSize: 16, batchSize: 2 },
   ];
+  const sample = (c, extra) => (c.blockSize ? semiDiff : fullDiff)({ model, ...c, ...extra });
 
   it('every algorithm joins the batch; prompts and fixed tokens are kept, nothing is left masked', async () => {
     const inBatch = calls.map(() => 0);
-    const out = await Promise.all(calls.map((c, k) => fullDiff({
-      model, ...c, onStep: ({ step }) => step === 1 && (inBatch[k] = batchedCalls(model)),
+    const out = await Promise.all(calls.map((c, k) => sample(c, {
+      onStep: ({ step }) => step === 1 && (inBatch[k] = batchedCalls(model)),
     })));
     for (let k = 0; k < calls.length; k++) {
       assert.strictEqual(inBatch[k], calls.length, `${calls[k].alg} (${k}) ran beside ${inBatch[k] - 1} others in the batch`);
@@ -68,16 +72,17 @@ describe('GPU: batched fast sampling on CUDA (brown-epsilon)', function () {
     assert.strictEqual(model.pendingCalls, 0);
   });
 
-  for (const alg of ['acs', 'remask', 'remdm']) {
-    it(`${alg}: 16 concurrent batched calls draw the per-position marginals of lone calls (two-sample chi-square)`, async () => {
-      const common = { model, prompt: PROMPT, alg, steps: 32, contextLength: 32, batchSize: 16 };
+  for (const [alg, blockSize] of [['acs', undefined], ['remask', undefined], ['remdm', undefined], ['acs', 8]]) {
+    const what = blockSize ? `semiDiff ${alg}` : alg;
+    it(`${what}: 16 concurrent batched calls draw the per-position marginals of lone calls (two-sample chi-square)`, async () => {
+      const common = { prompt: PROMPT, alg, steps: blockSize ? 8 : 32, contextLength: 32, batchSize: 16, ...(blockSize ? { blockSize } : {}) };
       const lone = [];
-      for (let s = 0; s < 16; s++) lone.push(...(await fullDiff({ ...common, batching: false, seed: 300 + s })));
-      const batched = (await Promise.all(Array.from({ length: 16 }, (_, s) => fullDiff({ ...common, seed: 400 + s })))).flat();
+      for (let s = 0; s < 16; s++) lone.push(...(await sample(common, { batching: false, seed: 300 + s })));
+      const batched = (await Promise.all(Array.from({ length: 16 }, (_, s) => sample(common, { seed: 400 + s })))).flat();
       const ps = [];
       for (let pos = PROMPT.length; pos < 32; pos++) ps.push(chiSquareTwoSample(lone.map((r) => r[pos]), batched.map((r) => r[pos])).p);
       const rejected = ps.filter((p) => p < 0.01).length;
-      console.log(`      ${alg}: ${rejected}/${ps.length} positions reject at 1%; min p ${Math.min(...ps).toFixed(4)}`);
+      console.log(`      ${what}: ${rejected}/${ps.length} positions reject at 1%; min p ${Math.min(...ps).toFixed(4)}`);
       // positions are dependent: the rejection share must stay near the nominal 1 %
       assert.ok(rejected <= 2, `${rejected}/${ps.length} positions reject at 1%`);
     });

@@ -1,15 +1,18 @@
-// Step-level batching of fast full_diff requests (every algorithm, no guidance): each step, the
-// requests that sample something go through one forward per context length (rows of different
+// Step-level batching of fast full_diff and semi_diff requests (every algorithm, no guidance):
+// each step, the requests that sample something go through one forward per length the model sees
+// (the context, or a semi_diff request's prefix up to its current block: rows of different
 // lengths never share attention), then each request samples from its own rows with its own
-// noise. Same distribution as reference mode (upstream hdlm/epsilon_hybrid/sample.py: full_diff).
+// noise. Same distribution as reference mode (upstream hdlm/epsilon_hybrid/sample.py: full_diff,
+// semi_diff).
 //
-// `original` and `acs` select their positions on the host against a lagging mirror of the mask
-// state, as the lone fast sampler does (fast_selection.h), the head runs on the selected rows of
-// all of them at once, and a step never waits for the device except to hand a finished request's
-// tokens (or tokens asked for) back. `remask`, `remask_adhoc_shuffle` and `remdm` select on the
-// device from the step's logits: each such request takes its rows of the forward and runs the
-// lone fast sampler's step on them (full_semi_diff.h), with a lone fast-mode call's random stream
-// (on the CPU, its tokens). Whether a request of those joins a batch is the TS layer's choice.
+// full_diff's `original` and `acs` select their positions on the host against a lagging mirror of
+// the mask state, as the lone fast sampler does (fast_selection.h), the head runs on the selected
+// rows of all of them at once, and a step never waits for the device except to hand a finished
+// request's tokens (or tokens asked for) back. The others (full_diff's remask family, every
+// semi_diff request) select on the device from the step's logits: each such request takes its
+// rows of the forward and runs the lone fast sampler's step on them (full_semi_diff.h), with a
+// lone fast-mode call's random stream (on the CPU, its tokens). Which requests join a batch is
+// the TS layer's choice.
 //
 // A request's result depends only on its own options: its positions are selected with its own
 // generator (seeded from its seed), its noise comes from its own generator (CPU; CUDA without
@@ -32,36 +35,43 @@
 namespace hdlm {
 namespace {
 
-bool host_selected(Algorithm alg) { return alg == Algorithm::Original || alg == Algorithm::Acs; }
+bool host_selected(const SampleOptions& o) {
+  return o.mode == EpsilonMode::FullDiff && (o.alg == Algorithm::Original || o.alg == Algorithm::Acs);
+}
 
 struct Request {
   Request(int64_t id_, SampleOptions options, bool watch_, const at::Device& device)
       : id(id_), o(std::move(options)), watch(watch_), noise(make_sampling_generator(device, o.seed)) {
-    if (host_selected(o.alg)) {
+    if (host_selected(o)) {
       selection = std::make_unique<FastSelection>(o, device);
       x = selection->initial_tokens();
+      total = o.steps;
     } else {
-      stepper = std::make_unique<FastFullDiffStepper>(o, device);
+      stepper = std::make_unique<FastStepper>(o, device);
       x = stepper->tokens();  // the same storage: the stepper writes it in place
+      total = stepper->total_steps();
     }
   }
+  // The length of this step's forward: the context, or a semi_diff request's current prefix.
+  int64_t forward_length() const { return stepper ? stepper->forward_length(done) : o.context_length; }
   int64_t id;
   SampleOptions o;
   bool watch;  // its caller sees its steps (every o.step_every-th and the last)
   // original / acs: the host's selection (holds a reference to o: a Request never moves)
   std::unique_ptr<FastSelection> selection;
-  // the other algorithms: the lone fast sampler's step (also holds a reference to o)
-  std::unique_ptr<FastFullDiffStepper> stepper;
+  // the others: the lone fast sampler's step (also holds a reference to o)
+  std::unique_ptr<FastStepper> stepper;
   at::Tensor x;              // int64 tokens on the device (batch_size · context_length)
   at::Generator noise;       // host-selected: the sampling noise (CPU; CUDA without fused kernels)
   uint64_t noise_calls = 0;  // host-selected: the fused kernel's stream counter (CUDA)
   int64_t done = 0;          // steps done
+  int64_t total = 0;         // steps in all (semi_diff: steps × blocks)
   // host-selected: this step's selection, flat positions in x and their flags (fast_selection.h)
   std::vector<int64_t> idx;
   std::vector<uint8_t> flags;
 };
 
-// A stepped request's rows of the batch's forward ([batch_size · context_length, hidden]) and
+// A stepped request's rows of the batch's forward ([batch_size · forward length, hidden]) and
 // the head on the rows its step samples.
 class BatchRows : public StepLogits {
  public:
@@ -103,8 +113,8 @@ class BatchedFastSampler : public BatchedSampler {
       : fast_(std::move(fast)), device_(device), fused_(device.is_cuda() && fused::available(device)) {}
 
   void add(int64_t id, const SampleOptions& o, bool watch) override {
-    if (o.mode != EpsilonMode::FullDiff || o.cfg_scale > 0) {
-      throw EngineError("HDLM_UNSUPPORTED", "the batched sampler runs fast full_diff without guidance");
+    if ((o.mode != EpsilonMode::FullDiff && o.mode != EpsilonMode::SemiDiff) || o.cfg_scale > 0) {
+      throw EngineError("HDLM_UNSUPPORTED", "the batched sampler runs fast full_diff or semi_diff without guidance");
     }
     if (!o.fixed_tokens.empty() && static_cast<int64_t>(o.fixed_tokens.size()) != o.batch_size * o.context_length) {
       throw EngineError("HDLM_INVALID_ARGUMENT", "fixed tokens must be batch_size × context_length");
@@ -133,18 +143,18 @@ class BatchedFastSampler : public BatchedSampler {
         bool stop = s == max_steps - 1;
         for (auto& [id, r] : running_) {
           ++r->done;
-          stop = stop || r->done == r->o.steps || (r->watch && reports(r->o.step_every, r->done, r->o.steps));
+          stop = stop || r->done == r->total || (r->watch && reports(r->o.step_every, r->done, r->total));
         }
         for (auto it = running_.begin(); it != running_.end();) {
           Request& r = *it->second;
-          const bool done = r.done == r.o.steps;
+          const bool done = r.done == r.total;
           if (stop) {
             BatchRowEvent e;
             e.id = r.id;
             e.step = r.done;
-            e.total = r.o.steps;
+            e.total = r.total;
             e.done = done;
-            if (done || (r.o.step_tokens && r.watch && reports(r.o.step_every, r.done, r.o.steps))) {
+            if (done || (r.o.step_tokens && r.watch && reports(r.o.step_every, r.done, r.total))) {
               auto host = r.x.cpu();
               e.tokens.assign(host.data_ptr<int64_t>(), host.data_ptr<int64_t>() + host.numel());
             }
@@ -178,13 +188,13 @@ class BatchedFastSampler : public BatchedSampler {
     }
   }
 
-  // One forward per context length over the requests that sample this step (host-selected ones
+  // One forward per length the model sees over the requests that sample this step (host-selected ones
   // with a selection, every stepped one), the head on the host-selected ones' selected rows,
   // then each request's own draw and write; each stepped request then runs its step on its rows.
   void sample_selected() {
     std::map<int64_t, std::vector<Request*>> by_length;
     for (auto& [id, r] : running_) {
-      if (r->stepper || !r->idx.empty()) by_length[r->o.context_length].push_back(r.get());
+      if (r->stepper || !r->idx.empty()) by_length[r->forward_length()].push_back(r.get());
     }
     FastForward& model = fast_();
     for (auto& [L, group] : by_length) {
@@ -192,9 +202,11 @@ class BatchedFastSampler : public BatchedSampler {
       for (Request* r : group) rows += r->o.batch_size;
       const int64_t padded = forward_rows(rows, device_.is_cuda());
       std::vector<at::Tensor> parts;
-      for (Request* r : group) parts.push_back(r->x.view({r->o.batch_size, L}));
-      if (padded > rows) parts.push_back(group.front()->x.view({-1, L}).narrow(0, 0, 1).expand({padded - rows, L}));
-      auto x = parts.size() == 1 ? parts.front() : at::cat(parts);
+      // each request's rows, cut to the group's length (a semi_diff prefix)
+      auto rows_of = [&](Request* r) { return r->x.view({r->o.batch_size, -1}).narrow(1, 0, L); };
+      for (Request* r : group) parts.push_back(rows_of(r));
+      if (padded > rows) parts.push_back(rows_of(group.front()).narrow(0, 0, 1).expand({padded - rows, L}));
+      auto x = parts.size() == 1 ? parts.front().contiguous() : at::cat(parts);
       auto hidden = model.hidden(x).reshape({padded * L, -1});
       // the selected rows of every host-selected request: their rows in `hidden` (head) and in
       // its own x (write); each request's first row in `hidden`

@@ -60,39 +60,40 @@ class FullSemiDiff {
     return x;
   }
 
-  // full_diff's step i on x [B, L] (written in place).
-  void full_step(at::Tensor& x, int64_t i, StepLogits& logits) {
-    logits.begin_step(x);
-    step(x, logits, at::Tensor(), thresholds(i), tau_[i], tau_[i + 1]);
+  int64_t total_steps() const {
+    const int64_t blocks = semi_ ? (o_.context_length + o_.block_size - 1) / o_.block_size : 1;
+    return blocks * o_.steps;
+  }
+
+  // The prefix step i's forward sees: up to the end of its block (semi_diff), else everything.
+  int64_t forward_length(int64_t i) const {
+    if (!semi_) return o_.context_length;
+    return std::min((i / o_.steps + 1) * o_.block_size, o_.context_length);
+  }
+
+  // Step i of total_steps() on x [B, L] (written in place): semi_diff's block i / steps, step
+  // i % steps of it, on the prefix that ends with the block.
+  void step_at(at::Tensor& x, int64_t i, StepLogits& logits) {
+    const int64_t blk = i / o_.steps, si = i % o_.steps, end = forward_length(i);
+    if (semi_ && blk != in_block_of_) {
+      in_block_ = at::zeros({o_.batch_size, end}, x.options().dtype(at::kBool));
+      in_block_.index_put_({Slice(), Slice(blk * o_.block_size, end)}, true);
+      in_block_of_ = blk;
+    }
+    auto xs = semi_ ? x.index({Slice(), Slice(0, end)}).contiguous() : x;
+    logits.begin_step(xs);
+    step(xs, logits, in_block_, thresholds(si), tau_[si], tau_[si + 1]);
+    if (semi_) x.index_put_({Slice(), Slice(0, end)}, xs);
     impose_prompt(x);
   }
 
   at::Tensor run(StepLogits& logits, const std::atomic<bool>& abort, const StepCallback& on_step) {
-    const int64_t B = o_.batch_size, L = o_.context_length;
-    const auto long_opts = at::TensorOptions().dtype(at::kLong).device(device_);
     auto x = start();
-
-    const int64_t n_blocks = semi_ ? (L + o_.block_size - 1) / o_.block_size : 1;
-    const int64_t total = n_blocks * o_.steps;
-    int64_t done = 0;
-    for (int64_t blk = 0; blk < n_blocks; ++blk) {
-      const int64_t start = semi_ ? blk * o_.block_size : 0;
-      const int64_t end = semi_ ? std::min(start + o_.block_size, L) : L;
-      at::Tensor in_block;
-      if (semi_) {
-        in_block = at::zeros({B, end}, long_opts.dtype(at::kBool));
-        in_block.index_put_({Slice(), Slice(start, end)}, true);
-      }
-      for (int64_t i = 0; i < o_.steps; ++i) {
-        if (abort.load(std::memory_order_relaxed)) throw EngineError("HDLM_ABORTED", "sampling was aborted");
-        auto xs = semi_ ? x.index({Slice(), Slice(0, end)}).contiguous() : x;
-        logits.begin_step(xs);
-        step(xs, logits, in_block, thresholds(i), tau_[i], tau_[i + 1]);
-        if (semi_) x.index_put_({Slice(), Slice(0, end)}, xs);
-        impose_prompt(x);
-        ++done;
-        report_step(on_step, o_.step_tokens, o_.step_every, x, done, total);
-      }
+    const int64_t total = total_steps();
+    for (int64_t i = 0; i < total; ++i) {
+      if (abort.load(std::memory_order_relaxed)) throw EngineError("HDLM_ABORTED", "sampling was aborted");
+      step_at(x, i, logits);
+      report_step(on_step, o_.step_tokens, o_.step_every, x, i + 1, total);
     }
     return x.cpu();
   }
@@ -226,8 +227,10 @@ class FullSemiDiff {
   at::Generator gen_;
   std::vector<float> tau_;
   uint64_t fused_calls_ = 0;
-  at::Tensor prompt_;  // [B, P] int64 on the device, or undefined
-  at::Tensor free_;    // [B, L] bool, false at fixed tokens; undefined when none are fixed
+  at::Tensor prompt_;    // [B, P] int64 on the device, or undefined
+  at::Tensor free_;      // [B, L] bool, false at fixed tokens; undefined when none are fixed
+  at::Tensor in_block_;  // semi_diff: [B, end] bool, true in block in_block_of_
+  int64_t in_block_of_ = -1;
   bool prompt_has_mask_ = false, prompt_imposed_ = false;
 };
 
@@ -297,17 +300,21 @@ class FastLogits : public StepLogits {
 
 }  // namespace
 
-FastFullDiffStepper::FastFullDiffStepper(const SampleOptions& o, const at::Device& device)
+FastStepper::FastStepper(const SampleOptions& o, const at::Device& device)
     : impl_(std::make_unique<FullSemiDiff>(o, device, true)) {
-  if (o.mode != EpsilonMode::FullDiff || o.cfg_scale > 0) {
-    throw EngineError("HDLM_UNSUPPORTED", "a stepped request runs fast full_diff without guidance");
+  if ((o.mode != EpsilonMode::FullDiff && o.mode != EpsilonMode::SemiDiff) || o.cfg_scale > 0) {
+    throw EngineError("HDLM_UNSUPPORTED", "a stepped request runs fast full_diff or semi_diff without guidance");
   }
   x_ = impl_->start();
 }
 
-FastFullDiffStepper::~FastFullDiffStepper() = default;
+FastStepper::~FastStepper() = default;
 
-void FastFullDiffStepper::step(int64_t i, StepLogits& logits) { impl_->full_step(x_, i, logits); }
+int64_t FastStepper::total_steps() const { return impl_->total_steps(); }
+
+int64_t FastStepper::forward_length(int64_t i) const { return impl_->forward_length(i); }
+
+void FastStepper::step(int64_t i, StepLogits& logits) { impl_->step_at(x_, i, logits); }
 
 at::Tensor run_full_semi_reference(const ForwardFn& forward, const SampleOptions& o, const at::Device& device,
                                    const std::atomic<bool>& abort, const StepCallback& on_step) {

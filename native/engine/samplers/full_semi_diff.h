@@ -1,7 +1,8 @@
-// Upstream's full_diff step (hdlm/epsilon_hybrid/sample.py) as full_semi_diff.cc runs it, open to
-// a caller that owns the forward: the batched sampler (batched.cc) steps fast-mode requests of
-// `remask`, `remask_adhoc_shuffle` and `remdm` with their rows of its batched forward, with the
-// same code and random stream as a lone fast-mode call.
+// Upstream's full_diff and semi_diff steps (hdlm/epsilon_hybrid/sample.py) as full_semi_diff.cc
+// runs them, open to a caller that owns the forward: the batched sampler (batched.cc) steps
+// fast-mode semi_diff requests, and full_diff ones of `remask`, `remask_adhoc_shuffle` and
+// `remdm`, with their rows of its batched forward, with the same code and random stream as a
+// lone fast-mode call.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -31,19 +32,25 @@ class StepLogits {
 
 class FullSemiDiff;
 
-// One fast-mode full_diff request (no guidance) stepped from outside. Each step calls
-// `logits.rows()` at most once, before it writes, on the tokens as they were when the step began.
-class FastFullDiffStepper {
+// One fast-mode full_diff or semi_diff request (no guidance) stepped from outside. Each step
+// calls `logits.rows()` at most once, before it writes, on the tokens of its forward as they were
+// when the step began.
+class FastStepper {
  public:
   // `o` must outlive the stepper.
-  FastFullDiffStepper(const SampleOptions& o, const at::Device& device);
-  ~FastFullDiffStepper();
-  FastFullDiffStepper(const FastFullDiffStepper&) = delete;
-  FastFullDiffStepper& operator=(const FastFullDiffStepper&) = delete;
+  FastStepper(const SampleOptions& o, const at::Device& device);
+  ~FastStepper();
+  FastStepper(const FastStepper&) = delete;
+  FastStepper& operator=(const FastStepper&) = delete;
 
   // The tokens, int64 [batch_size, context_length] on the device (written in place by step).
   const at::Tensor& tokens() const { return x_; }
-  // Step i (0-based) of o.steps.
+  // Steps in all (semi_diff: steps × blocks).
+  int64_t total_steps() const;
+  // The prefix of the tokens step i's forward sees, [batch_size, forward_length(i)]: the whole
+  // context for full_diff, up to the end of the step's block for semi_diff.
+  int64_t forward_length(int64_t i) const;
+  // Step i (0-based) of total_steps(), with the logits of that prefix's rows.
   void step(int64_t i, StepLogits& logits);
 
  private:
