@@ -23,9 +23,8 @@
 // run draws what resolves a --resolution nat shift of the mean NLL (two-sided 5 %, power 80 %),
 // within --time-budget. --vocab K restricts the model to K − 1 of its tokens (the highest output
 // bias, EOS included) plus the mask: the same network, a small vocabulary (cheap CPU checks).
-// --batching off: fast fullDiff calls run alone (the host-selected sampler for original / acs,
-// the lone fast sampler for the others) instead of in the model's batch (the batched sampler,
-// what concurrent calls and the server use; default on).
+// --batching off: fast calls run alone instead of in the model's batch (the batched sampler, what
+// concurrent calls and the server use; default on; on the CPU it takes fullDiff original / acs only).
 // Defaults: --length 256 --steps 128 --semi-steps 8 --block-size 16 --batch 64 --samples auto
 // --mc 64 --mc-batch 8 --resolution 0.01 --time-budget 0 (none) --permutations 199 --top-k 64.
 const fs = require('fs');
@@ -286,8 +285,8 @@ async function drawBatch(model, spec, o, reference, seed) {
   if (semi) options.blockSize = o.blockSize;
   if (o.eta !== undefined) options.eta = o.eta;
   if (o.prompt && o.prompt.length) options.prompt = o.prompt;
-  // fast fullDiff runs in the model's batch by default (the batched sampler); off: the lone sampler
-  if (!reference && sampler === 'fullDiff') options.batching = o.batching;
+  // fast calls run in the model's batch by default where it takes them (the batched sampler); off: alone
+  if (!reference) options.batching = o.batching;
   const t = process.hrtime.bigint();
   const rows = await SAMPLERS[sampler](options);
   return { rows, seconds: Number(process.hrtime.bigint() - t) / 1e9 };
